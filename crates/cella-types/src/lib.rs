@@ -1,7 +1,20 @@
 //! Cella's shared vocabulary: ids, the domain model, the task state machine and the
 //! errors that go with them. This crate does no I/O.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod digest;
+pub mod file;
+pub mod function;
+pub mod id;
+pub mod task;
+pub mod user;
 
 pub use digest::{DIGEST_LEN, Digest, Hasher};
+pub use file::{FileSchema, InputFile, KeyMaterial, Location, OutputContent, OutputFile};
+pub use function::{
+    ArgumentSpec, ExecutorKind, Function, FunctionSpec, SlotSpec, SpecError, Visibility,
+};
+pub use id::{FunctionId, InputFileId, OutputFileId, ParseIdError, TaskId};
+pub use task::{Lease, NewTask, Task, TaskError, TaskResult, TaskStatus, Usage};
+pub use user::{Role, User, UserName};

@@ -1,0 +1,5 @@
+//! The `cella` command.
+
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("cella: not built yet")
+}

@@ -1,0 +1,814 @@
+//! Tasks and their state machine.
+//!
+//! Every change of a task's status goes through [`Task`]'s methods, which check the
+//! transition against [`TaskStatus::can_become`]: the one place that says which edges
+//! exist. Callers persist the task after a successful call and before acknowledging.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Digest, FunctionId, Hasher, InputFileId, OutputFileId, TaskId, UserName};
+
+/// How many times a task may be leased: the first run and one retry after a lost lease.
+pub const MAX_ATTEMPTS: u32 = 2;
+/// Longest failure reason kept on a task, in bytes; longer ones are cut.
+pub const MAX_REASON_LEN: usize = 4096;
+
+/// A task's status, in Teaclave's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TaskStatus {
+    /// Created; waiting for its slots to be filled.
+    Created,
+    /// Every required slot holds a file; waiting for approvals.
+    DataAssigned,
+    /// Every participant approved the current task digest.
+    Approved,
+    /// Invoked; queued for a worker.
+    Staged,
+    /// Leased by a worker and executing.
+    Running,
+    /// The function succeeded; outputs are written.
+    Finished,
+    /// The function or the platform failed; the reason says which.
+    Failed,
+    /// Canceled by a participant.
+    Canceled,
+}
+
+impl TaskStatus {
+    /// Whether no transition leaves this status.
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, Self::Finished | Self::Failed | Self::Canceled)
+    }
+
+    /// The transition table: whether a task in `self` may move to `to`.
+    pub const fn can_become(self, to: TaskStatus) -> bool {
+        use TaskStatus::*;
+        match (self, to) {
+            (Created, DataAssigned) | (DataAssigned, Approved) | (Approved, Staged) => true,
+            (Staged, Running) | (Running, Finished) => true,
+            // A lost lease puts the task back in the queue for its retry.
+            (Running, Staged) => true,
+            (from, Failed | Canceled) => !from.is_terminal(),
+            _ => false,
+        }
+    }
+
+    /// The status's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "Created",
+            Self::DataAssigned => "DataAssigned",
+            Self::Approved => "Approved",
+            Self::Staged => "Staged",
+            Self::Running => "Running",
+            Self::Finished => "Finished",
+            Self::Failed => "Failed",
+            Self::Canceled => "Canceled",
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An input slot of a task: who owns it and which file fills it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputSlot {
+    /// The users who may fill the slot (and so must approve the task).
+    pub owners: BTreeSet<UserName>,
+    /// Whether the function lets the slot stay empty.
+    pub optional: bool,
+    /// The assigned file and its ciphertext digest, once filled.
+    pub file: Option<(InputFileId, Digest)>,
+}
+
+/// An output slot of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputSlot {
+    /// The users who may fill the slot and receive the output.
+    pub owners: BTreeSet<UserName>,
+    /// The assigned output file, once filled.
+    pub file: Option<OutputFileId>,
+}
+
+/// A worker's hold on a running task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The worker's name.
+    pub worker: String,
+    /// When the lease runs out unless renewed, milliseconds since the Unix epoch.
+    pub expires_ms: u64,
+}
+
+/// Resources a task used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Wall-clock run time of the executor, in microseconds.
+    pub wall_us: u64,
+    /// Bytes of input the function read.
+    pub input_bytes: u64,
+    /// Bytes of output the function wrote (plaintext).
+    pub output_bytes: u64,
+}
+
+/// What a finished task produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// The function's return value.
+    pub return_value: Vec<u8>,
+    /// The function's log, bounded by the executor.
+    pub log: Vec<String>,
+    /// Ciphertext digest of each output slot's file.
+    pub outputs: BTreeMap<String, Digest>,
+    /// Resources used.
+    pub usage: Usage,
+    /// The executor's receipt of what ran, in its own encoding.
+    pub receipt: Vec<u8>,
+}
+
+/// One status change, for the task's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The new status.
+    pub status: TaskStatus,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// A task: a function bound to arguments and to the files of its owners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// The task's id.
+    pub id: TaskId,
+    /// Who created it; only the creator invokes.
+    pub creator: UserName,
+    /// The function it runs.
+    pub function_id: FunctionId,
+    /// The function's owner.
+    pub function_owner: UserName,
+    /// Resolved arguments (defaults merged in).
+    pub arguments: BTreeMap<String, String>,
+    /// Input slots by name.
+    pub inputs: BTreeMap<String, InputSlot>,
+    /// Output slots by name.
+    pub outputs: BTreeMap<String, OutputSlot>,
+    /// Everyone whose approval is required.
+    pub participants: BTreeSet<UserName>,
+    /// Each approver and the task digest they approved.
+    pub approvals: BTreeMap<UserName, Digest>,
+    status: TaskStatus,
+    /// How many times a worker has leased it.
+    pub attempts: u32,
+    /// The current worker lease, while Running.
+    pub lease: Option<Lease>,
+    /// The result, once Finished.
+    pub result: Option<TaskResult>,
+    /// Why it failed or who canceled it.
+    pub reason: Option<String>,
+    /// Every status it has had, oldest first.
+    pub history: Vec<Transition>,
+}
+
+/// A task operation that the task's current state does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The status table has no such edge.
+    #[error("task is {from}; it cannot become {to}")]
+    InvalidTransition {
+        /// Current status.
+        from: TaskStatus,
+        /// Requested status.
+        to: TaskStatus,
+    },
+    /// The operation needs one of the listed statuses.
+    #[error("task is {status}; {operation} needs it to be {expected}")]
+    WrongStatus {
+        /// What was attempted.
+        operation: &'static str,
+        /// Current status.
+        status: TaskStatus,
+        /// The statuses that would have allowed it.
+        expected: &'static str,
+    },
+    /// No slot of that name.
+    #[error("the function has no {kind} slot named {slot:?}")]
+    NoSuchSlot {
+        /// `input` or `output`.
+        kind: &'static str,
+        /// The requested slot.
+        slot: String,
+    },
+    /// Slots are write-once.
+    #[error("{kind} slot {slot:?} is already assigned")]
+    SlotAlreadyAssigned {
+        /// `input` or `output`.
+        kind: &'static str,
+        /// The slot.
+        slot: String,
+    },
+    /// The approval names a digest other than the task's current one.
+    #[error("stale approval: approved digest {given} but the task digest is now {current}")]
+    StaleDigest {
+        /// The digest the approver sent.
+        given: Digest,
+        /// The current digest.
+        current: Digest,
+    },
+    /// Invoke before every participant approved the current digest.
+    #[error("not approved by every participant for the current digest; missing: {}", join(.missing))]
+    NotApproved {
+        /// Participants whose approval is missing or stale.
+        missing: Vec<UserName>,
+    },
+}
+
+fn join(users: &[UserName]) -> String {
+    users
+        .iter()
+        .map(UserName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn cut(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_LEN {
+        let mut end = MAX_REASON_LEN;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
+}
+
+/// The fields a new task is built from; see [`Task::new`].
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The creator.
+    pub creator: UserName,
+    /// The function's id.
+    pub function_id: FunctionId,
+    /// The function's owner.
+    pub function_owner: UserName,
+    /// Whether the function is public (if not, its owner must approve too).
+    pub function_public: bool,
+    /// Resolved arguments.
+    pub arguments: BTreeMap<String, String>,
+    /// Input slots, by name: owners and whether optional.
+    pub inputs: BTreeMap<String, (BTreeSet<UserName>, bool)>,
+    /// Output slots, by name: owners.
+    pub outputs: BTreeMap<String, BTreeSet<UserName>>,
+}
+
+impl Task {
+    /// A task in status Created. Participants are the creator, every slot owner, and the
+    /// function owner when the function is not public.
+    pub fn new(new: NewTask, now_ms: u64) -> Self {
+        let mut participants: BTreeSet<UserName> = [new.creator.clone()].into();
+        if !new.function_public {
+            participants.insert(new.function_owner.clone());
+        }
+        for (owners, _) in new.inputs.values() {
+            participants.extend(owners.iter().cloned());
+        }
+        for owners in new.outputs.values() {
+            participants.extend(owners.iter().cloned());
+        }
+        let mut task = Self {
+            id: TaskId::new(),
+            creator: new.creator,
+            function_id: new.function_id,
+            function_owner: new.function_owner,
+            arguments: new.arguments,
+            inputs: new
+                .inputs
+                .into_iter()
+                .map(|(k, (owners, optional))| {
+                    (
+                        k,
+                        InputSlot {
+                            owners,
+                            optional,
+                            file: None,
+                        },
+                    )
+                })
+                .collect(),
+            outputs: new
+                .outputs
+                .into_iter()
+                .map(|(k, owners)| (k, OutputSlot { owners, file: None }))
+                .collect(),
+            participants,
+            approvals: BTreeMap::new(),
+            status: TaskStatus::Created,
+            attempts: 0,
+            lease: None,
+            result: None,
+            reason: None,
+            history: vec![Transition {
+                status: TaskStatus::Created,
+                at_ms: now_ms,
+            }],
+        };
+        // A function with no required slots is ready for approval at once.
+        task.advance_if_data_complete(now_ms);
+        task
+    }
+
+    /// The current status.
+    pub fn status(&self) -> TaskStatus {
+        self.status
+    }
+
+    fn set_status(&mut self, to: TaskStatus, now_ms: u64) -> Result<(), TaskError> {
+        if !self.status.can_become(to) {
+            return Err(TaskError::InvalidTransition {
+                from: self.status,
+                to,
+            });
+        }
+        self.status = to;
+        self.history.push(Transition {
+            status: to,
+            at_ms: now_ms,
+        });
+        Ok(())
+    }
+
+    fn require(
+        &self,
+        operation: &'static str,
+        allowed: &[TaskStatus],
+        expected: &'static str,
+    ) -> Result<(), TaskError> {
+        if allowed.contains(&self.status) {
+            Ok(())
+        } else {
+            Err(TaskError::WrongStatus {
+                operation,
+                status: self.status,
+                expected,
+            })
+        }
+    }
+
+    fn data_complete(&self) -> bool {
+        self.inputs.values().all(|s| s.optional || s.file.is_some())
+            && self.outputs.values().all(|s| s.file.is_some())
+    }
+
+    fn advance_if_data_complete(&mut self, now_ms: u64) {
+        if self.status == TaskStatus::Created && self.data_complete() {
+            self.status = TaskStatus::DataAssigned;
+            self.history.push(Transition {
+                status: TaskStatus::DataAssigned,
+                at_ms: now_ms,
+            });
+        }
+    }
+
+    /// Fills an input slot (write-once). Allowed while Created or DataAssigned.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::WrongStatus`], [`TaskError::NoSuchSlot`], [`TaskError::SlotAlreadyAssigned`].
+    pub fn assign_input(
+        &mut self,
+        slot: &str,
+        file: InputFileId,
+        digest: Digest,
+        now_ms: u64,
+    ) -> Result<(), TaskError> {
+        self.require(
+            "assigning data",
+            &[TaskStatus::Created, TaskStatus::DataAssigned],
+            "Created or DataAssigned",
+        )?;
+        let s = self
+            .inputs
+            .get_mut(slot)
+            .ok_or_else(|| TaskError::NoSuchSlot {
+                kind: "input",
+                slot: slot.to_owned(),
+            })?;
+        if s.file.is_some() {
+            return Err(TaskError::SlotAlreadyAssigned {
+                kind: "input",
+                slot: slot.to_owned(),
+            });
+        }
+        s.file = Some((file, digest));
+        self.advance_if_data_complete(now_ms);
+        Ok(())
+    }
+
+    /// Fills an output slot (write-once). Allowed while Created or DataAssigned.
+    ///
+    /// # Errors
+    ///
+    /// As [`Task::assign_input`].
+    pub fn assign_output(
+        &mut self,
+        slot: &str,
+        file: OutputFileId,
+        now_ms: u64,
+    ) -> Result<(), TaskError> {
+        self.require(
+            "assigning data",
+            &[TaskStatus::Created, TaskStatus::DataAssigned],
+            "Created or DataAssigned",
+        )?;
+        let s = self
+            .outputs
+            .get_mut(slot)
+            .ok_or_else(|| TaskError::NoSuchSlot {
+                kind: "output",
+                slot: slot.to_owned(),
+            })?;
+        if s.file.is_some() {
+            return Err(TaskError::SlotAlreadyAssigned {
+                kind: "output",
+                slot: slot.to_owned(),
+            });
+        }
+        s.file = Some(file);
+        self.advance_if_data_complete(now_ms);
+        Ok(())
+    }
+
+    /// The task digest: SHA-256 over the canonical encoding of everything an approver
+    /// approves (`docs/formats/task-digest.md`). `payload_digest` is the function's
+    /// current payload digest, so a changed payload changes the digest.
+    pub fn digest(&self, payload_digest: &Digest) -> Digest {
+        let mut h = Hasher::new();
+        put_str(&mut h, "cella/task-digest/v1");
+        put_str(&mut h, &self.function_id.to_string());
+        h.update(payload_digest.as_bytes());
+        put_len(&mut h, self.arguments.len());
+        for (k, v) in &self.arguments {
+            put_str(&mut h, k);
+            put_str(&mut h, v);
+        }
+        put_len(&mut h, self.inputs.len());
+        for (name, slot) in &self.inputs {
+            put_str(&mut h, name);
+            put_owners(&mut h, &slot.owners);
+            match &slot.file {
+                Some((id, d)) => {
+                    h.update(&[1]);
+                    put_str(&mut h, &id.to_string());
+                    h.update(d.as_bytes());
+                }
+                None => h.update(&[0]),
+            }
+        }
+        put_len(&mut h, self.outputs.len());
+        for (name, slot) in &self.outputs {
+            put_str(&mut h, name);
+            put_owners(&mut h, &slot.owners);
+            match &slot.file {
+                Some(id) => {
+                    h.update(&[1]);
+                    put_str(&mut h, &id.to_string());
+                }
+                None => h.update(&[0]),
+            }
+        }
+        h.finish()
+    }
+
+    /// Participants whose approval is missing or names another digest than `current`.
+    pub fn missing_approvals(&self, current: &Digest) -> Vec<UserName> {
+        self.participants
+            .iter()
+            .filter(|u| self.approvals.get(*u) != Some(current))
+            .cloned()
+            .collect()
+    }
+
+    /// Records `user`'s approval of `given`, which must equal the `current` digest. When
+    /// every participant has approved `current`, the task becomes Approved.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::WrongStatus`] unless DataAssigned or Approved;
+    /// [`TaskError::StaleDigest`] when `given != current`.
+    pub fn approve(
+        &mut self,
+        user: &UserName,
+        given: Digest,
+        current: Digest,
+        now_ms: u64,
+    ) -> Result<(), TaskError> {
+        self.require(
+            "approval",
+            &[TaskStatus::DataAssigned, TaskStatus::Approved],
+            "DataAssigned or Approved",
+        )?;
+        if given != current {
+            return Err(TaskError::StaleDigest { given, current });
+        }
+        self.approvals.insert(user.clone(), given);
+        if self.status == TaskStatus::DataAssigned && self.missing_approvals(&current).is_empty() {
+            self.set_status(TaskStatus::Approved, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Queues the task for execution, re-checking every approval against `current`.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::WrongStatus`] unless Approved; [`TaskError::NotApproved`] when an
+    /// approval is missing or stale (for example the function's payload changed).
+    pub fn stage(&mut self, current: &Digest, now_ms: u64) -> Result<(), TaskError> {
+        if self.status == TaskStatus::DataAssigned {
+            return Err(TaskError::NotApproved {
+                missing: self.missing_approvals(current),
+            });
+        }
+        self.require("invoke", &[TaskStatus::Approved], "Approved")?;
+        let missing = self.missing_approvals(current);
+        if !missing.is_empty() {
+            return Err(TaskError::NotApproved { missing });
+        }
+        self.set_status(TaskStatus::Staged, now_ms)
+    }
+
+    /// A worker takes the task: Staged → Running, one more attempt.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidTransition`] unless Staged.
+    pub fn start(&mut self, lease: Lease, now_ms: u64) -> Result<(), TaskError> {
+        self.set_status(TaskStatus::Running, now_ms)?;
+        self.attempts += 1;
+        self.lease = Some(lease);
+        Ok(())
+    }
+
+    /// The worker holding the task was lost. The task goes back to the queue if it has an
+    /// attempt left, else it fails with `reason`. Returns the new status.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::WrongStatus`] unless Running.
+    pub fn lease_lost(&mut self, reason: &str, now_ms: u64) -> Result<TaskStatus, TaskError> {
+        self.require("lease recovery", &[TaskStatus::Running], "Running")?;
+        self.lease = None;
+        if self.attempts < MAX_ATTEMPTS {
+            self.set_status(TaskStatus::Staged, now_ms)?;
+        } else {
+            self.fail(
+                format!("{reason}; gave up after {} attempts", self.attempts),
+                now_ms,
+            )?;
+        }
+        Ok(self.status)
+    }
+
+    /// Running → Finished with `result`.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidTransition`] unless Running.
+    pub fn finish(&mut self, result: TaskResult, now_ms: u64) -> Result<(), TaskError> {
+        self.set_status(TaskStatus::Finished, now_ms)?;
+        self.lease = None;
+        self.result = Some(result);
+        Ok(())
+    }
+
+    /// Any non-terminal status → Failed with `reason`.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidTransition`] when already terminal.
+    pub fn fail(&mut self, reason: String, now_ms: u64) -> Result<(), TaskError> {
+        self.set_status(TaskStatus::Failed, now_ms)?;
+        self.lease = None;
+        self.reason = Some(cut(reason));
+        Ok(())
+    }
+
+    /// Any non-terminal status → Canceled by `by`.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidTransition`] when already terminal.
+    pub fn cancel(&mut self, by: &UserName, now_ms: u64) -> Result<(), TaskError> {
+        self.set_status(TaskStatus::Canceled, now_ms)?;
+        self.lease = None;
+        self.reason = Some(format!("canceled by {by}"));
+        Ok(())
+    }
+}
+
+fn put_len(h: &mut Hasher, n: usize) {
+    // Counts are bounded by MAX_SPEC_ENTRIES and lengths by the request size limit, so
+    // they fit in u32; saturate rather than wrap if that ever changes.
+    h.update(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+}
+
+fn put_str(h: &mut Hasher, s: &str) {
+    put_len(h, s.len());
+    h.update(s.as_bytes());
+}
+
+fn put_owners(h: &mut Hasher, owners: &BTreeSet<UserName>) {
+    put_len(h, owners.len());
+    for o in owners {
+        put_str(h, o.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> UserName {
+        s.parse().unwrap()
+    }
+
+    fn task() -> Task {
+        Task::new(
+            NewTask {
+                creator: u("fo"),
+                function_id: FunctionId::new(),
+                function_owner: u("fo"),
+                function_public: false,
+                arguments: BTreeMap::from([("k".into(), "v".into())]),
+                inputs: BTreeMap::from([
+                    ("in_a".into(), ([u("a")].into(), false)),
+                    ("in_opt".into(), ([u("a")].into(), true)),
+                    ("in_b".into(), ([u("b")].into(), false)),
+                ]),
+                outputs: BTreeMap::from([("out_a".into(), [u("a")].into())]),
+            },
+            1,
+        )
+    }
+
+    fn assigned() -> Task {
+        let mut t = task();
+        t.assign_input("in_a", InputFileId::new(), Digest::of(b"a"), 2)
+            .unwrap();
+        t.assign_input("in_b", InputFileId::new(), Digest::of(b"b"), 2)
+            .unwrap();
+        t.assign_output("out_a", OutputFileId::new(), 2).unwrap();
+        t
+    }
+
+    #[test]
+    fn transition_table() {
+        use TaskStatus::*;
+        let all = [
+            Created,
+            DataAssigned,
+            Approved,
+            Staged,
+            Running,
+            Finished,
+            Failed,
+            Canceled,
+        ];
+        for from in all {
+            for to in all {
+                let expected = matches!(
+                    (from, to),
+                    (Created, DataAssigned)
+                        | (DataAssigned, Approved)
+                        | (Approved, Staged)
+                        | (Staged, Running)
+                        | (Running, Finished)
+                        | (Running, Staged)
+                ) || (matches!(to, Failed | Canceled) && !from.is_terminal());
+                assert_eq!(from.can_become(to), expected, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn participants_include_creator_owners_and_private_function_owner() {
+        let t = task();
+        assert_eq!(t.participants, [u("fo"), u("a"), u("b")].into());
+        assert_eq!(t.status(), TaskStatus::Created);
+    }
+
+    #[test]
+    fn assignment_is_write_once_and_completes_data() {
+        let mut t = task();
+        t.assign_input("in_a", InputFileId::new(), Digest::of(b"a"), 2)
+            .unwrap();
+        let again = t.assign_input("in_a", InputFileId::new(), Digest::of(b"x"), 2);
+        assert!(matches!(again, Err(TaskError::SlotAlreadyAssigned { .. })));
+        assert!(matches!(
+            t.assign_input("nope", InputFileId::new(), Digest::of(b"x"), 2),
+            Err(TaskError::NoSuchSlot { .. })
+        ));
+        t.assign_input("in_b", InputFileId::new(), Digest::of(b"b"), 2)
+            .unwrap();
+        assert_eq!(t.status(), TaskStatus::Created);
+        t.assign_output("out_a", OutputFileId::new(), 3).unwrap();
+        // The optional slot may stay empty.
+        assert_eq!(t.status(), TaskStatus::DataAssigned);
+    }
+
+    #[test]
+    fn approvals_bind_the_digest() {
+        let mut t = assigned();
+        let payload = Digest::of(b"payload");
+        let d = t.digest(&payload);
+        assert!(matches!(
+            t.stage(&d, 3),
+            Err(TaskError::NotApproved { missing }) if missing.len() == 3
+        ));
+        let stale = Digest::of(b"other");
+        assert!(matches!(
+            t.approve(&u("a"), stale, d, 3),
+            Err(TaskError::StaleDigest { .. })
+        ));
+        for who in ["a", "b", "fo"] {
+            t.approve(&u(who), d, d, 3).unwrap();
+        }
+        assert_eq!(t.status(), TaskStatus::Approved);
+        // The function owner changes the payload: every approval is void.
+        let new_d = t.digest(&Digest::of(b"payload v2"));
+        assert_ne!(new_d, d);
+        assert!(
+            matches!(t.stage(&new_d, 4), Err(TaskError::NotApproved { missing }) if missing.len() == 3)
+        );
+        assert_eq!(t.status(), TaskStatus::Approved);
+        t.stage(&d, 4).unwrap();
+        assert_eq!(t.status(), TaskStatus::Staged);
+    }
+
+    #[test]
+    fn digest_covers_every_field() {
+        let t = assigned();
+        let p = Digest::of(b"p");
+        let base = t.digest(&p);
+        let mut t2 = t.clone();
+        t2.arguments.insert("k".into(), "w".into());
+        assert_ne!(t2.digest(&p), base);
+        let mut t3 = t.clone();
+        t3.outputs.get_mut("out_a").unwrap().owners.insert(u("z"));
+        assert_ne!(t3.digest(&p), base);
+        let mut t4 = t.clone();
+        t4.assign_input("in_opt", InputFileId::new(), Digest::of(b"o"), 5)
+            .unwrap();
+        assert_ne!(t4.digest(&p), base);
+        let mut t5 = t.clone();
+        t5.function_id = FunctionId::new();
+        assert_ne!(t5.digest(&p), base);
+        assert_eq!(t.clone().digest(&p), base);
+    }
+
+    #[test]
+    fn lease_retry_then_fail() {
+        let mut t = assigned();
+        let d = t.digest(&Digest::of(b"p"));
+        for who in ["a", "b", "fo"] {
+            t.approve(&u(who), d, d, 3).unwrap();
+        }
+        t.stage(&d, 4).unwrap();
+        let lease = || Lease {
+            worker: "w".into(),
+            expires_ms: 10,
+        };
+        t.start(lease(), 5).unwrap();
+        assert_eq!(t.lease_lost("worker w lost", 6), Ok(TaskStatus::Staged));
+        t.start(lease(), 7).unwrap();
+        assert_eq!(t.lease_lost("worker w lost", 8), Ok(TaskStatus::Failed));
+        assert!(
+            t.reason
+                .as_deref()
+                .unwrap()
+                .contains("gave up after 2 attempts")
+        );
+        assert!(t.cancel(&u("a"), 9).is_err());
+    }
+
+    #[test]
+    fn cancel_from_every_non_terminal_state() {
+        let mut t = task();
+        t.cancel(&u("a"), 2).unwrap();
+        assert_eq!(t.status(), TaskStatus::Canceled);
+        assert_eq!(t.reason.as_deref(), Some("canceled by a"));
+        assert!(matches!(
+            t.fail("x".into(), 3),
+            Err(TaskError::InvalidTransition { .. })
+        ));
+        let mut t = assigned();
+        t.fail("y".repeat(MAX_REASON_LEN * 2), 3).unwrap();
+        assert!(t.reason.unwrap().len() <= MAX_REASON_LEN + 3);
+    }
+}
