@@ -1,0 +1,270 @@
+//! [`TaskIo`]: a function's decrypted inputs in, its plaintext outputs out.
+//!
+//! Invariants: the set of input slots and the set of output slots are fixed when the
+//! `TaskIo` is built; a function can only replace the content of a declared output slot,
+//! and never with more than [`IoLimits::max_output_bytes`]. There is no path from here
+//! to the network or to host files. `Debug` shows slot names and sizes, never contents.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Default per-slot output limit: 64 MiB. A task's outputs sit in memory as plaintext
+/// until the platform encrypts them, so this bounds what one task can pin on a node while
+/// leaving room for the joined tables and intersections that builtins produce.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Limits on what a function may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoLimits {
+    /// Largest content of one output slot, in bytes.
+    pub max_output_bytes: u64,
+}
+
+/// [`DEFAULT_MAX_OUTPUT_BYTES`] per output slot.
+impl Default for IoLimits {
+    fn default() -> Self {
+        Self {
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+}
+
+/// A function tried to write where or what it may not. These are the function's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IoError {
+    /// A write to a slot the function does not declare.
+    #[error("no output slot {slot:?}; declared output slots: [{declared}]")]
+    UnknownOutputSlot {
+        /// The slot written to.
+        slot: String,
+        /// The declared output slots, comma-separated.
+        declared: String,
+    },
+    /// A write larger than the per-slot limit.
+    #[error(
+        "output slot {slot:?} would hold {size} bytes, over the limit of {limit} bytes per slot"
+    )]
+    OutputTooLarge {
+        /// The slot written to.
+        slot: String,
+        /// The size of the rejected content.
+        size: u64,
+        /// The limit, [`IoLimits::max_output_bytes`].
+        limit: u64,
+    },
+}
+
+/// Decrypted inputs in, plaintext outputs out; no network, no host files.
+#[derive(Default)]
+pub struct TaskIo {
+    inputs: BTreeMap<String, Vec<u8>>,
+    outputs: BTreeMap<String, Vec<u8>>,
+    limits: IoLimits,
+}
+
+impl TaskIo {
+    /// A `TaskIo` with these plaintext inputs by slot and these declared output slots
+    /// (each starts empty; a name given twice is one slot).
+    pub fn new(
+        inputs: BTreeMap<String, Vec<u8>>,
+        output_slots: impl IntoIterator<Item = String>,
+        limits: IoLimits,
+    ) -> Self {
+        Self {
+            inputs,
+            outputs: output_slots.into_iter().map(|s| (s, Vec::new())).collect(),
+            limits,
+        }
+    }
+
+    /// The plaintext of input `slot`, if the task has that input.
+    pub fn input(&self, slot: &str) -> Option<&[u8]> {
+        self.inputs.get(slot).map(Vec::as_slice)
+    }
+
+    /// The input slot names, sorted.
+    pub fn input_slots(&self) -> impl Iterator<Item = &str> {
+        self.inputs.keys().map(String::as_str)
+    }
+
+    /// How many input slots the task has.
+    pub fn input_count(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// The declared output slot names, sorted.
+    pub fn output_slots(&self) -> impl Iterator<Item = &str> {
+        self.outputs.keys().map(String::as_str)
+    }
+
+    /// What output `slot` holds so far (empty until written), if it is declared.
+    pub fn output(&self, slot: &str) -> Option<&[u8]> {
+        self.outputs.get(slot).map(Vec::as_slice)
+    }
+
+    /// The limits this `TaskIo` enforces.
+    pub fn limits(&self) -> IoLimits {
+        self.limits
+    }
+
+    /// Total size of all inputs, in bytes.
+    pub fn input_bytes(&self) -> u64 {
+        total_len(&self.inputs)
+    }
+
+    /// Total size of all outputs written so far, in bytes.
+    pub fn output_bytes(&self) -> u64 {
+        total_len(&self.outputs)
+    }
+
+    /// Sets the content of output `slot`, replacing what it held.
+    ///
+    /// # Errors
+    ///
+    /// [`IoError::UnknownOutputSlot`] when `slot` is not declared,
+    /// [`IoError::OutputTooLarge`] when `data` is over [`IoLimits::max_output_bytes`];
+    /// the slot keeps its previous content in both cases.
+    pub fn write_output(&mut self, slot: &str, data: Vec<u8>) -> Result<(), IoError> {
+        let size = len_u64(&data);
+        let Some(content) = self.outputs.get_mut(slot) else {
+            return Err(IoError::UnknownOutputSlot {
+                slot: slot.to_owned(),
+                declared: self.outputs.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        if size > self.limits.max_output_bytes {
+            return Err(IoError::OutputTooLarge {
+                slot: slot.to_owned(),
+                size,
+                limit: self.limits.max_output_bytes,
+            });
+        }
+        *content = data;
+        Ok(())
+    }
+
+    /// The outputs by slot: every declared slot, those never written empty.
+    pub fn into_outputs(self) -> BTreeMap<String, Vec<u8>> {
+        self.outputs
+    }
+}
+
+/// Slot names and sizes only: the contents are other people's plaintext.
+impl fmt::Debug for TaskIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sizes = |m: &BTreeMap<String, Vec<u8>>| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.len()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        f.debug_struct("TaskIo")
+            .field("input_sizes", &sizes(&self.inputs))
+            .field("output_sizes", &sizes(&self.outputs))
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+fn len_u64(data: &[u8]) -> u64 {
+    u64::try_from(data.len()).unwrap_or(u64::MAX)
+}
+
+fn total_len(slots: &BTreeMap<String, Vec<u8>>) -> u64 {
+    slots
+        .values()
+        .fold(0u64, |sum, v| sum.saturating_add(len_u64(v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(limit: u64) -> TaskIo {
+        TaskIo::new(
+            BTreeMap::from([
+                ("zeta".to_owned(), b"zz".to_vec()),
+                ("alpha".to_owned(), b"a".to_vec()),
+            ]),
+            ["out_b".to_owned(), "out_a".to_owned(), "out_b".to_owned()],
+            IoLimits {
+                max_output_bytes: limit,
+            },
+        )
+    }
+
+    #[test]
+    fn slots_are_sorted_and_inputs_readable() {
+        let io = io(10);
+        assert_eq!(io.input_slots().collect::<Vec<_>>(), ["alpha", "zeta"]);
+        assert_eq!(io.output_slots().collect::<Vec<_>>(), ["out_a", "out_b"]);
+        assert_eq!(io.input("zeta"), Some(&b"zz"[..]));
+        assert_eq!(io.input("missing"), None);
+        assert_eq!(io.input_count(), 2);
+        assert_eq!(io.input_bytes(), 3);
+        assert_eq!(io.output_bytes(), 0);
+    }
+
+    #[test]
+    fn unknown_slot_is_rejected_with_its_name() {
+        let mut io = io(10);
+        let err = io.write_output("alpha", b"x".to_vec()).unwrap_err();
+        assert_eq!(
+            err,
+            IoError::UnknownOutputSlot {
+                slot: "alpha".into(),
+                declared: "out_a, out_b".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "no output slot \"alpha\"; declared output slots: [out_a, out_b]"
+        );
+    }
+
+    #[test]
+    fn over_limit_is_rejected_and_keeps_previous_content() {
+        let mut io = io(4);
+        io.write_output("out_a", b"1234".to_vec()).unwrap();
+        let err = io.write_output("out_a", b"12345".to_vec()).unwrap_err();
+        assert_eq!(
+            err,
+            IoError::OutputTooLarge {
+                slot: "out_a".into(),
+                size: 5,
+                limit: 4
+            }
+        );
+        assert!(err.to_string().contains("\"out_a\""));
+        assert!(err.to_string().contains("limit of 4 bytes"));
+        assert_eq!(io.output("out_a"), Some(&b"1234"[..]));
+    }
+
+    #[test]
+    fn writes_replace_and_unwritten_slots_come_back_empty() {
+        let mut io = io(10);
+        io.write_output("out_b", b"first".to_vec()).unwrap();
+        io.write_output("out_b", b"second".to_vec()).unwrap();
+        assert_eq!(io.output_bytes(), 6);
+        let outputs = io.into_outputs();
+        assert_eq!(
+            outputs,
+            BTreeMap::from([
+                ("out_a".to_owned(), Vec::new()),
+                ("out_b".to_owned(), b"second".to_vec()),
+            ])
+        );
+    }
+
+    #[test]
+    fn debug_shows_sizes_not_contents() {
+        let io = TaskIo::new(
+            BTreeMap::from([("in".to_owned(), b"secret".to_vec())]),
+            [],
+            IoLimits::default(),
+        );
+        let shown = format!("{io:?}");
+        assert!(shown.contains("\"in\": 6"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert_eq!(io.limits().max_output_bytes, DEFAULT_MAX_OUTPUT_BYTES);
+    }
+}
