@@ -1,0 +1,683 @@
+//! The metadata store: typed records in an embedded redb database, every value sealed.
+//!
+//! A [`Record`] names its table and its primary key. Each table is a redb table of
+//! `&str` keys to `&[u8]` values. Keys are stored **in clear**: they are ids (`task-<uuid>`,
+//! user names, zero-padded sequence numbers), not secrets, and keeping them clear keeps
+//! ordered scans and point look-ups cheap. Values are the record's JSON sealed with
+//! [`SealingKey::seal`] under the additional data `table ‖ 0x00 ‖ key`, so a value copied
+//! to another key or another table does not unseal ([`StoreError::Corrupt`]).
+//!
+//! All access goes through [`MetaStore::read`] (a consistent snapshot) and
+//! [`MetaStore::write`] / [`MetaStore::write_volatile`] (one serialised write transaction
+//! that commits only if the closure returns `Ok`). Write transactions are serialised by
+//! redb: calling `write` from inside a `write` closure deadlocks.
+//!
+//! Table names starting with [`RESERVED_TABLE_PREFIX`] belong to the store itself.
+
+use std::fs::OpenOptions;
+use std::ops::Deref;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use cella_crypto::sealing::{SealingKey, UnsealValueError};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableError, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Table names starting with this prefix are the store's own (sequence counters, the
+/// key check); other crates must not use it for their records.
+pub const RESERVED_TABLE_PREFIX: &str = "_cella.";
+
+/// Width of [`seq_key`]'s zero padding: `u64::MAX` has 20 decimal digits, so padded keys
+/// sort in the same order as the numbers they encode.
+pub const SEQ_KEY_WIDTH: usize = 20;
+
+/// Size of redb's page cache. Records are a few KiB each, so this holds the working set
+/// of a busy node while keeping a large store from taking redb's default of 1 GiB away
+/// from executors.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Mode of a newly created database file: only the node's user reads it. Values are sealed,
+/// but keys (ids, user names) are in clear.
+const DB_FILE_MODE: u32 = 0o600;
+
+/// Version of the store's layout (tables, AAD, JSON values), recorded in the key check.
+const STORE_FORMAT: u32 = 1;
+
+/// The table holding the store's own key check record.
+const STORE_INFO_TABLE: &str = "_cella.store";
+
+/// The table holding [`WriteTx::next_seq`] counters.
+const SEQ_TABLE: &str = "_cella.seq";
+
+/// Separates the table name from the key in a value's additional authenticated data.
+/// Table names and keys never contain NUL, so `table ‖ 0x00 ‖ key` is unambiguous.
+const AAD_SEPARATOR: u8 = 0x00;
+
+/// redb's table type for every Cella table.
+type RawTableDef = TableDefinition<'static, &'static str, &'static [u8]>;
+
+/// A record type stored in the metadata store.
+///
+/// Implementations pick a table name unique across the whole node (and not starting with
+/// [`RESERVED_TABLE_PREFIX`]) and a primary key that is not secret: it is stored in clear.
+pub trait Record: Serialize + DeserializeOwned {
+    /// The redb table that holds records of this type.
+    const TABLE: &'static str;
+
+    /// The record's primary key.
+    fn key(&self) -> String;
+}
+
+/// A failed metadata store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be created or opened.
+    #[error("cannot open metadata store {path}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// redb could not open the database file (locked by another process, corrupt, or of
+    /// an unsupported version).
+    #[error("cannot open metadata database {path}")]
+    OpenDatabase {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// The sealing key does not open this store's key check record: the key file is not
+    /// the one the store was created with (or the record was altered).
+    #[error(
+        "the sealing key does not open metadata store {path}: wrong key file, or the store was tampered with"
+    )]
+    WrongSealingKey {
+        /// The database file.
+        path: PathBuf,
+        /// Why the key check failed to unseal.
+        #[source]
+        source: UnsealValueError,
+    },
+    /// The store was written by a newer, incompatible version of Cella.
+    #[error("metadata store {path} has format {found}, this build reads format {STORE_FORMAT}")]
+    UnsupportedFormat {
+        /// The database file.
+        path: PathBuf,
+        /// The format the store declares.
+        found: u32,
+    },
+    /// A transaction could not be started.
+    #[error("cannot begin a metadata transaction")]
+    Begin {
+        /// The cause.
+        #[source]
+        source: redb::TransactionError,
+    },
+    /// A write transaction's durability could not be set.
+    #[error("cannot set the durability of a metadata transaction")]
+    SetDurability {
+        /// The cause.
+        #[source]
+        source: redb::SetDurabilityError,
+    },
+    /// A table could not be opened.
+    #[error("cannot open metadata table {table:?}")]
+    OpenTable {
+        /// The table.
+        table: &'static str,
+        /// The cause.
+        #[source]
+        source: TableError,
+    },
+    /// Reading one record failed in redb.
+    #[error("cannot read {table:?} record {key:?}")]
+    Read {
+        /// The table.
+        table: &'static str,
+        /// The record's key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: redb::StorageError,
+    },
+    /// Scanning or counting a table failed in redb.
+    #[error("cannot scan metadata table {table:?}")]
+    Scan {
+        /// The table.
+        table: &'static str,
+        /// The cause.
+        #[source]
+        source: redb::StorageError,
+    },
+    /// Writing or deleting one record failed in redb.
+    #[error("cannot write {table:?} record {key:?}")]
+    Write {
+        /// The table.
+        table: &'static str,
+        /// The record's key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: redb::StorageError,
+    },
+    /// The transaction could not be committed; nothing it wrote is visible.
+    #[error("cannot commit a metadata transaction")]
+    Commit {
+        /// The cause.
+        #[source]
+        source: redb::CommitError,
+    },
+    /// A stored value does not unseal under its table and key: it was altered, moved from
+    /// another key or table, or sealed under another key.
+    #[error("{table:?} record {key:?} is corrupt: it does not unseal under its table and key")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The record's key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: UnsealValueError,
+    },
+    /// A value unsealed but is not valid JSON for its record type (a schema mismatch).
+    #[error("{table:?} record {key:?} does not decode")]
+    Decode {
+        /// The table.
+        table: &'static str,
+        /// The record's key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record could not be serialized.
+    #[error("cannot encode {table:?} record {key:?}")]
+    Encode {
+        /// The table.
+        table: &'static str,
+        /// The record's key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A sequence counter reached `u64::MAX`.
+    #[error("sequence {name:?} is exhausted")]
+    SeqExhausted {
+        /// The counter's name.
+        name: String,
+    },
+}
+
+/// The metadata store: a redb database whose values are sealed under the node's key.
+///
+/// `Send + Sync`: share it behind an `Arc`. Readers run concurrently with each other and
+/// with the single writer (MVCC); writers are serialised.
+pub struct MetaStore {
+    db: Database,
+    key: SealingKey,
+}
+
+impl std::fmt::Debug for MetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaStore").finish_non_exhaustive()
+    }
+}
+
+impl MetaStore {
+    /// Opens the store at `path`, creating the file (mode 0600) if it does not exist, and
+    /// checks that `key` is the key the store was created with.
+    ///
+    /// Opening a store that was not closed cleanly runs redb's repair, which takes time
+    /// proportional to the file size.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`] / [`StoreError::OpenDatabase`] when the file cannot be opened
+    /// (another process holds it, it is not a redb file),
+    /// [`StoreError::WrongSealingKey`] when `key` is not the store's key,
+    /// [`StoreError::UnsupportedFormat`] for a store written by a newer version, and any
+    /// transaction error from writing the key check into a new store.
+    pub fn open(path: &Path, key: SealingKey) -> Result<Self, StoreError> {
+        // An empty file is a new database to redb; creating it ourselves sets its mode.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(DB_FILE_MODE)
+            .open(path)
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|source| StoreError::OpenDatabase {
+                path: path.to_owned(),
+                source,
+            })?;
+        let store = Self { db, key };
+        store.check_key(path)?;
+        tracing::debug!(path = %path.display(), "opened metadata store");
+        Ok(store)
+    }
+
+    /// Checks the key against the key check record, writing it into a new store.
+    fn check_key(&self, path: &Path) -> Result<(), StoreError> {
+        self.write(|tx| match tx.get::<StoreInfo>(StoreInfo::KEY) {
+            Ok(Some(info)) if info.format == STORE_FORMAT => Ok(()),
+            Ok(Some(info)) => Err(StoreError::UnsupportedFormat {
+                path: path.to_owned(),
+                found: info.format,
+            }),
+            Ok(None) => tx.put(&StoreInfo {
+                format: STORE_FORMAT,
+            }),
+            Err(StoreError::Corrupt { source, .. }) => Err(StoreError::WrongSealingKey {
+                path: path.to_owned(),
+                source,
+            }),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Runs `f` in a read transaction: a consistent snapshot of the last commit, durable
+    /// or not. Writers are not blocked.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Begin`] when redb cannot start a transaction, or whatever `f` returns.
+    pub fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&ReadTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|source| StoreError::Begin { source })?;
+        f(&ReadTx {
+            txn: TxnRef::Read(&txn),
+            key: &self.key,
+        })
+    }
+
+    /// Runs `f` in a write transaction. When `f` returns `Ok`, commits durably (fsync)
+    /// before returning; when `f` returns `Err`, aborts, so a rejected request changes
+    /// nothing. Blocks while another write transaction is open; never call it from inside
+    /// another `write` closure on the same store (it would wait for itself).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Begin`] / [`StoreError::Commit`] from redb, or whatever `f` returns.
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_with(Durability::Immediate, f)
+    }
+
+    /// Like [`MetaStore::write`], but the commit is not fsynced (redb's
+    /// `Durability::None`). It is visible to readers at once and becomes durable with the
+    /// next durable commit (or a clean close); a crash before then loses it. Use it only
+    /// for state that crash recovery rebuilds anyway: leases, heartbeats.
+    ///
+    /// # Errors
+    ///
+    /// As for [`MetaStore::write`].
+    pub fn write_volatile<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_with(Durability::None, f)
+    }
+
+    fn write_with<T, E: From<StoreError>>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|source| StoreError::Begin { source })?;
+        txn.set_durability(durability)
+            .map_err(|source| StoreError::SetDurability { source })?;
+        let result = f(&mut WriteTx {
+            view: ReadTx {
+                txn: TxnRef::Write(&txn),
+                key: &self.key,
+            },
+            txn: &txn,
+        });
+        match result {
+            Ok(value) => {
+                txn.commit()
+                    .map_err(|source| StoreError::Commit { source })?;
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(abort) = txn.abort() {
+                    // The caller's error is the one to report; redb fails every later
+                    // transaction too if its storage is broken.
+                    tracing::error!(error = %abort, "aborting a metadata write transaction failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The transaction a [`ReadTx`] reads through.
+#[derive(Clone, Copy)]
+enum TxnRef<'a> {
+    Read(&'a ReadTransaction),
+    Write(&'a WriteTransaction),
+}
+
+/// Read access to the store inside [`MetaStore::read`], and (through `Deref`) inside
+/// [`MetaStore::write`], where it also sees the transaction's own uncommitted writes.
+pub struct ReadTx<'a> {
+    txn: TxnRef<'a>,
+    key: &'a SealingKey,
+}
+
+impl ReadTx<'_> {
+    /// The record of type `R` with primary key `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] when the value does not unseal under its table and key,
+    /// [`StoreError::Decode`] when it is not a valid `R`, or a redb error.
+    pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>, StoreError> {
+        let sealed = self.with_table(R::TABLE, |table| {
+            table.raw_get(key).map_err(|source| StoreError::Read {
+                table: R::TABLE,
+                key: key.to_owned(),
+                source,
+            })
+        })?;
+        sealed
+            .flatten()
+            .map(|sealed| self.open_value(R::TABLE, key, &sealed))
+            .transpose()
+    }
+
+    /// Every record of type `R`, in key order (byte order of the keys).
+    ///
+    /// # Errors
+    ///
+    /// As for [`ReadTx::get`], for any record.
+    pub fn list<R: Record>(&self) -> Result<Vec<R>, StoreError> {
+        self.entries(usize::MAX)
+    }
+
+    /// The record of type `R` with the smallest key: the head of a queue kept under
+    /// [`seq_key`] keys.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ReadTx::get`].
+    pub fn first<R: Record>(&self) -> Result<Option<R>, StoreError> {
+        Ok(self.entries(1)?.into_iter().next())
+    }
+
+    /// How many records of type `R` there are.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Scan`] or [`StoreError::OpenTable`] from redb.
+    pub fn count<R: Record>(&self) -> Result<u64, StoreError> {
+        let n = self.with_table(R::TABLE, |table| {
+            table.raw_len().map_err(|source| StoreError::Scan {
+                table: R::TABLE,
+                source,
+            })
+        })?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Up to `limit` records of type `R` in key order.
+    fn entries<R: Record>(&self, limit: usize) -> Result<Vec<R>, StoreError> {
+        let raw = self.with_table(R::TABLE, |table| {
+            table.raw_entries(limit).map_err(|source| StoreError::Scan {
+                table: R::TABLE,
+                source,
+            })
+        })?;
+        raw.unwrap_or_default()
+            .into_iter()
+            .map(|(key, sealed)| self.open_value(R::TABLE, &key, &sealed))
+            .collect()
+    }
+
+    /// Runs `f` on table `name`; `None` when a read transaction finds no such table (a
+    /// table that was never written reads as empty). A write transaction creates it.
+    fn with_table<T>(
+        &self,
+        name: &'static str,
+        f: impl FnOnce(&dyn RawTable) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let open_err = |source| StoreError::OpenTable {
+            table: name,
+            source,
+        };
+        match self.txn {
+            TxnRef::Read(txn) => match txn.open_table(table_def(name)) {
+                Ok(table) => f(&table).map(Some),
+                Err(TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(open_err(e)),
+            },
+            TxnRef::Write(txn) => {
+                let table = txn.open_table(table_def(name)).map_err(open_err)?;
+                f(&table).map(Some)
+            }
+        }
+    }
+
+    /// Unseals and decodes one stored value.
+    fn open_value<R: Record>(
+        &self,
+        table: &'static str,
+        key: &str,
+        sealed: &[u8],
+    ) -> Result<R, StoreError> {
+        let plain = self
+            .key
+            .unseal(&aad(table, key), sealed)
+            .map(Zeroizing::new)
+            .map_err(|source| StoreError::Corrupt {
+                table,
+                key: key.to_owned(),
+                source,
+            })?;
+        serde_json::from_slice(&plain).map_err(|source| StoreError::Decode {
+            table,
+            key: key.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Read and write access to the store inside [`MetaStore::write`]. Reads (through `Deref`
+/// to [`ReadTx`]) see this transaction's own writes.
+pub struct WriteTx<'a> {
+    view: ReadTx<'a>,
+    txn: &'a WriteTransaction,
+}
+
+impl<'a> Deref for WriteTx<'a> {
+    type Target = ReadTx<'a>;
+
+    fn deref(&self) -> &ReadTx<'a> {
+        &self.view
+    }
+}
+
+impl WriteTx<'_> {
+    /// Inserts `record` under its key, replacing any record with the same key.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Encode`] when the record does not serialize, or a redb error.
+    pub fn put<R: Record>(&mut self, record: &R) -> Result<(), StoreError> {
+        let key = record.key();
+        let plain = serde_json::to_vec(record)
+            .map(Zeroizing::new)
+            .map_err(|source| StoreError::Encode {
+                table: R::TABLE,
+                key: key.clone(),
+                source,
+            })?;
+        let sealed = self.view.key.seal(&aad(R::TABLE, &key), &plain);
+        let mut table =
+            self.txn
+                .open_table(table_def(R::TABLE))
+                .map_err(|source| StoreError::OpenTable {
+                    table: R::TABLE,
+                    source,
+                })?;
+        table
+            .insert(key.as_str(), sealed.as_slice())
+            .map_err(|source| StoreError::Write {
+                table: R::TABLE,
+                key,
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Deletes the record of type `R` with key `key`; whether there was one.
+    ///
+    /// # Errors
+    ///
+    /// A redb error.
+    pub fn delete<R: Record>(&mut self, key: &str) -> Result<bool, StoreError> {
+        let mut table =
+            self.txn
+                .open_table(table_def(R::TABLE))
+                .map_err(|source| StoreError::OpenTable {
+                    table: R::TABLE,
+                    source,
+                })?;
+        let removed = table.remove(key).map_err(|source| StoreError::Write {
+            table: R::TABLE,
+            key: key.to_owned(),
+            source,
+        })?;
+        Ok(removed.is_some())
+    }
+
+    /// The next value of the counter `name`: 1 the first time, then one more on every
+    /// call whose transaction commits. Counters survive restarts; use [`seq_key`] to turn
+    /// the value into a key that sorts in order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::SeqExhausted`] after `u64::MAX`, or a store error.
+    pub fn next_seq(&mut self, name: &str) -> Result<u64, StoreError> {
+        let last = self.get::<SeqCounter>(name)?.map_or(0, |c| c.last);
+        let next = last
+            .checked_add(1)
+            .ok_or_else(|| StoreError::SeqExhausted {
+                name: name.to_owned(),
+            })?;
+        self.put(&SeqCounter {
+            name: name.to_owned(),
+            last: next,
+        })?;
+        Ok(next)
+    }
+}
+
+/// `seq` zero-padded to [`SEQ_KEY_WIDTH`] digits, so that keys sort like the numbers:
+/// `seq_key(7) == "00000000000000000007"`.
+pub fn seq_key(seq: u64) -> String {
+    format!("{seq:0SEQ_KEY_WIDTH$}")
+}
+
+/// The additional authenticated data a value is sealed under: `table ‖ 0x00 ‖ key`.
+fn aad(table: &str, key: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(table.len() + 1 + key.len());
+    aad.extend_from_slice(table.as_bytes());
+    aad.push(AAD_SEPARATOR);
+    aad.extend_from_slice(key.as_bytes());
+    aad
+}
+
+fn table_def(name: &'static str) -> RawTableDef {
+    TableDefinition::new(name)
+}
+
+/// The raw operations the typed accessors need, over either kind of redb table.
+trait RawTable {
+    fn raw_get(&self, key: &str) -> Result<Option<Vec<u8>>, redb::StorageError>;
+    fn raw_entries(&self, limit: usize) -> Result<Vec<(String, Vec<u8>)>, redb::StorageError>;
+    fn raw_len(&self) -> Result<u64, redb::StorageError>;
+}
+
+impl<T: ReadableTable<&'static str, &'static [u8]>> RawTable for T {
+    fn raw_get(&self, key: &str) -> Result<Option<Vec<u8>>, redb::StorageError> {
+        Ok(self.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn raw_entries(&self, limit: usize) -> Result<Vec<(String, Vec<u8>)>, redb::StorageError> {
+        self.iter()?
+            .take(limit)
+            .map(|entry| {
+                let (k, v) = entry?;
+                Ok((k.value().to_owned(), v.value().to_vec()))
+            })
+            .collect()
+    }
+
+    fn raw_len(&self) -> Result<u64, redb::StorageError> {
+        ReadableTableMetadata::len(self)
+    }
+}
+
+/// The key check: proves on open that the sealing key is the store's, and records the
+/// layout version.
+#[derive(Serialize, Deserialize)]
+struct StoreInfo {
+    format: u32,
+}
+
+impl StoreInfo {
+    const KEY: &'static str = "store";
+}
+
+impl Record for StoreInfo {
+    const TABLE: &'static str = STORE_INFO_TABLE;
+
+    fn key(&self) -> String {
+        Self::KEY.to_owned()
+    }
+}
+
+/// One [`WriteTx::next_seq`] counter.
+#[derive(Serialize, Deserialize)]
+struct SeqCounter {
+    name: String,
+    last: u64,
+}
+
+impl Record for SeqCounter {
+    const TABLE: &'static str = SEQ_TABLE;
+
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+
+#[cfg(test)]
+#[path = "meta_tests.rs"]
+mod tests;
