@@ -1,0 +1,82 @@
+//! The node's configuration and data directory layout.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default session lifetime: a working day, so a CLI login lasts a session of work.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Default worker lease: long enough that heartbeats every third of it survive a busy
+/// node, short enough that a dead worker's task is retried within seconds.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+/// Default wall-clock budget of one task run.
+pub const DEFAULT_TASK_DEADLINE: Duration = Duration::from_secs(300);
+/// Default cap on one output's plaintext: 256 MiB keeps a runaway function from filling
+/// the node's disk while allowing real data sets.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 256 << 20;
+/// Default cap on one input's plaintext held in memory by an execution worker.
+pub const DEFAULT_MAX_INPUT_BYTES: u64 = 1 << 30;
+/// Largest function payload accepted: a 64 MiB WebAssembly module and then some.
+pub const MAX_PAYLOAD_BYTES: usize = 96 << 20;
+
+/// What a node needs to know to run.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the node keeps its keys, metadata and blobs.
+    pub data_dir: PathBuf,
+    /// How many in-process execution workers run tasks concurrently.
+    pub workers: usize,
+    /// How long a session token is valid.
+    pub token_ttl: Duration,
+    /// How long a worker lease lasts without a heartbeat.
+    pub lease_ttl: Duration,
+    /// Wall-clock budget of one task run.
+    pub task_deadline: Duration,
+    /// Cap on one output's plaintext size.
+    pub max_output_bytes: u64,
+    /// Cap on one input's plaintext size.
+    pub max_input_bytes: u64,
+    /// Directories under which `file://` URLs may be registered. Empty: none, so no
+    /// user can make the node read its own files.
+    pub file_url_roots: Vec<PathBuf>,
+}
+
+impl NodeConfig {
+    /// Defaults for a node keeping its state in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            workers: 4,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            task_deadline: DEFAULT_TASK_DEADLINE,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
+            file_url_roots: Vec::new(),
+        }
+    }
+
+    /// The node's sealing key file.
+    pub fn sealing_key_path(&self) -> PathBuf {
+        self.data_dir.join("sealing.key")
+    }
+
+    /// The metadata store file.
+    pub fn meta_path(&self) -> PathBuf {
+        self.data_dir.join("meta.redb")
+    }
+
+    /// The blob store directory.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
+
+    /// The file holding the first admin's password, written once at first start.
+    pub fn admin_password_path(&self) -> PathBuf {
+        self.data_dir.join("admin-password")
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}

@@ -1,0 +1,327 @@
+//! The scheduler: a queue of staged tasks kept in the metadata store, in-process workers
+//! woken the moment a task is queued (no poll interval), leases, recovery of tasks whose
+//! worker was lost, cancellation of running tasks, and change notifications.
+//!
+//! Invariants: a task is in the queue table exactly while it is Staged (a canceled task's
+//! entry is skipped and dropped when reached); a Running task has a lease naming its
+//! worker; a worker only records a result if it still holds the lease.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use cella_store::{Record, WriteTx, seq_key};
+use cella_types::{Digest, Task, TaskId, TaskStatus};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{NODE_ACTOR, audit_as};
+use crate::{Platform, PlatformError, Result, now_ms};
+
+/// Capacity of the change-notification channel. A watcher that falls this far behind
+/// re-reads its task, so a small ring loses nothing that matters.
+const EVENT_CAPACITY: usize = 1024;
+/// Most payload bytes kept in memory for reuse across tasks: enough for a few large
+/// WebAssembly modules.
+const PAYLOAD_CACHE_BYTES: usize = 256 << 20;
+
+/// A queued task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct QueueEntry {
+    seq: u64,
+    pub(crate) task: TaskId,
+}
+
+impl Record for QueueEntry {
+    const TABLE: &'static str = "queue";
+    fn key(&self) -> String {
+        seq_key(self.seq)
+    }
+}
+
+/// Puts a task at the back of the queue, inside the caller's transaction.
+pub(crate) fn enqueue(tx: &mut WriteTx<'_>, task: TaskId) -> Result<()> {
+    let seq = tx.next_seq(QueueEntry::TABLE)?;
+    tx.put(&QueueEntry { seq, task })?;
+    Ok(())
+}
+
+/// Payloads by digest, shared across tasks.
+#[derive(Default)]
+pub(crate) struct PayloadCache(Mutex<(HashMap<Digest, Arc<[u8]>>, usize)>);
+
+impl PayloadCache {
+    /// The cached payload, or `load`'s result, cached when it fits.
+    pub(crate) fn get_or_load(
+        &self,
+        digest: &Digest,
+        load: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Arc<[u8]>> {
+        if let Some(p) = self.lock().0.get(digest) {
+            return Ok(Arc::clone(p));
+        }
+        let payload: Arc<[u8]> = load()?.into();
+        let mut guard = self.lock();
+        let (map, size) = &mut *guard;
+        if *size + payload.len() > PAYLOAD_CACHE_BYTES {
+            map.clear();
+            *size = 0;
+        }
+        if payload.len() <= PAYLOAD_CACHE_BYTES {
+            *size += payload.len();
+            map.insert(*digest, Arc::clone(&payload));
+        }
+        Ok(payload)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<Digest, Arc<[u8]>>, usize)> {
+        // The map is only a cache: after a panic elsewhere its content is still valid.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// In-memory scheduling state of one node.
+pub(crate) struct Scheduler {
+    wake: Notify,
+    events: broadcast::Sender<TaskId>,
+    running: Mutex<HashMap<TaskId, CancellationToken>>,
+    pub(crate) payload_cache: PayloadCache,
+}
+
+impl Scheduler {
+    pub(crate) fn new() -> Self {
+        Self {
+            wake: Notify::new(),
+            events: broadcast::channel(EVENT_CAPACITY).0,
+            running: Mutex::new(HashMap::new()),
+            payload_cache: PayloadCache::default(),
+        }
+    }
+
+    /// Tells watchers that `task` changed.
+    pub(crate) fn publish(&self, task: TaskId) {
+        // No receiver is fine: nobody is watching.
+        let _receivers = self.events.send(task);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<TaskId> {
+        self.events.subscribe()
+    }
+
+    /// Wakes one idle worker, or leaves a permit for the next one to wait.
+    pub(crate) fn wake_one(&self) {
+        self.wake.notify_one();
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, CancellationToken>> {
+        // Entries are independent tokens: a panic elsewhere leaves them consistent.
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn register_running(&self, task: TaskId) -> CancellationToken {
+        let token = CancellationToken::new();
+        self.running().insert(task, token.clone());
+        token
+    }
+
+    pub(crate) fn unregister_running(&self, task: TaskId) {
+        self.running().remove(&task);
+    }
+
+    /// Stops the execution of `task` if it runs on this node.
+    pub(crate) fn stop_running(&self, task: TaskId) {
+        if let Some(t) = self.running().get(&task) {
+            t.cancel();
+        }
+    }
+
+    pub(crate) fn running_count(&self) -> usize {
+        self.running().len()
+    }
+}
+
+/// Load figures for health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Configured workers.
+    pub workers: usize,
+    /// Tasks waiting in the queue.
+    pub queued: u64,
+    /// Tasks executing on this node.
+    pub running: usize,
+}
+
+/// The running workers of a node; dropping it does not stop them, [`Workers::shutdown`]
+/// does.
+#[derive(Debug)]
+pub struct Workers {
+    stop: CancellationToken,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Stops taking new tasks, cancels running executions and waits for the workers.
+    /// Tasks cut off this way stay Running in the store and are recovered at the next
+    /// start, exactly as after a crash.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        for h in self.handles {
+            if let Err(e) = h.await {
+                tracing::warn!(error = %e, "worker ended abnormally");
+            }
+        }
+    }
+}
+
+impl Platform {
+    /// Starts `config.workers` execution workers on the current tokio runtime.
+    pub fn start_workers(self: &Arc<Self>) -> Workers {
+        let stop = CancellationToken::new();
+        let handles = (0..self.config.workers.max(1))
+            .map(|i| {
+                let platform = Arc::clone(self);
+                let stop = stop.clone();
+                tokio::spawn(async move { platform.worker_loop(format!("worker-{i}"), stop).await })
+            })
+            .collect();
+        Workers { stop, handles }
+    }
+
+    async fn worker_loop(self: Arc<Self>, name: String, stop: CancellationToken) {
+        loop {
+            // Register for a wake-up before looking at the queue, so a task queued
+            // between the look and the wait is not missed.
+            let notified = self.sched.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if stop.is_cancelled() {
+                return;
+            }
+            match self.lease_next(&name) {
+                Ok(Some(task)) => {
+                    // Another queued task may be waiting: pass the wake-up on.
+                    self.sched.wake_one();
+                    self.run_leased(task, &name, &stop).await;
+                }
+                Ok(None) => tokio::select! {
+                    () = &mut notified => {}
+                    () = stop.cancelled() => return,
+                },
+                Err(e) => {
+                    tracing::error!(worker = %name, error = %e, "could not lease a task");
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the oldest queued task that is still Staged and marks it Running under a
+    /// lease held by `worker`.
+    fn lease_next(&self, worker: &str) -> Result<Option<Task>> {
+        let lease_ms =
+            u64::try_from((self.config.task_deadline + self.config.lease_ttl).as_millis())
+                .unwrap_or(u64::MAX);
+        let leased = self.store.write(|tx| {
+            while let Some(entry) = tx.first::<QueueEntry>()? {
+                tx.delete::<QueueEntry>(&entry.key())?;
+                let Some(mut task) = tx.get::<Task>(&entry.task.to_string())? else {
+                    continue;
+                };
+                if task.status() != TaskStatus::Staged {
+                    continue; // canceled while queued
+                }
+                let now = now_ms();
+                task.start(
+                    cella_types::Lease {
+                        worker: worker.to_owned(),
+                        expires_ms: now.saturating_add(lease_ms),
+                    },
+                    now,
+                )?;
+                tx.put(&task)?;
+                return Ok::<_, PlatformError>(Some(task));
+            }
+            Ok(None)
+        })?;
+        if let Some(t) = &leased {
+            self.sched.publish(t.id);
+        }
+        Ok(leased)
+    }
+
+    /// Runs after a start: every task that was Running belonged to a worker of the last
+    /// run of this node, which is gone. Each gets its retry, or fails if it had it.
+    pub(crate) fn recover(&self) -> Result<()> {
+        let recovered = self.store.write(|tx| {
+            let mut n = 0usize;
+            for mut task in tx.list::<Task>()? {
+                if task.status() != TaskStatus::Running {
+                    continue;
+                }
+                let status =
+                    task.lease_lost("the node stopped while the task was running", now_ms())?;
+                tx.put(&task)?;
+                if status == TaskStatus::Staged {
+                    crate::scheduler::enqueue(tx, task.id)?;
+                }
+                audit_as(tx, NODE_ACTOR, "recover_task", &task.key())?;
+                n += 1;
+            }
+            Ok::<_, PlatformError>(n)
+        })?;
+        if recovered > 0 {
+            tracing::warn!(
+                tasks = recovered,
+                "recovered tasks that were running when the node stopped"
+            );
+        }
+        Ok(())
+    }
+
+    /// A worker lost `task` (its execution panicked): retry once, else fail.
+    pub(crate) fn lease_lost(&self, task: TaskId, worker: &str, why: &str) -> Result<()> {
+        let requeued = self.store.write(|tx| {
+            let Some(mut t) = tx.get::<Task>(&task.to_string())? else {
+                return Ok::<_, PlatformError>(false);
+            };
+            if t.status() != TaskStatus::Running
+                || t.lease.as_ref().is_none_or(|l| l.worker != worker)
+            {
+                return Ok(false);
+            }
+            let status = t.lease_lost(why, now_ms())?;
+            tx.put(&t)?;
+            if status == TaskStatus::Staged {
+                enqueue(tx, t.id)?;
+            }
+            audit_as(tx, NODE_ACTOR, "lease_lost", &t.key())?;
+            Ok(status == TaskStatus::Staged)
+        })?;
+        self.sched.publish(task);
+        if requeued {
+            self.sched.wake_one();
+        }
+        Ok(())
+    }
+
+    /// A receiver of the ids of tasks as they change.
+    pub fn subscribe(&self) -> broadcast::Receiver<TaskId> {
+        self.sched.subscribe()
+    }
+
+    /// Current load.
+    ///
+    /// # Errors
+    ///
+    /// Store failures only.
+    pub fn health(&self) -> Result<Health> {
+        Ok(Health {
+            workers: self.config.workers,
+            queued: self.store.read(|tx| tx.count::<QueueEntry>())?,
+            running: self.sched.running_count(),
+        })
+    }
+}

@@ -1,0 +1,407 @@
+//! Tasks: creation, data assignment, approval over the task digest, invocation by the
+//! creator, cancellation, and watching status changes.
+//!
+//! Each mutation runs in one write transaction: load, authorize, apply the state
+//! machine, persist, audit. A refused request returns before the commit, so it changes
+//! nothing. Watchers are told after the commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cella_store::{Record, WriteTx};
+use cella_types::{Digest, Function, InputFile, NewTask, OutputFile, Task, TaskId, User, UserName};
+use tokio::sync::broadcast;
+
+use crate::audit::audit;
+use crate::policy::{self, Action};
+use crate::scheduler::enqueue;
+use crate::{Caller, Platform, PlatformError, Result, now_ms};
+
+/// A task as a participant sees it.
+#[derive(Debug, Clone)]
+pub struct TaskView {
+    /// The task.
+    pub task: Task,
+    /// Its current digest; `None` once the function has been deleted.
+    pub digest: Option<Digest>,
+    /// Participants whose approval matches the current digest.
+    pub approved_by: Vec<UserName>,
+}
+
+/// The owners named for one slot in a create request.
+pub type SlotOwners = (String, Vec<String>);
+
+fn parse_owners(
+    tx: &cella_store::ReadTx<'_>,
+    kind: &str,
+    slot: &str,
+    owners: &[String],
+) -> Result<BTreeSet<UserName>> {
+    if owners.is_empty() {
+        return Err(PlatformError::InvalidArgument(format!(
+            "{kind} slot {slot:?} needs at least one owner"
+        )));
+    }
+    owners
+        .iter()
+        .map(|o| {
+            let name: UserName = o.parse()?;
+            if tx.get::<User>(name.as_str())?.is_none() {
+                return Err(PlatformError::InvalidArgument(format!(
+                    "owner {name} of {kind} slot {slot:?} is not a user"
+                )));
+            }
+            Ok(name)
+        })
+        .collect()
+}
+
+fn task_key(id: &str) -> Result<String> {
+    Ok(id.parse::<TaskId>()?.to_string())
+}
+
+fn view_of(function: Option<&Function>, task: Task) -> TaskView {
+    let digest = function.map(|f| task.digest(&f.payload_digest));
+    let approved_by = match &digest {
+        Some(d) => task
+            .participants
+            .iter()
+            .filter(|u| task.approvals.get(*u) == Some(d))
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    TaskView {
+        task,
+        digest,
+        approved_by,
+    }
+}
+
+impl Platform {
+    fn load_view(&self, tx: &cella_store::ReadTx<'_>, task: Task) -> Result<TaskView> {
+        let f = tx.get::<Function>(&task.function_id.to_string())?;
+        Ok(view_of(f.as_ref(), task))
+    }
+
+    /// Runs `change` on a task inside one write transaction, after `authorize`; commits
+    /// only when both succeed, then tells watchers.
+    fn mutate_task(
+        &self,
+        caller: &Caller,
+        id: &str,
+        op: &str,
+        change: impl FnOnce(&mut WriteTx<'_>, &mut Task, Option<&Function>) -> Result<()>,
+    ) -> Result<TaskView> {
+        let key = task_key(id)?;
+        let view = self.store.write(|tx| {
+            let mut task = tx
+                .get::<Task>(&key)?
+                .ok_or_else(|| PlatformError::NotFound(format!("task {key}")))?;
+            let function = tx.get::<Function>(&task.function_id.to_string())?;
+            change(tx, &mut task, function.as_ref())?;
+            tx.put(&task)?;
+            audit(tx, &caller.user, op, &key)?;
+            Ok::<_, PlatformError>(view_of(function.as_ref(), task))
+        })?;
+        self.sched.publish(view.task.id);
+        Ok(view)
+    }
+
+    /// Creates a task binding a function the caller may use to arguments and to the
+    /// owners of each slot.
+    ///
+    /// # Errors
+    ///
+    /// Permission, a disabled function, bad arguments, unknown or missing slots, owners
+    /// that are not users.
+    pub fn create_task(
+        &self,
+        caller: &Caller,
+        function_id: &str,
+        arguments: &BTreeMap<String, String>,
+        inputs: &[SlotOwners],
+        outputs: &[SlotOwners],
+    ) -> Result<TaskView> {
+        let function = self.load_function(function_id)?;
+        policy::check(caller, &Action::UseFunction(&function))?;
+        if function.disabled {
+            return Err(PlatformError::FailedPrecondition(format!(
+                "function {} is disabled",
+                function.id
+            )));
+        }
+        let arguments = function.resolve_arguments(arguments)?;
+        let new = self.store.read(|tx| {
+            let mut in_slots = BTreeMap::new();
+            for (slot, owners) in inputs {
+                let spec = function
+                    .spec
+                    .inputs
+                    .iter()
+                    .find(|s| &s.name == slot)
+                    .ok_or_else(|| {
+                        PlatformError::InvalidArgument(format!(
+                            "the function has no input slot {slot:?}"
+                        ))
+                    })?;
+                let owners = parse_owners(tx, "input", slot, owners)?;
+                if in_slots
+                    .insert(slot.clone(), (owners, spec.optional))
+                    .is_some()
+                {
+                    return Err(PlatformError::InvalidArgument(format!(
+                        "input slot {slot:?} given twice"
+                    )));
+                }
+            }
+            if let Some(s) = function
+                .spec
+                .inputs
+                .iter()
+                .find(|s| !s.optional && !in_slots.contains_key(&s.name))
+            {
+                return Err(PlatformError::InvalidArgument(format!(
+                    "input slot {:?} needs owners",
+                    s.name
+                )));
+            }
+            let mut out_slots = BTreeMap::new();
+            for (slot, owners) in outputs {
+                if !function.spec.outputs.iter().any(|s| &s.name == slot) {
+                    return Err(PlatformError::InvalidArgument(format!(
+                        "the function has no output slot {slot:?}"
+                    )));
+                }
+                let owners = parse_owners(tx, "output", slot, owners)?;
+                if out_slots.insert(slot.clone(), owners).is_some() {
+                    return Err(PlatformError::InvalidArgument(format!(
+                        "output slot {slot:?} given twice"
+                    )));
+                }
+            }
+            if let Some(s) = function
+                .spec
+                .outputs
+                .iter()
+                .find(|s| !out_slots.contains_key(&s.name))
+            {
+                return Err(PlatformError::InvalidArgument(format!(
+                    "output slot {:?} needs owners",
+                    s.name
+                )));
+            }
+            Ok(NewTask {
+                creator: caller.user.clone(),
+                function_id: function.id,
+                function_owner: function.owner.clone(),
+                function_public: matches!(
+                    function.spec.visibility,
+                    cella_types::Visibility::Public
+                ),
+                arguments,
+                inputs: in_slots,
+                outputs: out_slots,
+            })
+        })?;
+        let task = Task::new(new, now_ms());
+        let view = view_of(Some(&function), task);
+        self.store.write(|tx| {
+            tx.put(&view.task)?;
+            audit(tx, &caller.user, "create_task", &view.task.key())
+        })?;
+        self.sched.publish(view.task.id);
+        Ok(view)
+    }
+
+    /// A task the caller participates in.
+    ///
+    /// # Errors
+    ///
+    /// Not found, bad id, permission.
+    pub fn get_task(&self, caller: &Caller, id: &str) -> Result<TaskView> {
+        let key = task_key(id)?;
+        self.store.read(|tx| {
+            let task = tx
+                .get::<Task>(&key)?
+                .ok_or_else(|| PlatformError::NotFound(format!("task {key}")))?;
+            policy::check(caller, &Action::ReadTask(&task))?;
+            self.load_view(tx, task)
+        })
+    }
+
+    /// The tasks the caller participates in, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// Store failures only.
+    pub fn list_tasks(&self, caller: &Caller) -> Result<Vec<TaskView>> {
+        self.store.read(|tx| {
+            let mut out = Vec::new();
+            for task in tx.list::<Task>()? {
+                if policy::check(caller, &Action::ReadTask(&task)).is_ok() {
+                    out.push(self.load_view(tx, task)?);
+                }
+            }
+            out.sort_by_key(|v| v.task.history.first().map(|h| h.at_ms));
+            Ok(out)
+        })
+    }
+
+    /// Fills slots the caller owns with files the caller owns (write-once), all or none.
+    ///
+    /// # Errors
+    ///
+    /// Permission, unknown slot or file, a slot already filled, an output file already
+    /// written, or a task past DataAssigned.
+    pub fn assign_data(
+        &self,
+        caller: &Caller,
+        id: &str,
+        inputs: &[(String, String)],
+        outputs: &[(String, String)],
+    ) -> Result<TaskView> {
+        self.mutate_task(caller, id, "assign_data", |tx, task, _| {
+            policy::check(caller, &Action::ReadTask(task))?;
+            let now = now_ms();
+            for (slot, file_id) in inputs {
+                let file_key = file_id.parse::<cella_types::InputFileId>()?.to_string();
+                let file = tx
+                    .get::<InputFile>(&file_key)?
+                    .ok_or_else(|| PlatformError::NotFound(format!("input file {file_key}")))?;
+                let owners = task
+                    .inputs
+                    .get(slot)
+                    .map(|s| s.owners.clone())
+                    .ok_or_else(|| {
+                        PlatformError::InvalidArgument(format!(
+                            "the function has no input slot named {slot:?}"
+                        ))
+                    })?;
+                policy::check(
+                    caller,
+                    &Action::AssignSlot {
+                        task,
+                        slot_owners: &owners,
+                        file_owner: &file.owner,
+                    },
+                )?;
+                task.assign_input(slot, file.id, file.ciphertext_digest, now)?;
+            }
+            for (slot, file_id) in outputs {
+                let file_key = file_id.parse::<cella_types::OutputFileId>()?.to_string();
+                let file = tx
+                    .get::<OutputFile>(&file_key)?
+                    .ok_or_else(|| PlatformError::NotFound(format!("output file {file_key}")))?;
+                let owners = task
+                    .outputs
+                    .get(slot)
+                    .map(|s| s.owners.clone())
+                    .ok_or_else(|| {
+                        PlatformError::InvalidArgument(format!(
+                            "the function has no output slot named {slot:?}"
+                        ))
+                    })?;
+                policy::check(
+                    caller,
+                    &Action::AssignSlot {
+                        task,
+                        slot_owners: &owners,
+                        file_owner: &file.owner,
+                    },
+                )?;
+                if let Some(c) = &file.content {
+                    return Err(PlatformError::FailedPrecondition(format!(
+                        "output file {file_key} was already written by {}",
+                        c.task
+                    )));
+                }
+                task.assign_output(slot, file.id, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records the caller's approval of `digest`, which must be the task's current
+    /// digest.
+    ///
+    /// # Errors
+    ///
+    /// Permission, a stale digest, a task not waiting for approvals.
+    pub fn approve_task(&self, caller: &Caller, id: &str, digest: &str) -> Result<TaskView> {
+        let given: Digest = digest.parse()?;
+        self.mutate_task(caller, id, "approve_task", |_, task, function| {
+            policy::check(caller, &Action::Approve(task))?;
+            let function = function.ok_or_else(|| {
+                PlatformError::FailedPrecondition("the task's function was deleted".into())
+            })?;
+            let current = task.digest(&function.payload_digest);
+            task.approve(&caller.user, given, current, now_ms())?;
+            Ok(())
+        })
+    }
+
+    /// Queues an approved task (creator only), counting one use of the function's quota.
+    ///
+    /// # Errors
+    ///
+    /// Permission, missing or stale approvals, a disabled function, quota exhausted.
+    pub fn invoke_task(&self, caller: &Caller, id: &str) -> Result<TaskView> {
+        let view = self.mutate_task(caller, id, "invoke_task", |tx, task, function| {
+            policy::check(caller, &Action::Invoke(task))?;
+            let mut function = function.cloned().ok_or_else(|| {
+                PlatformError::FailedPrecondition("the task's function was deleted".into())
+            })?;
+            if function.disabled {
+                return Err(PlatformError::FailedPrecondition(format!(
+                    "function {} is disabled",
+                    function.id
+                )));
+            }
+            if !function.has_quota_left() {
+                return Err(PlatformError::ResourceExhausted(format!(
+                    "function {} has used its quota of {} invocations",
+                    function.id,
+                    function.spec.quota.unwrap_or_default()
+                )));
+            }
+            let current = task.digest(&function.payload_digest);
+            task.stage(&current, now_ms())?;
+            function.usage += 1;
+            tx.put(&function)?;
+            enqueue(tx, task.id)
+        })?;
+        self.sched.wake_one();
+        Ok(view)
+    }
+
+    /// Cancels a task in any non-terminal status; a running execution is stopped.
+    ///
+    /// # Errors
+    ///
+    /// Permission, or a task already terminal.
+    pub fn cancel_task(&self, caller: &Caller, id: &str) -> Result<TaskView> {
+        let view = self.mutate_task(caller, id, "cancel_task", |_, task, _| {
+            policy::check(caller, &Action::Cancel(task))?;
+            task.cancel(&caller.user, now_ms())?;
+            Ok(())
+        })?;
+        self.sched.stop_running(view.task.id);
+        Ok(view)
+    }
+
+    /// The task now, and a receiver of the ids of tasks that changed since. Subscribe
+    /// first, read second, so no change between the two is missed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Platform::get_task`].
+    pub fn watch_task(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(TaskView, broadcast::Receiver<TaskId>)> {
+        let rx = self.sched.subscribe();
+        let view = self.get_task(caller, id)?;
+        Ok((view, rx))
+    }
+}

@@ -1,0 +1,13 @@
+//! Cella's gRPC frontend: serves the `cella.v1` API over TLS, authenticates every call,
+//! and maps requests onto [`cella_platform::Platform`] and its errors onto gRPC statuses
+//! in one place.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod convert;
+pub mod node;
+mod services;
+mod status;
+pub mod tls;
+
+pub use node::{RunningNode, ServerConfig, StartError, default_executors};

@@ -1,0 +1,220 @@
+//! A running node: the platform, its workers, and the gRPC server over TLS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cella_executor::Executors;
+use cella_executor::builtin::BuiltinExecutor;
+use cella_platform::scheduler::Workers;
+use cella_platform::{NodeConfig, Platform, PlatformError};
+use cella_proto::v1::auth_service_server::AuthServiceServer;
+use cella_proto::v1::file_service_server::FileServiceServer;
+use cella_proto::v1::function_service_server::FunctionServiceServer;
+use cella_proto::v1::node_service_server::NodeServiceServer;
+use cella_proto::v1::task_service_server::TaskServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::services::{Api, AuthApi, FileApi, FunctionApi, NodeApi, TaskApi};
+use crate::tls::{NodeIdentity, TlsError};
+
+/// How long [`RunningNode::shutdown`] waits for in-flight work to let go of the platform.
+pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// TLS handshakes waiting to be served: bounds the memory a flood of connections takes.
+const ACCEPT_QUEUE: usize = 128;
+/// Largest request message: a function payload at its limit plus its spec.
+const MAX_MESSAGE_BYTES: usize = cella_platform::config::MAX_PAYLOAD_BYTES + (1 << 20);
+
+/// A node failed to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The platform could not open its state.
+    #[error("opening the node state")]
+    Platform(#[source] PlatformError),
+    /// The TLS identity could not be loaded or created.
+    #[error("TLS identity")]
+    Tls(#[source] TlsError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a node needs to start serving.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The platform's configuration.
+    pub node: NodeConfig,
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Names and addresses the certificate is made for on first start.
+    pub tls_names: Vec<String>,
+}
+
+impl ServerConfig {
+    /// Listens on `listen` with a certificate for `localhost` and the loopback
+    /// addresses.
+    pub fn new(node: NodeConfig, listen: SocketAddr) -> Self {
+        Self {
+            node,
+            listen,
+            tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        }
+    }
+}
+
+/// The executors compiled into this build: builtin functions.
+pub fn default_executors() -> Executors {
+    let mut e = Executors::new();
+    e.register(Arc::new(BuiltinExecutor::new()));
+    e
+}
+
+/// A serving node.
+#[derive(Debug)]
+pub struct RunningNode {
+    addr: SocketAddr,
+    cert_pem: String,
+    platform: Arc<Platform>,
+    workers: Workers,
+    stop: oneshot::Sender<()>,
+    closing: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Opens the node state, starts the workers and serves the API.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] saying which part failed.
+    pub async fn start(config: ServerConfig, executors: Executors) -> Result<Self, StartError> {
+        let platform =
+            Platform::open(config.node.clone(), executors).map_err(StartError::Platform)?;
+        let sealing = cella_crypto::SealingKey::load_or_create(&config.node.sealing_key_path())
+            .map_err(|e| {
+                StartError::Platform(PlatformError::Internal(format!("sealing key: {e}")))
+            })?;
+        let identity = NodeIdentity::load_or_create(
+            &config.node.data_dir.join("tls"),
+            &sealing,
+            &config.tls_names,
+        )
+        .map_err(StartError::Tls)?;
+        let acceptor = TlsAcceptor::from(identity.server_config().map_err(StartError::Tls)?);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let workers = platform.start_workers();
+
+        let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(ACCEPT_QUEUE);
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, peer)) = listener.accept().await else {
+                    continue;
+                };
+                // Small request/response messages: do not let Nagle hold them back.
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(%peer, error = %e, "set_nodelay failed");
+                }
+                let acceptor = acceptor.clone();
+                let conn_tx = conn_tx.clone();
+                tokio::spawn(async move {
+                    match acceptor.accept(tcp).await {
+                        Ok(tls) => {
+                            let _closed = conn_tx.send(Ok::<_, std::io::Error>(tls)).await;
+                        }
+                        Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    }
+                });
+            }
+        });
+
+        let closing = CancellationToken::new();
+        let api = Api::new(Arc::clone(&platform), closing.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = tonic::transport::Server::builder()
+            .add_service(AuthServiceServer::new(AuthApi(api.clone())))
+            .add_service(
+                FunctionServiceServer::new(FunctionApi(api.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(FileServiceServer::new(FileApi(api.clone())))
+            .add_service(TaskServiceServer::new(TaskApi(api.clone())))
+            .add_service(NodeServiceServer::new(NodeApi(api)));
+        let server = tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
+            let served = router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            accept.abort();
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the gRPC server stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "serving cella.v1 over TLS");
+        Ok(Self {
+            addr,
+            cert_pem: identity.cert_pem().to_owned(),
+            platform,
+            workers,
+            stop,
+            closing,
+            server,
+        })
+    }
+
+    /// The address the node listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node's certificate in PEM, for clients to pin.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The platform behind the API.
+    pub fn platform(&self) -> &Arc<Platform> {
+        &self.platform
+    }
+
+    /// Stops serving, stops the workers and watchers, and waits until nothing uses the
+    /// platform any more, so its store is closed when this returns (or after
+    /// [`SHUTDOWN_WAIT`], with a warning).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        self.closing.cancel();
+        if let Err(e) = self.server.await {
+            tracing::warn!(error = %e, "server task ended abnormally");
+        }
+        self.workers.shutdown().await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        // Aborted executions and closing connections drop their handles on their next
+        // poll; wait for them rather than leave the store open behind our back.
+        while Arc::strong_count(&self.platform) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if Arc::strong_count(&self.platform) > 1 {
+            tracing::warn!("the platform is still in use after shutdown");
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! `cella.v1.AuthService`.
+
+use std::collections::BTreeSet;
+
+use cella_proto::v1 as pb;
+use cella_proto::v1::auth_service_server::AuthService;
+use cella_types::Role;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use crate::convert::user_info;
+use crate::status::invalid;
+
+/// The auth service.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthApi(pub(crate) Api);
+
+#[tonic::async_trait]
+impl AuthService for AuthApi {
+    async fn login(
+        &self,
+        req: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let pb::LoginRequest { user, password } = req.into_inner();
+        let login = self.0.run(move |p| p.login(&user, &password)).await?;
+        Ok(Response::new(pb::LoginResponse {
+            token: login.token,
+            expires_at_ms: i64::try_from(login.expires_ms).unwrap_or(i64::MAX),
+            roles: login.roles.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn logout(
+        &self,
+        req: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        self.0.as_caller(&req, |p, c| p.logout(c)).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn register_user(
+        &self,
+        req: Request<pb::RegisterUserRequest>,
+    ) -> Result<Response<pb::UserInfo>, Status> {
+        let roles: BTreeSet<Role> = req
+            .get_ref()
+            .roles
+            .iter()
+            .map(|r| r.parse().map_err(|e| invalid(format!("roles: {e}"))))
+            .collect::<Result<_, Status>>()?;
+        let (user, password) = (req.get_ref().user.clone(), req.get_ref().password.clone());
+        let u = self
+            .0
+            .as_caller(&req, move |p, c| {
+                p.register_user(c, &user, &password, roles)
+            })
+            .await?;
+        Ok(Response::new(user_info(&u)))
+    }
+
+    async fn change_password(
+        &self,
+        req: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let r = req.get_ref().clone();
+        self.0
+            .as_caller(&req, move |p, c| {
+                p.change_password(c, Some(&r.user), &r.old_password, &r.new_password)
+            })
+            .await?;
+        Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+
+    async fn list_users(
+        &self,
+        req: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let users = self.0.as_caller(&req, |p, c| p.list_users(c)).await?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: users.iter().map(user_info).collect(),
+        }))
+    }
+}

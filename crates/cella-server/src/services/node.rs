@@ -1,0 +1,48 @@
+//! `cella.v1.NodeService`: unauthenticated health and version.
+
+use cella_proto::v1 as pb;
+use cella_proto::v1::node_service_server::NodeService;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+
+/// The node service.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeApi(pub(crate) Api);
+
+#[tonic::async_trait]
+impl NodeService for NodeApi {
+    async fn health(
+        &self,
+        _req: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        let h = self.0.run(|p| p.health()).await?;
+        Ok(Response::new(pb::HealthResponse {
+            status: "serving".into(),
+            workers: u32::try_from(h.workers).unwrap_or(u32::MAX),
+            queued_tasks: h.queued,
+            running_tasks: h.running as u64,
+        }))
+    }
+
+    async fn version(
+        &self,
+        _req: Request<pb::VersionRequest>,
+    ) -> Result<Response<pb::VersionResponse>, Status> {
+        Ok(Response::new(pb::VersionResponse {
+            version: env!("CARGO_PKG_VERSION").into(),
+            api: "cella.v1".into(),
+            executors: self
+                .0
+                .platform
+                .executor_kinds()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            builtins: cella_executor::builtin::BuiltinExecutor::names()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }))
+    }
+}
