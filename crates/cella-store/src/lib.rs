@@ -12,6 +12,7 @@
 
 pub mod blob;
 pub mod meta;
+mod overlay;
 mod records;
 
 pub use blob::{BlobError, BlobName, BlobStore, BlobWriter};

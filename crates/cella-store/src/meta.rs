@@ -14,10 +14,12 @@
 //!
 //! Table names starting with [`RESERVED_TABLE_PREFIX`] belong to the store itself.
 
+use std::cell::RefCell;
 use std::fs::OpenOptions;
 use std::ops::Deref;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use cella_crypto::sealing::{SealingKey, UnsealValueError};
 use redb::{
@@ -27,6 +29,8 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+use crate::overlay::{Overlay, merge};
 
 /// Table names starting with this prefix are the store's own (sequence counters, the
 /// key check); other crates must not use it for their records.
@@ -176,6 +180,13 @@ pub enum StoreError {
         #[source]
         source: redb::CommitError,
     },
+    /// The batch this write was part of could not be committed; nothing it wrote is
+    /// visible. (The writer that committed the batch got the underlying error.)
+    #[error("cannot commit a metadata transaction: {message}")]
+    BatchCommit {
+        /// The commit error, as text.
+        message: String,
+    },
     /// A stored value does not unseal under its table and key: it was altered, moved from
     /// another key or table, or sealed under another key.
     #[error("{table:?} record {key:?} is corrupt: it does not unseal under its table and key")]
@@ -225,6 +236,39 @@ pub enum StoreError {
 pub struct MetaStore {
     db: Database,
     key: SealingKey,
+    group: Mutex<Group>,
+    turn: Condvar,
+}
+
+/// Group commit: writers that arrive while a commit is being flushed share the next
+/// redb transaction and its single fsync.
+///
+/// A writer waits while a commit is in flight, then runs its closure in the open batch
+/// (opening one if there is none). The last writer to join a batch, seeing nobody else
+/// waiting, commits it; the others wait for that commit. A closure's writes reach the
+/// batch only if it returns `Ok` (see [`Overlay`]), so a refused request leaves nothing
+/// even when it shares a transaction with others.
+#[derive(Default)]
+struct Group {
+    open: Option<Batch>,
+    committing: bool,
+    waiting: usize,
+    next_batch: u64,
+    committed: u64,
+    /// Recent batches whose commit failed, with the error, so their writers can report it.
+    failed: Vec<(u64, String)>,
+    commits: u64,
+}
+
+/// How many failed batches [`Group`] remembers: a writer looks its batch up right after
+/// the commit, so a handful suffices; redb refuses every later commit after an I/O error.
+const FAILED_BATCHES_KEPT: usize = 64;
+
+struct Batch {
+    txn: WriteTransaction,
+    id: u64,
+    durable: bool,
+    dirty: bool,
 }
 
 impl std::fmt::Debug for MetaStore {
@@ -265,7 +309,12 @@ impl MetaStore {
                 path: path.to_owned(),
                 source,
             })?;
-        let store = Self { db, key };
+        let store = Self {
+            db,
+            key,
+            group: Mutex::new(Group::default()),
+            turn: Condvar::new(),
+        };
         store.check_key(path)?;
         tracing::debug!(path = %path.display(), "opened metadata store");
         Ok(store)
@@ -307,6 +356,7 @@ impl MetaStore {
         f(&ReadTx {
             txn: TxnRef::Read(&txn),
             key: &self.key,
+            overlay: None,
         })
     }
 
@@ -322,7 +372,7 @@ impl MetaStore {
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.write_with(Durability::Immediate, f)
+        self.write_with(true, f)
     }
 
     /// Like [`MetaStore::write`], but the commit is not fsynced (redb's
@@ -337,43 +387,168 @@ impl MetaStore {
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.write_with(Durability::None, f)
+        self.write_with(false, f)
     }
 
+    /// Runs `f` in the next batch; `durable` asks for an fsync at its commit.
     fn write_with<T, E: From<StoreError>>(
         &self,
-        durability: Durability,
+        durable: bool,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(|source| StoreError::Begin { source })?;
-        txn.set_durability(durability)
-            .map_err(|source| StoreError::SetDurability { source })?;
-        let result = f(&mut WriteTx {
-            view: ReadTx {
-                txn: TxnRef::Write(&txn),
-                key: &self.key,
-            },
-            txn: &txn,
-        });
-        match result {
-            Ok(value) => {
-                txn.commit()
-                    .map_err(|source| StoreError::Commit { source })?;
-                Ok(value)
-            }
-            Err(e) => {
-                if let Err(abort) = txn.abort() {
-                    // The caller's error is the one to report; redb fails every later
-                    // transaction too if its storage is broken.
-                    tracing::error!(error = %abort, "aborting a metadata write transaction failed");
+        let mut group = self.lock_group();
+        group.waiting += 1;
+        while group.committing {
+            group = self
+                .turn
+                .wait(group)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        group.waiting -= 1;
+        if group.open.is_none() {
+            let txn = self
+                .db
+                .begin_write()
+                .map_err(|source| StoreError::Begin { source })?;
+            group.next_batch += 1;
+            group.open = Some(Batch {
+                txn,
+                id: group.next_batch,
+                durable: false,
+                dirty: false,
+            });
+        }
+        let Some(batch) = group.open.as_mut() else {
+            unreachable!("a batch was opened above")
+        };
+        let overlay = RefCell::new(Overlay::default());
+        // A panic in `f` must not leave the other writers of this batch waiting for a
+        // commit that never comes: finish the protocol, then resume the panic.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(&mut WriteTx {
+                view: ReadTx {
+                    txn: TxnRef::Write(&batch.txn),
+                    key: &self.key,
+                    overlay: Some(&overlay),
+                },
+            })
+        }));
+        let mut wrote = false;
+        let outcome = match outcome {
+            Ok(Ok(value)) => {
+                let overlay = overlay.into_inner();
+                wrote = !overlay.is_empty();
+                match apply(&batch.txn, overlay) {
+                    Ok(()) => Ok(Ok(value)),
+                    Err(e) => Ok(Err(E::from(e))),
                 }
-                Err(e)
             }
+            other => other,
+        };
+        if wrote {
+            batch.dirty = true;
+            batch.durable |= durable;
+        }
+        let id = batch.id;
+        let committed = if group.waiting == 0 {
+            self.commit_batch(group)
+        } else {
+            // The last writer to join commits the batch; wait for it.
+            while group.committed < id {
+                group = self
+                    .turn
+                    .wait(group)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            match group.failed.iter().find(|(b, _)| *b == id) {
+                Some((_, message)) => Err(StoreError::BatchCommit {
+                    message: message.clone(),
+                }),
+                None => Ok(()),
+            }
+        };
+        match outcome {
+            Ok(Ok(value)) if wrote => committed.map(|()| value).map_err(E::from),
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
         }
     }
+
+    /// Commits the open batch (or aborts it when nobody wrote), outside the lock so
+    /// new writers can queue for the next batch meanwhile.
+    fn commit_batch(&self, mut group: MutexGuard<'_, Group>) -> Result<(), StoreError> {
+        let Some(mut batch) = group.open.take() else {
+            return Ok(());
+        };
+        group.committing = true;
+        drop(group);
+        let result = if batch.dirty {
+            let durability = if batch.durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            };
+            match batch.txn.set_durability(durability) {
+                Ok(()) => batch
+                    .txn
+                    .commit()
+                    .map_err(|source| StoreError::Commit { source }),
+                Err(source) => Err(StoreError::SetDurability { source }),
+            }
+        } else {
+            batch.txn.abort().map_err(|e| StoreError::BatchCommit {
+                message: format!("aborting an empty batch: {e}"),
+            })
+        };
+        let mut group = self.lock_group();
+        group.committing = false;
+        group.committed = batch.id;
+        group.commits += 1;
+        if let Err(e) = &result {
+            if group.failed.len() >= FAILED_BATCHES_KEPT {
+                group.failed.remove(0);
+            }
+            group.failed.push((batch.id, e.to_string()));
+        }
+        self.turn.notify_all();
+        result
+    }
+
+    fn lock_group(&self) -> MutexGuard<'_, Group> {
+        // The group's counters stay consistent across a panic: every update is a
+        // single assignment made while no closure runs.
+        self.group.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many redb commits (batches) the store has made since it was opened: fewer
+    /// than the writes when group commit batched them.
+    pub fn commit_count(&self) -> u64 {
+        self.lock_group().commits
+    }
+}
+
+/// Applies a successful closure's writes to the batch's transaction.
+fn apply(txn: &WriteTransaction, overlay: Overlay) -> Result<(), StoreError> {
+    for (name, changes) in overlay.into_changes() {
+        let mut table =
+            txn.open_table(table_def(name))
+                .map_err(|source| StoreError::OpenTable {
+                    table: name,
+                    source,
+                })?;
+        for (key, value) in changes {
+            let done = match &value {
+                Some(v) => table.insert(key.as_str(), v.as_slice()).map(drop),
+                None => table.remove(key.as_str()).map(drop),
+            };
+            done.map_err(|source| StoreError::Write {
+                table: name,
+                key,
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The transaction a [`ReadTx`] reads through.
@@ -388,6 +563,8 @@ enum TxnRef<'a> {
 pub struct ReadTx<'a> {
     txn: TxnRef<'a>,
     key: &'a SealingKey,
+    /// Inside a write: the closure's own pending writes, which reads see first.
+    overlay: Option<&'a RefCell<Overlay>>,
 }
 
 impl ReadTx<'_> {
@@ -398,6 +575,13 @@ impl ReadTx<'_> {
     /// [`StoreError::Corrupt`] when the value does not unseal under its table and key,
     /// [`StoreError::Decode`] when it is not a valid `R`, or a redb error.
     pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>, StoreError> {
+        if let Some(overlay) = self.overlay {
+            if let Some(pending) = overlay.borrow().get(R::TABLE, key) {
+                return pending
+                    .map(|sealed| self.open_value(R::TABLE, key, sealed))
+                    .transpose();
+            }
+        }
         let sealed = self.with_table(R::TABLE, |table| {
             table.raw_get(key).map_err(|source| StoreError::Read {
                 table: R::TABLE,
@@ -436,6 +620,9 @@ impl ReadTx<'_> {
     ///
     /// [`StoreError::Scan`] or [`StoreError::OpenTable`] from redb.
     pub fn count<R: Record>(&self) -> Result<u64, StoreError> {
+        if self.pending::<R>() {
+            return Ok(self.raw_entries::<R>(usize::MAX)?.len() as u64);
+        }
         let n = self.with_table(R::TABLE, |table| {
             table.raw_len().map_err(|source| StoreError::Scan {
                 table: R::TABLE,
@@ -447,16 +634,41 @@ impl ReadTx<'_> {
 
     /// Up to `limit` records of type `R` in key order.
     fn entries<R: Record>(&self, limit: usize) -> Result<Vec<R>, StoreError> {
-        let raw = self.with_table(R::TABLE, |table| {
-            table.raw_entries(limit).map_err(|source| StoreError::Scan {
-                table: R::TABLE,
-                source,
-            })
-        })?;
-        raw.unwrap_or_default()
+        self.raw_entries::<R>(limit)?
             .into_iter()
             .map(|(key, sealed)| self.open_value(R::TABLE, &key, &sealed))
             .collect()
+    }
+
+    /// Whether this closure has pending writes to `R`'s table.
+    fn pending<R: Record>(&self) -> bool {
+        self.overlay
+            .is_some_and(|o| o.borrow().table(R::TABLE).is_some())
+    }
+
+    /// Up to `limit` sealed entries of `R`'s table in key order, pending writes included.
+    fn raw_entries<R: Record>(&self, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let pending = self.pending::<R>();
+        // With pending deletes, the first `limit` stored entries may not be enough.
+        let stored_limit = if pending { usize::MAX } else { limit };
+        let stored = self
+            .with_table(R::TABLE, |table| {
+                table
+                    .raw_entries(stored_limit)
+                    .map_err(|source| StoreError::Scan {
+                        table: R::TABLE,
+                        source,
+                    })
+            })?
+            .unwrap_or_default();
+        match self.overlay {
+            Some(o) if pending => {
+                let o = o.borrow();
+                Ok(o.table(R::TABLE)
+                    .map_or(stored.clone(), |changes| merge(stored, changes, limit)))
+            }
+            _ => Ok(stored),
+        }
     }
 
     /// Runs `f` on table `name`; `None` when a read transaction finds no such table (a
@@ -511,7 +723,6 @@ impl ReadTx<'_> {
 /// to [`ReadTx`]) see this transaction's own writes.
 pub struct WriteTx<'a> {
     view: ReadTx<'a>,
-    txn: &'a WriteTransaction,
 }
 
 impl<'a> Deref for WriteTx<'a> {
@@ -538,20 +749,7 @@ impl WriteTx<'_> {
                 source,
             })?;
         let sealed = self.view.key.seal(&aad(R::TABLE, &key), &plain);
-        let mut table =
-            self.txn
-                .open_table(table_def(R::TABLE))
-                .map_err(|source| StoreError::OpenTable {
-                    table: R::TABLE,
-                    source,
-                })?;
-        table
-            .insert(key.as_str(), sealed.as_slice())
-            .map_err(|source| StoreError::Write {
-                table: R::TABLE,
-                key,
-                source,
-            })?;
+        self.overlay().borrow_mut().put(R::TABLE, key, sealed);
         Ok(())
     }
 
@@ -561,19 +759,27 @@ impl WriteTx<'_> {
     ///
     /// A redb error.
     pub fn delete<R: Record>(&mut self, key: &str) -> Result<bool, StoreError> {
-        let mut table =
-            self.txn
-                .open_table(table_def(R::TABLE))
-                .map_err(|source| StoreError::OpenTable {
-                    table: R::TABLE,
-                    source,
-                })?;
-        let removed = table.remove(key).map_err(|source| StoreError::Write {
-            table: R::TABLE,
-            key: key.to_owned(),
-            source,
-        })?;
-        Ok(removed.is_some())
+        let existed = match self.overlay().borrow().get(R::TABLE, key) {
+            Some(pending) => pending.is_some(),
+            None => self
+                .with_table(R::TABLE, |table| {
+                    table.raw_get(key).map_err(|source| StoreError::Read {
+                        table: R::TABLE,
+                        key: key.to_owned(),
+                        source,
+                    })
+                })?
+                .flatten()
+                .is_some(),
+        };
+        self.overlay().borrow_mut().delete(R::TABLE, key.to_owned());
+        Ok(existed)
+    }
+
+    fn overlay(&self) -> &RefCell<Overlay> {
+        self.view
+            .overlay
+            .unwrap_or_else(|| unreachable!("a WriteTx is only built with an overlay"))
     }
 
     /// The next value of the counter `name`: 1 the first time, then one more on every

@@ -497,6 +497,119 @@ fn shared_across_threads() {
     );
 }
 
+/// Concurrent durable writers share commits, and a refused write in a shared batch
+/// leaves no trace while its neighbours' writes land.
+#[test]
+fn group_commit_batches_writers_and_isolates_failures() {
+    const THREADS: u64 = 8;
+    const WRITES: u64 = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let before = store.commit_count();
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..WRITES {
+                    let n = t * WRITES + i;
+                    let refused = n % 5 == 0;
+                    let r = store.write(|tx| {
+                        tx.put(&QueueItem {
+                            seq: n,
+                            what: format!("{t}/{i}"),
+                        })?;
+                        // A read inside the closure sees its own pending write.
+                        assert!(tx.get::<QueueItem>(&seq_key(n))?.is_some());
+                        if refused {
+                            return Err(TestError::Rejected);
+                        }
+                        Ok(())
+                    });
+                    assert_eq!(r.is_err(), refused);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let items = store.read(|tx| tx.list::<QueueItem>()).unwrap();
+    let expected: Vec<u64> = (0..THREADS * WRITES).filter(|n| n % 5 != 0).collect();
+    assert_eq!(items.iter().map(|i| i.seq).collect::<Vec<_>>(), expected);
+    let commits = store.commit_count() - before;
+    assert!(
+        commits < THREADS * WRITES,
+        "{commits} commits for {} writes: no batching happened",
+        THREADS * WRITES
+    );
+    // Durable: everything is there after a reopen.
+    drop(items);
+    let store = Arc::try_unwrap(store).ok().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        store.read(|tx| tx.count::<QueueItem>()).unwrap(),
+        expected.len() as u64
+    );
+}
+
+/// A panic inside a write closure neither commits its writes nor blocks later writers.
+#[test]
+fn panicking_writer_leaves_nothing_and_blocks_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = store.write(|tx| -> Result<(), StoreError> {
+            tx.put(&user("ghost"))?;
+            panic!("boom");
+        });
+    }));
+    assert!(panicked.is_err());
+    store.write(|tx| tx.put(&user("after"))).unwrap();
+    let users = store.read(|tx| tx.list::<User>()).unwrap();
+    assert_eq!(names(&users), ["after"]);
+}
+
+/// Reads inside a write see pending puts and deletes in first, list and count.
+#[test]
+fn pending_writes_are_visible_to_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .write(|tx| {
+            for seq in 1..=3 {
+                tx.put(&QueueItem {
+                    seq,
+                    what: String::new(),
+                })?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    store
+        .write(|tx| {
+            assert!(tx.delete::<QueueItem>(&seq_key(1))?);
+            assert!(!tx.delete::<QueueItem>(&seq_key(9))?);
+            assert_eq!(tx.first::<QueueItem>()?.map(|q| q.seq), Some(2));
+            tx.put(&QueueItem {
+                seq: 0,
+                what: String::new(),
+            })?;
+            assert_eq!(tx.first::<QueueItem>()?.map(|q| q.seq), Some(0));
+            assert_eq!(tx.count::<QueueItem>()?, 3);
+            assert_eq!(
+                tx.list::<QueueItem>()?
+                    .iter()
+                    .map(|q| q.seq)
+                    .collect::<Vec<_>>(),
+                [0, 2, 3]
+            );
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    assert_eq!(store.read(|tx| tx.count::<QueueItem>()).unwrap(), 3);
+}
+
 /// Commits per second of small writes, durable and volatile. Run with
 /// `cargo test -p cella-store --release -- --ignored --nocapture commit_throughput`.
 #[test]
