@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use cella_store::{Record, WriteTx, seq_key};
 use cella_types::{Digest, Task, TaskId, TaskStatus};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{NODE_ACTOR, audit_as};
@@ -80,9 +80,24 @@ impl PayloadCache {
     }
 }
 
+/// An idle worker waiting for a task to be handed to it directly.
+pub(crate) struct IdleWorker {
+    pub(crate) name: String,
+    handoff: oneshot::Sender<Task>,
+}
+
+impl IdleWorker {
+    /// Gives the worker its task; gives the task back if the worker is gone.
+    pub(crate) fn hand(self, task: Task) -> std::result::Result<(), Task> {
+        self.handoff.send(task)
+    }
+}
+
 /// In-memory scheduling state of one node.
 pub(crate) struct Scheduler {
     wake: Notify,
+    /// Workers parked with nothing to do, most recent last.
+    idle: Mutex<Vec<IdleWorker>>,
     events: broadcast::Sender<TaskId>,
     running: Mutex<HashMap<TaskId, CancellationToken>>,
     pub(crate) payload_cache: PayloadCache,
@@ -92,6 +107,7 @@ impl Scheduler {
     pub(crate) fn new() -> Self {
         Self {
             wake: Notify::new(),
+            idle: Mutex::new(Vec::new()),
             events: broadcast::channel(EVENT_CAPACITY).0,
             running: Mutex::new(HashMap::new()),
             payload_cache: PayloadCache::default(),
@@ -111,6 +127,36 @@ impl Scheduler {
     /// Wakes one idle worker, or leaves a permit for the next one to wait.
     pub(crate) fn wake_one(&self) {
         self.wake.notify_one();
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<IdleWorker>> {
+        // A list of channels: a panic elsewhere leaves it consistent.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes an idle worker, if any, to hand a task to directly: the invoke that staged
+    /// the task leases it in the same commit, so the task starts without a queue round
+    /// trip and one fsync sooner.
+    pub(crate) fn take_idle(&self) -> Option<IdleWorker> {
+        self.idle().pop()
+    }
+
+    /// Parks `name` until a task is handed to it.
+    fn park(&self, name: &str) -> oneshot::Receiver<Task> {
+        let (handoff, rx) = oneshot::channel();
+        self.idle().push(IdleWorker {
+            name: name.to_owned(),
+            handoff,
+        });
+        rx
+    }
+
+    /// Unparks `name`; false when an invoke already took it (its task is on the way).
+    fn unpark(&self, name: &str) -> bool {
+        let mut idle = self.idle();
+        let before = idle.len();
+        idle.retain(|w| w.name != name);
+        idle.len() != before
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, CancellationToken>> {
@@ -203,10 +249,27 @@ impl Platform {
                     self.sched.wake_one();
                     self.run_leased(task, &name, &stop).await;
                 }
-                Ok(None) => tokio::select! {
-                    () = &mut notified => {}
-                    () = stop.cancelled() => return,
-                },
+                Ok(None) => {
+                    let mut handed = self.sched.park(&name);
+                    let task = tokio::select! {
+                        t = &mut handed => t.ok(),
+                        () = &mut notified => {
+                            if self.sched.unpark(&name) {
+                                None
+                            } else {
+                                // An invoke took this worker just now: its task comes.
+                                handed.await.ok()
+                            }
+                        }
+                        () = stop.cancelled() => {
+                            self.sched.unpark(&name);
+                            return;
+                        }
+                    };
+                    if let Some(task) = task {
+                        self.run_leased(task, &name, &stop).await;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(worker = %name, error = %e, "could not lease a task");
                     tokio::select! {
@@ -218,12 +281,20 @@ impl Platform {
         }
     }
 
-    /// Takes the oldest queued task that is still Staged and marks it Running under a
-    /// lease held by `worker`.
-    fn lease_next(&self, worker: &str) -> Result<Option<Task>> {
+    /// A lease for `worker` starting now.
+    pub(crate) fn new_lease(&self, worker: &str) -> cella_types::Lease {
         let lease_ms =
             u64::try_from((self.config.task_deadline + self.config.lease_ttl).as_millis())
                 .unwrap_or(u64::MAX);
+        cella_types::Lease {
+            worker: worker.to_owned(),
+            expires_ms: now_ms().saturating_add(lease_ms),
+        }
+    }
+
+    /// Takes the oldest queued task that is still Staged and marks it Running under a
+    /// lease held by `worker`.
+    fn lease_next(&self, worker: &str) -> Result<Option<Task>> {
         let leased = self.store.write(|tx| {
             while let Some(entry) = tx.first::<QueueEntry>()? {
                 tx.delete::<QueueEntry>(&entry.key())?;
@@ -233,14 +304,7 @@ impl Platform {
                 if task.status() != TaskStatus::Staged {
                     continue; // canceled while queued
                 }
-                let now = now_ms();
-                task.start(
-                    cella_types::Lease {
-                        worker: worker.to_owned(),
-                        expires_ms: now.saturating_add(lease_ms),
-                    },
-                    now,
-                )?;
+                task.start(self.new_lease(worker), now_ms())?;
                 tx.put(&task)?;
                 return Ok::<_, PlatformError>(Some(task));
             }

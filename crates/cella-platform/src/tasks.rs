@@ -346,7 +346,8 @@ impl Platform {
     ///
     /// Permission, missing or stale approvals, a disabled function, quota exhausted.
     pub fn invoke_task(&self, caller: &Caller, id: &str) -> Result<TaskView> {
-        let view = self.mutate_task(caller, id, "invoke_task", |tx, task, function| {
+        let mut handoff = None;
+        let invoked = self.mutate_task(caller, id, "invoke_task", |tx, task, function| {
             policy::check(caller, &Action::Invoke(task))?;
             let mut function = function.cloned().ok_or_else(|| {
                 PlatformError::FailedPrecondition("the task's function was deleted".into())
@@ -365,13 +366,41 @@ impl Platform {
                 )));
             }
             let current = task.digest(&function.payload_digest);
-            task.stage(&current, now_ms())?;
+            let now = now_ms();
+            task.stage(&current, now)?;
             function.usage += 1;
             tx.put(&function)?;
-            enqueue(tx, task.id)
-        })?;
-        self.sched.wake_one();
-        Ok(view)
+            // An idle worker takes the task in this same commit; otherwise it queues.
+            match self.sched.take_idle() {
+                Some(worker) => {
+                    task.start(self.new_lease(&worker.name), now)?;
+                    handoff = Some(worker);
+                    Ok(())
+                }
+                None => enqueue(tx, task.id),
+            }
+        });
+        match (invoked, handoff) {
+            (Ok(view), Some(worker)) => {
+                let name = worker.name.clone();
+                if let Err(task) = worker.hand(view.task.clone()) {
+                    // The worker stopped meanwhile: treat it as a lost lease.
+                    self.lease_lost(
+                        task.id,
+                        &name,
+                        "the worker stopped before starting the task",
+                    )?;
+                }
+                Ok(view)
+            }
+            (Ok(view), None) => {
+                self.sched.wake_one();
+                Ok(view)
+            }
+            // A worker taken by an invoke that did not commit sees its hand-off channel
+            // close and goes back to waiting.
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// Cancels a task in any non-terminal status; a running execution is stopped.
