@@ -1,0 +1,8 @@
+//! Integration tests of cella-attest, in one binary (one link).
+
+mod common;
+mod dcap;
+mod gramine_source;
+mod handshake;
+mod policy_signing;
+mod ratls_vectors;
