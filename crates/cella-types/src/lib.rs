@@ -16,5 +16,8 @@ pub use function::{
     ArgumentSpec, ExecutorKind, Function, FunctionSpec, SlotSpec, SpecError, Visibility,
 };
 pub use id::{FunctionId, InputFileId, OutputFileId, ParseIdError, TaskId};
-pub use task::{Lease, NewTask, Task, TaskError, TaskResult, TaskStatus, Usage};
+pub use task::{
+    InputSlot, Lease, NewTask, OutputSlot, Task, TaskDigest, TaskError, TaskResult, TaskStatus,
+    Usage,
+};
 pub use user::{Role, User, UserName};

@@ -448,41 +448,14 @@ impl Task {
     /// approves (`docs/formats/task-digest.md`). `payload_digest` is the function's
     /// current payload digest, so a changed payload changes the digest.
     pub fn digest(&self, payload_digest: &Digest) -> Digest {
-        let mut h = Hasher::new();
-        put_str(&mut h, "cella/task-digest/v1");
-        put_str(&mut h, &self.function_id.to_string());
-        h.update(payload_digest.as_bytes());
-        put_len(&mut h, self.arguments.len());
-        for (k, v) in &self.arguments {
-            put_str(&mut h, k);
-            put_str(&mut h, v);
+        TaskDigest {
+            function_id: self.function_id,
+            payload_digest: *payload_digest,
+            arguments: &self.arguments,
+            inputs: &self.inputs,
+            outputs: &self.outputs,
         }
-        put_len(&mut h, self.inputs.len());
-        for (name, slot) in &self.inputs {
-            put_str(&mut h, name);
-            put_owners(&mut h, &slot.owners);
-            match &slot.file {
-                Some((id, d)) => {
-                    h.update(&[1]);
-                    put_str(&mut h, &id.to_string());
-                    h.update(d.as_bytes());
-                }
-                None => h.update(&[0]),
-            }
-        }
-        put_len(&mut h, self.outputs.len());
-        for (name, slot) in &self.outputs {
-            put_str(&mut h, name);
-            put_owners(&mut h, &slot.owners);
-            match &slot.file {
-                Some(id) => {
-                    h.update(&[1]);
-                    put_str(&mut h, &id.to_string());
-                }
-                None => h.update(&[0]),
-            }
-        }
-        h.finish()
+        .compute()
     }
 
     /// Participants whose approval is missing or names another digest than `current`.
@@ -609,6 +582,63 @@ impl Task {
         self.lease = None;
         self.reason = Some(format!("canceled by {by}"));
         Ok(())
+    }
+}
+
+/// The fields a task digest covers, so that a client can recompute the digest from what
+/// the node shows it instead of trusting the node's value.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskDigest<'a> {
+    /// The function's id.
+    pub function_id: FunctionId,
+    /// The function's current payload digest.
+    pub payload_digest: Digest,
+    /// Resolved arguments.
+    pub arguments: &'a BTreeMap<String, String>,
+    /// Input slots.
+    pub inputs: &'a BTreeMap<String, InputSlot>,
+    /// Output slots.
+    pub outputs: &'a BTreeMap<String, OutputSlot>,
+}
+
+impl TaskDigest<'_> {
+    /// SHA-256 over the canonical encoding of `docs/formats/task-digest.md`.
+    pub fn compute(&self) -> Digest {
+        let mut h = Hasher::new();
+        put_str(&mut h, "cella/task-digest/v1");
+        put_str(&mut h, &self.function_id.to_string());
+        h.update(self.payload_digest.as_bytes());
+        put_len(&mut h, self.arguments.len());
+        for (k, v) in self.arguments {
+            put_str(&mut h, k);
+            put_str(&mut h, v);
+        }
+        put_len(&mut h, self.inputs.len());
+        for (name, slot) in self.inputs {
+            put_str(&mut h, name);
+            put_owners(&mut h, &slot.owners);
+            match &slot.file {
+                Some((id, d)) => {
+                    h.update(&[1]);
+                    put_str(&mut h, &id.to_string());
+                    h.update(d.as_bytes());
+                }
+                None => h.update(&[0]),
+            }
+        }
+        put_len(&mut h, self.outputs.len());
+        for (name, slot) in self.outputs {
+            put_str(&mut h, name);
+            put_owners(&mut h, &slot.owners);
+            match &slot.file {
+                Some(id) => {
+                    h.update(&[1]);
+                    put_str(&mut h, &id.to_string());
+                }
+                None => h.update(&[0]),
+            }
+        }
+        h.finish()
     }
 }
 
@@ -770,6 +800,69 @@ mod tests {
         t5.function_id = FunctionId::new();
         assert_ne!(t5.digest(&p), base);
         assert_eq!(t.clone().digest(&p), base);
+    }
+
+    /// The encoding of docs/formats/task-digest.md, written out byte by byte for a task
+    /// with one argument, one filled input and one empty output.
+    #[test]
+    fn digest_matches_the_documented_encoding() {
+        let fid: FunctionId = "function-00000000-0000-4000-8000-000000000001"
+            .parse()
+            .unwrap();
+        let iid: InputFileId = "input-00000000-0000-4000-8000-000000000002"
+            .parse()
+            .unwrap();
+        let payload = Digest::of(b"echo");
+        let file_digest = Digest::of(b"ciphertext");
+        let arguments = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        let inputs = BTreeMap::from([(
+            "in".to_string(),
+            InputSlot {
+                owners: [u("a")].into(),
+                optional: false,
+                file: Some((iid, file_digest)),
+            },
+        )]);
+        let outputs = BTreeMap::from([(
+            "out".to_string(),
+            OutputSlot {
+                owners: [u("a"), u("b")].into(),
+                file: None,
+            },
+        )]);
+        fn s(v: &mut Vec<u8>, x: &str) {
+            v.extend_from_slice(&u32::try_from(x.len()).unwrap().to_be_bytes());
+            v.extend_from_slice(x.as_bytes());
+        }
+        let mut e = Vec::new();
+        s(&mut e, "cella/task-digest/v1");
+        s(&mut e, &fid.to_string());
+        e.extend_from_slice(payload.as_bytes());
+        e.extend_from_slice(&1u32.to_be_bytes());
+        s(&mut e, "k");
+        s(&mut e, "v");
+        e.extend_from_slice(&1u32.to_be_bytes());
+        s(&mut e, "in");
+        e.extend_from_slice(&1u32.to_be_bytes());
+        s(&mut e, "a");
+        e.push(1);
+        s(&mut e, &iid.to_string());
+        e.extend_from_slice(file_digest.as_bytes());
+        e.extend_from_slice(&1u32.to_be_bytes());
+        s(&mut e, "out");
+        e.extend_from_slice(&2u32.to_be_bytes());
+        s(&mut e, "a");
+        s(&mut e, "b");
+        e.push(0);
+        let computed = TaskDigest {
+            function_id: fid,
+            payload_digest: payload,
+            arguments: &arguments,
+            inputs: &inputs,
+            outputs: &outputs,
+        }
+        .compute();
+        assert_eq!(computed, Digest::of(&e));
     }
 
     #[test]
