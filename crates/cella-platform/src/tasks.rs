@@ -23,6 +23,8 @@ pub struct TaskView {
     pub task: Task,
     /// Its current digest; `None` once the function has been deleted.
     pub digest: Option<Digest>,
+    /// The function's current payload digest, which the task digest covers.
+    pub payload_digest: Option<Digest>,
     /// Participants whose approval matches the current digest.
     pub approved_by: Vec<UserName>,
 }
@@ -73,6 +75,7 @@ fn view_of(function: Option<&Function>, task: Task) -> TaskView {
     TaskView {
         task,
         digest,
+        payload_digest: function.map(|f| f.payload_digest),
         approved_by,
     }
 }

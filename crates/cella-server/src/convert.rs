@@ -252,6 +252,7 @@ pub(crate) fn task_info(v: &TaskView) -> pb::TaskInfo {
             })
             .collect(),
         attempts: t.attempts,
+        function_payload_digest: v.payload_digest.map(|d| d.to_hex()).unwrap_or_default(),
     }
 }
 
