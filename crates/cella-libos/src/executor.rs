@@ -1,0 +1,205 @@
+//! [`LibosExecutor`]: the `libos` executor family. One pool of warm attested instances
+//! per runtime image; each task takes one instance, deploys, runs, verifies the receipt,
+//! and the instance is killed afterwards.
+//!
+//! The function's runtime image is named in its spec, not in its payload, so
+//! [`Executor::validate_payload`] cannot check it: a task whose function names a runtime
+//! this node does not offer fails at run time with a message listing the runtimes it
+//! does offer.
+//!
+//! Cancellation: when the platform cancels a task it drops the `execute` future; the
+//! instance's guard then kills its process group at once (no grace: the decision is
+//! made), which is why a cancel takes effect well within a second.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cella_executor::{ExecutionError, ExecutionOutcome, Executor, StagedTask, TaskIo};
+use cella_types::ExecutorKind;
+
+use crate::attest::ExecutorAttestation;
+use crate::backend::{InstanceLimits, LibosBackend};
+use crate::image::RuntimeImage;
+use crate::launch::{LaunchCtx, Timeouts};
+use crate::pool::{Pool, PoolConfig, PoolStats};
+
+/// How the executor runs its pools and instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// Pool sizes, the same for every runtime image.
+    pub pool: PoolConfig,
+    /// Timeouts of launches, starts and cancels.
+    pub timeouts: Timeouts,
+    /// Limits of each instance.
+    pub limits: InstanceLimits,
+}
+
+/// The executor could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("LibOS executor: {0}")]
+pub struct SetupError(pub String);
+
+struct Runtime {
+    image: Arc<RuntimeImage>,
+    pool: Pool,
+}
+
+/// Runs `libos` functions on LibOS instances of a backend.
+pub struct LibosExecutor {
+    backend_name: String,
+    runtimes: BTreeMap<String, Runtime>,
+    timeouts: Timeouts,
+    // Sockets live here until the executor is dropped (after its pools).
+    _socket_dir: Arc<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for LibosExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibosExecutor")
+            .field("backend", &self.backend_name)
+            .field("runtimes", &self.runtimes.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl LibosExecutor {
+    /// An executor offering `images` on `backend`. Each image is measured now; its pool
+    /// starts filling on the current tokio runtime (or at its first task without one).
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError`] for an invalid or duplicate image, a measurement the backend cannot
+    /// make, or a socket directory that cannot be created.
+    pub fn new(
+        backend: Arc<dyn LibosBackend>,
+        images: Vec<RuntimeImage>,
+        attestation: ExecutorAttestation,
+        config: ExecutorConfig,
+    ) -> Result<Self, SetupError> {
+        let socket_dir = Arc::new(
+            tempfile::Builder::new()
+                .prefix("cella-libos-")
+                .tempdir()
+                .map_err(|e| SetupError(format!("socket directory: {e}")))?,
+        );
+        let attestation = Arc::new(attestation);
+        let mut runtimes = BTreeMap::new();
+        for image in images {
+            image.validate().map_err(SetupError)?;
+            let expected = backend.measure(&image).map_err(|e| SetupError(e.to_string()))?;
+            let verifier = attestation
+                .instance_verifier(expected)
+                .map_err(|e| SetupError(e.to_string()))?;
+            let name = image.name.clone();
+            let image = Arc::new(image);
+            let ctx = LaunchCtx {
+                backend: Arc::clone(&backend),
+                image: Arc::clone(&image),
+                attestation: Arc::clone(&attestation),
+                expected,
+                verifier,
+                timeouts: config.timeouts,
+                limits: config.limits,
+                socket_dir: Arc::clone(&socket_dir),
+            };
+            tracing::info!(runtime = %name, backend = backend.name(), measurement = %expected, "LibOS runtime image");
+            let runtime = Runtime {
+                image,
+                pool: Pool::new(ctx, config.pool),
+            };
+            if runtimes.insert(name.clone(), runtime).is_some() {
+                return Err(SetupError(format!("runtime image {name:?} is declared twice")));
+            }
+        }
+        Ok(Self {
+            backend_name: backend.name().to_owned(),
+            runtimes,
+            timeouts: config.timeouts,
+            _socket_dir: socket_dir,
+        })
+    }
+
+    /// The runtime images offered, sorted by name.
+    pub fn runtimes(&self) -> impl Iterator<Item = &str> {
+        self.runtimes.keys().map(String::as_str)
+    }
+
+    /// The counters of `runtime`'s pool.
+    pub fn pool_stats(&self, runtime: &str) -> Option<PoolStats> {
+        self.runtimes.get(runtime).map(|r| r.pool.stats())
+    }
+
+    fn runtime(&self, task: &StagedTask) -> Result<&Runtime, ExecutionError> {
+        let offered = || self.runtimes.keys().cloned().collect::<Vec<_>>().join(", ");
+        let name = task.runtime.as_deref().ok_or_else(|| {
+            ExecutionError::function(format!(
+                "a libos function needs a runtime image; this node offers: [{}]",
+                offered()
+            ))
+        })?;
+        self.runtimes.get(name).ok_or_else(|| {
+            ExecutionError::function(format!(
+                "runtime image {name:?} is not offered by this node; it offers: [{}]",
+                offered()
+            ))
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for LibosExecutor {
+    fn kind(&self) -> ExecutorKind {
+        ExecutorKind::Libos
+    }
+
+    /// A libos payload is the program file (a binary or a script); it must not be empty.
+    /// The runtime image is checked when a task runs (see the module documentation).
+    fn validate_payload(&self, payload: &[u8]) -> Result<(), String> {
+        if payload.is_empty() {
+            return Err("a libos payload is the program to run, and it is empty".into());
+        }
+        Ok(())
+    }
+
+    async fn execute(
+        &self,
+        task: &StagedTask,
+        io: &mut TaskIo,
+    ) -> Result<ExecutionOutcome, ExecutionError> {
+        self.execute_measured(task, io).await.map(|(o, _)| o)
+    }
+}
+
+impl LibosExecutor {
+    /// [`Executor::execute`], also returning the program's own run time as the instance
+    /// measured it, in microseconds (for [`crate::bench`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Executor::execute`].
+    pub async fn execute_measured(
+        &self,
+        task: &StagedTask,
+        io: &mut TaskIo,
+    ) -> Result<(ExecutionOutcome, u64), ExecutionError> {
+        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + task.deadline;
+        let runtime = self.runtime(task)?;
+        let ready = tokio::time::timeout_at(deadline, runtime.pool.acquire())
+            .await
+            .map_err(|_| ExecutionError::DeadlineExceeded {
+                limit: task.deadline,
+            })?
+            .map_err(|e| ExecutionError::internal(e.to_string()))?;
+        crate::run::run_task(
+            ready,
+            task,
+            io,
+            &runtime.image,
+            self.timeouts,
+            deadline,
+            started,
+        )
+        .await
+    }
+}

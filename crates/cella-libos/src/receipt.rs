@@ -1,0 +1,231 @@
+//! The LibOS executor's receipt as stored with a task result: a self-contained
+//! [`ReceiptBundle`] {instance certificate with its evidence, receipt body, signature}, and
+//! its offline verification, evidence → key → receipt → digests.
+//!
+//! [`verify_bundle`] needs nothing but the bundle (and, to appraise the evidence against
+//! an attestation policy, the policy): the certificate's evidence binds its key, the key
+//! signs the body, the body states the measurement the evidence vouches for. What the body
+//! says is then compared with what the verifier knows ([`Expected`]): the task, the
+//! function's payload digest, the output slots, and the digests of outputs it decrypted.
+//!
+//! The certificate's own fields beyond its key and evidence (validity, serial, its
+//! self-signature) are not part of the chain: the evidence binds the key, not the
+//! certificate around it.
+
+use std::collections::BTreeMap;
+
+use cella_attest::clock::FixedClock;
+use cella_attest::ed25519::Ed25519PublicKey;
+use cella_attest::policy::roles;
+use cella_attest::ratls::RaTlsCert;
+use cella_attest::sim::SimEvidence;
+use cella_attest::{Evidence, Measurement, Platform, Policy, Verifier};
+use cella_preload::receipt::{RECEIPT_FORMAT, ReceiptBody, verify_signature};
+use prost::Message;
+
+use crate::image::PROGRAM_FILE;
+
+/// The value of [`ReceiptBundle::format`].
+pub const BUNDLE_FORMAT: &str = "cella-libos-receipt-bundle-v1";
+
+/// Offset of `MRENCLAVE` in an SGX quote.
+const SGX_MRENCLAVE_OFFSET: usize = 48 + 64;
+
+/// What `ExecutionOutcome::receipt` holds for a LibOS task.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReceiptBundle {
+    /// Always [`BUNDLE_FORMAT`].
+    #[prost(string, tag = "1")]
+    pub format: String,
+    /// The instance's RA-TLS certificate, DER: its evidence binds the signing key.
+    #[prost(bytes = "vec", tag = "2")]
+    pub instance_cert: Vec<u8>,
+    /// The receipt body, a `cella_preload::receipt::ReceiptBody` encoded.
+    #[prost(bytes = "vec", tag = "3")]
+    pub body: Vec<u8>,
+    /// The signature over the body (see `cella_preload::receipt`).
+    #[prost(bytes = "vec", tag = "4")]
+    pub signature: Vec<u8>,
+}
+
+impl ReceiptBundle {
+    /// A bundle of these parts.
+    pub fn new(instance_cert: Vec<u8>, body: Vec<u8>, signature: Vec<u8>) -> Self {
+        Self {
+            format: BUNDLE_FORMAT.into(),
+            instance_cert,
+            body,
+            signature,
+        }
+    }
+}
+
+/// A receipt failed verification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Not a receipt bundle of this format.
+    #[error("not a LibOS receipt: {0}")]
+    Malformed(String),
+    /// The certificate is malformed, or its evidence does not bind its key.
+    #[error("instance certificate: {0}")]
+    Certificate(String),
+    /// The evidence itself does not verify.
+    #[error("instance evidence: {0}")]
+    Evidence(String),
+    /// The signature does not verify with the attested key.
+    #[error("the receipt's signature does not verify with the instance's attested key")]
+    Signature,
+    /// The body says something other than the evidence or what the verifier expects.
+    #[error("the receipt's {0}")]
+    Mismatch(String),
+}
+
+/// A receipt whose chain holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedReceipt {
+    /// The body.
+    pub body: ReceiptBody,
+    /// The instance measurement, as the evidence states it.
+    pub measurement: Measurement,
+    /// The evidence's platform.
+    pub platform: Platform,
+    /// The simulation key that signed the evidence (simulation only). Trust in it is the
+    /// policy's business: without a policy, only its signature is checked.
+    pub sim_signer: Option<Ed25519PublicKey>,
+    /// Whether the evidence was appraised against an attestation policy.
+    pub appraised: bool,
+}
+
+/// Verifies a bundle: the evidence binds the certificate's key; the evidence's own
+/// signature holds (simulation) or, with `policy`, the evidence satisfies its
+/// `libos-instance` role as of the time the receipt was signed; the key signed the body;
+/// the body's measurement and nonce are the evidence's.
+///
+/// # Errors
+///
+/// [`ReceiptError`] naming the first link of the chain that does not hold.
+pub fn verify_bundle(bytes: &[u8], policy: Option<&Policy>) -> Result<VerifiedReceipt, ReceiptError> {
+    let bundle =
+        ReceiptBundle::decode(bytes).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+    if bundle.format != BUNDLE_FORMAT {
+        return Err(ReceiptError::Malformed(format!(
+            "format {:?}, expected {BUNDLE_FORMAT:?}",
+            bundle.format
+        )));
+    }
+    let cert = RaTlsCert::parse(&bundle.instance_cert)
+        .map_err(|e| ReceiptError::Certificate(e.to_string()))?;
+    let bound = cert
+        .bound_evidence()
+        .map_err(|e| ReceiptError::Certificate(e.to_string()))?;
+    if !verify_signature(&cert.spki_der, &bundle.body, &bundle.signature) {
+        return Err(ReceiptError::Signature);
+    }
+    let body = ReceiptBody::decode(&bundle.body[..])
+        .map_err(|e| ReceiptError::Malformed(format!("body: {e}")))?;
+    if body.format != RECEIPT_FORMAT {
+        return Err(ReceiptError::Mismatch(format!("format {:?}", body.format)));
+    }
+    let (measurement, sim_signer) = match &bound.evidence {
+        Evidence::Sim(raw) => {
+            let sim = SimEvidence::parse(raw).map_err(|e| ReceiptError::Evidence(e.to_string()))?;
+            sim.verify(&[sim.signer])
+                .map_err(|e| ReceiptError::Evidence(e.to_string()))?;
+            (sim.statement.measurement, Some(sim.signer))
+        }
+        Evidence::SgxDcapQuote(q) => {
+            let m: [u8; 32] = q
+                .get(SGX_MRENCLAVE_OFFSET..SGX_MRENCLAVE_OFFSET + 32)
+                .and_then(|m| m.try_into().ok())
+                .ok_or_else(|| ReceiptError::Evidence("short SGX quote".into()))?;
+            if policy.is_none() {
+                return Err(ReceiptError::Evidence(
+                    "SGX evidence can only be checked against an attestation policy".into(),
+                ));
+            }
+            (Measurement(m), None)
+        }
+    };
+    if body.measurement != measurement.as_bytes() {
+        return Err(ReceiptError::Mismatch(
+            "measurement differs from the evidence's".into(),
+        ));
+    }
+    if bound.nonce.as_deref() != Some(&body.nonce[..]) {
+        return Err(ReceiptError::Mismatch(
+            "nonce differs from the evidence's".into(),
+        ));
+    }
+    if let Some(policy) = policy {
+        let verifier = Verifier::new(policy.clone())
+            .with_clock(std::sync::Arc::new(FixedClock::at_unix_secs(body.signed_at_unix_secs)));
+        verifier
+            .verify_certificate(roles::LIBOS_INSTANCE, &bundle.instance_cert, Some(&body.nonce))
+            .map_err(|e| ReceiptError::Evidence(e.to_string()))?;
+    }
+    Ok(VerifiedReceipt {
+        body,
+        measurement,
+        platform: bound.evidence.platform(),
+        sim_signer,
+        appraised: policy.is_some(),
+    })
+}
+
+/// What the verifier knows independently of the receipt.
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    /// The task's id.
+    pub task_id: Option<String>,
+    /// The function's id.
+    pub function_id: Option<String>,
+    /// The function's payload digest: the workload's `program` file.
+    pub payload_sha256: Option<[u8; 32]>,
+    /// The task result's output slots.
+    pub output_slots: Option<Vec<String>>,
+    /// Plaintext digests of outputs the verifier decrypted, by slot.
+    pub outputs: BTreeMap<String, [u8; 32]>,
+}
+
+/// Compares a verified receipt with what the verifier knows.
+///
+/// # Errors
+///
+/// [`ReceiptError::Mismatch`] naming the field.
+pub fn check_expected(receipt: &VerifiedReceipt, expected: &Expected) -> Result<(), ReceiptError> {
+    let body = &receipt.body;
+    let mismatch = |what: String| Err(ReceiptError::Mismatch(what));
+    if let Some(t) = &expected.task_id {
+        if &body.task_id != t {
+            return mismatch(format!("task id {:?} is not {t:?}", body.task_id));
+        }
+    }
+    if let Some(f) = &expected.function_id {
+        if &body.function_id != f {
+            return mismatch(format!("function id {:?} is not {f:?}", body.function_id));
+        }
+    }
+    if let Some(p) = &expected.payload_sha256 {
+        let program = body.workload.iter().find(|e| e.name == PROGRAM_FILE);
+        if program.is_none_or(|e| e.sha256 != p) {
+            return mismatch("workload program is not the function's payload".into());
+        }
+    }
+    if let Some(slots) = &expected.output_slots {
+        let mut mine: Vec<&str> = body.outputs.iter().map(|e| e.name.as_str()).collect();
+        let mut theirs: Vec<&str> = slots.iter().map(String::as_str).collect();
+        mine.sort_unstable();
+        theirs.sort_unstable();
+        if mine != theirs {
+            return mismatch(format!("output slots {mine:?} are not the task's {theirs:?}"));
+        }
+    }
+    for (slot, digest) in &expected.outputs {
+        match body.outputs.iter().find(|e| &e.name == slot) {
+            Some(e) if e.sha256 == digest => {}
+            Some(_) => return mismatch(format!("digest of output {slot:?} does not match the file")),
+            None => return mismatch(format!("outputs do not include {slot:?}")),
+        }
+    }
+    Ok(())
+}

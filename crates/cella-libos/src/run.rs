@@ -1,0 +1,363 @@
+//! One task on one attested instance: `Deploy` and its content out, `Started`, log lines
+//! and output chunks in, `Finished` with a verified receipt; or the deadline (`Cancel`,
+//! then the process group killed after a grace period), or a failure with its reason.
+//!
+//! Who is at fault decides the error (`cella_executor::ExecutionError`):
+//! - the program or its data (exit status, missing or oversized outputs, a command that
+//!   cannot start, the instance dying while the program runs, the deadline): `Function`,
+//!   `Io` or `DeadlineExceeded`, shown to the task's participants;
+//! - the instance or the node (attestation, protocol violations, a receipt that does not
+//!   hold, an instance that gives up on its own): `Internal`, logged by the platform with
+//!   the full reason, the task failed with "the executor failed".
+
+use std::time::Duration;
+
+use cella_executor::{ExecutionError, ExecutionOutcome, IoError, StagedTask, TaskIo};
+use cella_preload::protocol::{
+    Body, Cancel, Chunk, ChunkTarget, Deploy, EnvVar, Envelope, ErrorCode, FileMeta, FrameError,
+    FrameReader, Limits, MAX_CHUNK_LEN, PROTOCOL_VERSION, write_frame,
+};
+use cella_preload::receipt::sha256;
+use cella_types::Usage;
+use tokio::io::{AsyncWrite, ReadHalf};
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+
+use crate::image::{PROGRAM_FILE, RuntimeImage};
+use crate::launch::{InstanceGuard, ReadyInstance, Timeouts, Tls};
+use crate::session::{Done, Progress, SessionError};
+
+/// Prefix of the environment variable carrying each task argument: `CELLA_ARG_<name>`.
+pub const ARG_ENV_PREFIX: &str = "CELLA_ARG_";
+
+/// How long a dead instance's channel is read for frames it sent before dying.
+const DRAIN: Duration = Duration::from_millis(200);
+
+/// Where in the session a failure happened, which decides who is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Deploying,
+    Running,
+}
+
+fn internal(msg: impl Into<String>) -> ExecutionError {
+    ExecutionError::internal(format!("LibOS instance: {}", msg.into()))
+}
+
+fn classify(e: SessionError) -> ExecutionError {
+    match e {
+        SessionError::Instance { code, message } => match code {
+            ErrorCode::OutputMissing | ErrorCode::OutputTooLarge | ErrorCode::Spawn => {
+                ExecutionError::function(message)
+            }
+            _ => internal(format!("gave up ({code:?}): {message}")),
+        },
+        SessionError::OutputTooLarge { slot, size, limit } => {
+            ExecutionError::Io(IoError::OutputTooLarge { slot, size, limit })
+        }
+        other => internal(other.to_string()),
+    }
+}
+
+fn frame_failure(e: &FrameError, phase: Phase, exit: Option<&crate::backend::InstanceExit>) -> ExecutionError {
+    match (e, phase) {
+        (FrameError::Closed | FrameError::Truncated, Phase::Running) => {
+            let how = exit.map_or_else(|| "its channel closed".to_owned(), ToString::to_string);
+            ExecutionError::function(format!(
+                "the LibOS instance stopped while the program ran ({how}); the program may have exhausted the instance's memory"
+            ))
+        }
+        (FrameError::Closed | FrameError::Truncated, Phase::Deploying) => {
+            let how = exit.map_or_else(|| "its channel closed".to_owned(), ToString::to_string);
+            internal(format!("stopped before starting the program ({how})"))
+        }
+        _ => internal(e.to_string()),
+    }
+}
+
+/// The `Deploy` for `task`: the payload as the workload's `program`, every input, every
+/// output slot, the image's command line, arguments as `CELLA_ARG_<name>`.
+pub(crate) fn build_deploy(
+    task: &StagedTask,
+    io: &TaskIo,
+    image: &RuntimeImage,
+) -> Result<Deploy, ExecutionError> {
+    let payload_digest = sha256(&task.payload);
+    if &payload_digest != task.payload_digest.as_bytes() {
+        return Err(ExecutionError::internal(
+            "the function's payload does not match its registered digest",
+        ));
+    }
+    let len = |d: &[u8]| u64::try_from(d.len()).unwrap_or(u64::MAX);
+    Ok(Deploy {
+        protocol_version: PROTOCOL_VERSION,
+        task_id: task.task_id.to_string(),
+        function_id: task.function_id.to_string(),
+        files: vec![FileMeta {
+            name: PROGRAM_FILE.into(),
+            size: len(&task.payload),
+            sha256: payload_digest.to_vec(),
+            executable: true,
+        }],
+        inputs: io
+            .input_slots()
+            .map(|s| {
+                let data = io.input(s).unwrap_or_default();
+                FileMeta {
+                    name: s.to_owned(),
+                    size: len(data),
+                    sha256: sha256(data).to_vec(),
+                    executable: false,
+                }
+            })
+            .collect(),
+        outputs: io.output_slots().map(str::to_owned).collect(),
+        argv: image.argv.clone(),
+        env: task
+            .arguments
+            .iter()
+            .map(|(k, v)| EnvVar {
+                name: format!("{ARG_ENV_PREFIX}{k}"),
+                value: v.clone(),
+            })
+            .collect(),
+        limits: Some(Limits {
+            max_output_bytes: io.limits().max_output_bytes,
+            deadline_ms: u64::try_from(task.deadline.as_millis()).unwrap_or(u64::MAX),
+        }),
+    })
+}
+
+async fn send_content<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    target: ChunkTarget,
+    index: usize,
+    data: &[u8],
+) -> Result<(), FrameError> {
+    let index = u32::try_from(index).unwrap_or(u32::MAX);
+    for piece in data.chunks(MAX_CHUNK_LEN) {
+        let chunk: Envelope = Body::Chunk(Chunk {
+            target: target as i32,
+            index,
+            data: piece.to_vec(),
+        })
+        .into();
+        write_frame(w, &chunk).await?;
+    }
+    Ok(())
+}
+
+async fn send_deploy<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    deploy: &Deploy,
+    task: &StagedTask,
+    io: &TaskIo,
+) -> Result<(), FrameError> {
+    write_frame(w, &Body::Deploy(deploy.clone()).into()).await?;
+    send_content(w, ChunkTarget::File, 0, &task.payload).await?;
+    for (i, meta) in deploy.inputs.iter().enumerate() {
+        send_content(w, ChunkTarget::Input, i, io.input(&meta.name).unwrap_or_default()).await?;
+    }
+    Ok(())
+}
+
+/// After a failed write: the instance probably said why before closing.
+async fn reason_for_broken_channel(reader: &mut FrameReader<ReadHalf<Tls>>) -> Option<ExecutionError> {
+    match timeout(DRAIN, reader.read_frame()).await {
+        Ok(Ok(Envelope {
+            body: Some(Body::Error(e)),
+        })) => Some(classify(SessionError::Instance {
+            code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unspecified),
+            message: e.message,
+        })),
+        _ => None,
+    }
+}
+
+/// The deadline passed: ask the instance to stop, give it `grace`, then kill it.
+async fn stop(
+    guard: &mut InstanceGuard,
+    writer: &mut tokio::io::WriteHalf<Tls>,
+    reader: &mut FrameReader<ReadHalf<Tls>>,
+    grace: Duration,
+) {
+    let until = Instant::now() + grace;
+    let cancel: Envelope = Body::Cancel(Cancel {
+        reason: "the task's deadline passed".into(),
+    })
+    .into();
+    if timeout_at(until, write_frame(writer, &cancel)).await.is_ok() {
+        // Read until the instance answers (Error{CANCELED}) or closes, within the grace.
+        let answered = timeout_at(until, async {
+            loop {
+                match reader.read_frame().await {
+                    Ok(Envelope {
+                        body: Some(Body::Error(_)),
+                    })
+                    | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        if answered.is_err() {
+            tracing::info!("the LibOS instance did not answer Cancel in time; killing it");
+        }
+    }
+    guard.kill_group();
+}
+
+enum Event {
+    Frame(Result<Envelope, FrameError>),
+    Deadline,
+    Exit(crate::backend::InstanceExit),
+}
+
+/// Runs `task` on `ready` and fills `io` with its outputs; also returns the program's
+/// own run time as the instance measured it, in microseconds.
+pub(crate) async fn run_task(
+    ready: ReadyInstance,
+    task: &StagedTask,
+    io: &mut TaskIo,
+    image: &RuntimeImage,
+    timeouts: Timeouts,
+    deadline: Instant,
+    started: std::time::Instant,
+) -> Result<(ExecutionOutcome, u64), ExecutionError> {
+    let ReadyInstance {
+        mut guard,
+        mut reader,
+        mut writer,
+        session,
+        permit,
+    } = ready;
+    let _permit = permit;
+    let deploy = build_deploy(task, io, image)?;
+    let expect = session.deploy(&deploy);
+
+    // Deploy and its content.
+    let sent = tokio::select! {
+        r = timeout_at(deadline, send_deploy(&mut writer, &deploy, task, io)) => r,
+        exit = guard.wait() => {
+            return Err(internal(format!("{exit} while receiving the workload")));
+        }
+    };
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(reason_for_broken_channel(&mut reader)
+                .await
+                .unwrap_or_else(|| frame_failure(&e, Phase::Deploying, None)));
+        }
+        Err(_) => {
+            stop(&mut guard, &mut writer, &mut reader, timeouts.cancel_grace).await;
+            return Err(ExecutionError::DeadlineExceeded {
+                limit: task.deadline,
+            });
+        }
+    }
+
+    // ExpectStarted.
+    let started_by = deadline.min(Instant::now() + timeouts.started);
+    let event = tokio::select! {
+        biased;
+        f = reader.read_frame() => Event::Frame(f),
+        () = sleep_until(started_by) => Event::Deadline,
+        exit = guard.wait() => Event::Exit(exit),
+    };
+    let mut running = match event {
+        Event::Frame(Ok(env)) => expect.handle(env).map_err(classify)?,
+        Event::Frame(Err(e)) => return Err(frame_failure(&e, Phase::Deploying, None)),
+        Event::Exit(exit) => {
+            return Err(internal(format!("{exit} before starting the program")));
+        }
+        Event::Deadline if started_by < deadline => {
+            return Err(internal(format!(
+                "did not start the program within {:?} of Deploy",
+                timeouts.started
+            )));
+        }
+        Event::Deadline => {
+            stop(&mut guard, &mut writer, &mut reader, timeouts.cancel_grace).await;
+            return Err(ExecutionError::DeadlineExceeded {
+                limit: task.deadline,
+            });
+        }
+    };
+
+    // Running.
+    let mut exited = None;
+    let done: Box<Done> = loop {
+        let event = tokio::select! {
+            biased;
+            f = reader.read_frame() => Event::Frame(f),
+            () = sleep_until(deadline) => Event::Deadline,
+            exit = guard.wait(), if exited.is_none() => Event::Exit(exit),
+        };
+        match event {
+            Event::Frame(Ok(env)) => {
+                match running.handle(env, std::time::Instant::now()).map_err(classify)? {
+                    Progress::Running(r) => running = r,
+                    Progress::Done(d) => break d,
+                }
+            }
+            Event::Frame(Err(e)) => {
+                if exited.is_none() {
+                    exited = timeout(DRAIN, guard.wait()).await.ok();
+                }
+                return Err(frame_failure(&e, Phase::Running, exited.as_ref()));
+            }
+            Event::Exit(exit) => {
+                // Frames it sent before exiting are still in the channel: read them, with
+                // the channel's end as the end of the run.
+                exited = Some(exit);
+            }
+            Event::Deadline => {
+                stop(&mut guard, &mut writer, &mut reader, timeouts.cancel_grace).await;
+                return Err(ExecutionError::DeadlineExceeded {
+                    limit: task.deadline,
+                });
+            }
+        }
+    };
+    guard.retire(timeouts.cancel_grace);
+    finish(*done, io, started)
+}
+
+fn finish(
+    done: Done,
+    io: &mut TaskIo,
+    started: std::time::Instant,
+) -> Result<(ExecutionOutcome, u64), ExecutionError> {
+    let mut log = done.log;
+    if done.log_dropped > 0 {
+        log.push(&format!(
+            "… {} lines dropped by the instance's log rate limit",
+            done.log_dropped
+        ));
+    }
+    if !done.exit.success() {
+        let last = log
+            .lines()
+            .last()
+            .map(|l| format!("; its last log line: {}", l.chars().take(200).collect::<String>()))
+            .unwrap_or_default();
+        return Err(ExecutionError::function(format!(
+            "the program ended with {}{last}",
+            done.exit
+        )));
+    }
+    for (slot, data) in done.outputs {
+        io.write_output(&slot, data)?;
+    }
+    let outcome = ExecutionOutcome {
+        return_value: done.return_value,
+        log: log.into_lines(),
+        usage: Usage {
+            wall_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            input_bytes: io.input_bytes(),
+            output_bytes: io.output_bytes(),
+        },
+        receipt: done.receipt,
+    };
+    Ok((outcome, done.usage.wall_us))
+}

@@ -1,0 +1,451 @@
+//! The executor's side of a session, as explicit typed states (sans I/O, in the manner of
+//! rustls's `Expect*` states): each `handle(self, …)` consumes the state it is called on
+//! and returns the next one, or the reason the session is over.
+//!
+//! ```text
+//! ExpectAttested ──(verified evidence, Hello)──► Attested ──deploy()──► ExpectStarted
+//!      ──Started──► Running ──Log / output Chunk──► Running
+//!                           ──Finished (receipt verified)──► Done
+//! any state ──Error / unexpected message / bad receipt──► SessionError
+//! ```
+//!
+//! [`ExpectAttested::handle`] takes a [`VerifiedEvidence`], which only `cella-attest`'s
+//! verifier can build: a session cannot reach `Attested` with an unverified peer. The
+//! receipt is checked against what *this* side sent (task, workload, inputs, command) and
+//! received (outputs, return value, exit), and against the attested key and measurement,
+//! before [`Done`] exists.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cella_attest::{Measurement, VerifiedEvidence};
+use cella_executor::LogBuffer;
+use cella_preload::protocol::{
+    Body, ChunkTarget, Deploy, Envelope, ErrorCode, ExitStatus, Finished, LOG_BURST_BYTES,
+    LOG_RATE_BYTES_PER_SEC, LogStream, MAX_CHUNK_LEN, MAX_LOG_LINE_BYTES, MAX_RETURN_VALUE_BYTES,
+    PROTOCOL_VERSION, ResourceUsage,
+};
+use cella_preload::receipt::{
+    Entry, RECEIPT_FORMAT, ReceiptBody, command_digest, sha256, verify_signature,
+};
+use prost::Message;
+
+use crate::backend::NONCE_LEN;
+use crate::receipt::ReceiptBundle;
+
+/// Log bytes accepted from an instance in any one-second window: twice what its own
+/// token bucket lets through (burst plus one second of rate), so that frames bunched up
+/// in transit never trip it, while a pre-load module that ignores its budget does.
+pub const MAX_LOG_BYTES_PER_WINDOW: u64 = 2 * (LOG_BURST_BYTES + LOG_RATE_BYTES_PER_SEC);
+const LOG_WINDOW: Duration = Duration::from_secs(1);
+
+/// Why a session ended without a verified `Finished`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The instance sent something the protocol does not allow here.
+    #[error("protocol violation by the instance: {0}")]
+    Protocol(String),
+    /// The instance speaks another protocol version.
+    #[error("the instance speaks protocol version {got}, the executor speaks {PROTOCOL_VERSION}")]
+    Version {
+        /// Its version.
+        got: u32,
+    },
+    /// The instance's attested identity is not the one expected.
+    #[error("attestation: {0}")]
+    Attestation(String),
+    /// The instance gave up with `Error`.
+    #[error("{message}")]
+    Instance {
+        /// Its code.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// An output over the limit.
+    #[error("output slot {slot:?} would hold {size} bytes, over the limit of {limit} bytes per slot")]
+    OutputTooLarge {
+        /// The slot.
+        slot: String,
+        /// The size it reached.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The receipt does not match what was run.
+    #[error("receipt: {0}")]
+    Receipt(String),
+}
+
+fn unexpected(body: Option<Body>, state: &str) -> SessionError {
+    match body {
+        Some(Body::Error(e)) => SessionError::Instance {
+            code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unspecified),
+            message: e.message,
+        },
+        Some(other) => SessionError::Protocol(format!("{} while {state}", other.name())),
+        None => SessionError::Protocol(format!("a frame without message while {state}")),
+    }
+}
+
+/// Waiting for the instance's attested channel and its `Hello`.
+#[derive(Debug)]
+pub struct ExpectAttested {
+    nonce: [u8; NONCE_LEN],
+    expected: Measurement,
+}
+
+impl ExpectAttested {
+    /// A session with an instance launched with `nonce`, which must measure `expected`.
+    pub fn new(nonce: [u8; NONCE_LEN], expected: Measurement) -> Self {
+        Self { nonce, expected }
+    }
+
+    /// Takes the peer's verified evidence, its certificate and its first message.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Attestation`] for another measurement or nonce,
+    /// [`SessionError::Version`] or [`SessionError::Protocol`] for a bad first message.
+    pub fn handle(
+        self,
+        peer: VerifiedEvidence,
+        cert_der: Vec<u8>,
+        first: Envelope,
+    ) -> Result<Attested, SessionError> {
+        if peer.measurement() != self.expected {
+            return Err(SessionError::Attestation(format!(
+                "the instance measures {}, but {} is expected for its runtime image",
+                peer.measurement(),
+                self.expected
+            )));
+        }
+        if peer.nonce() != Some(&self.nonce[..]) {
+            return Err(SessionError::Attestation(
+                "the instance's evidence does not carry this launch's nonce (stale or replayed)"
+                    .into(),
+            ));
+        }
+        match first.body {
+            Some(Body::Hello(h)) if h.protocol_version == PROTOCOL_VERSION => Ok(Attested {
+                peer,
+                cert_der,
+                nonce: self.nonce,
+                preload_version: h.preload_version,
+            }),
+            Some(Body::Hello(h)) => Err(SessionError::Version {
+                got: h.protocol_version,
+            }),
+            other => Err(unexpected(other, "expecting Hello")),
+        }
+    }
+}
+
+/// An attested instance, ready for one `Deploy` (this is what the pool keeps warm).
+#[derive(Debug)]
+pub struct Attested {
+    peer: VerifiedEvidence,
+    cert_der: Vec<u8>,
+    nonce: [u8; NONCE_LEN],
+    preload_version: String,
+}
+
+/// What the executor sent, to hold the instance's answers against.
+#[derive(Debug)]
+struct Expectations {
+    peer: VerifiedEvidence,
+    cert_der: Vec<u8>,
+    nonce: [u8; NONCE_LEN],
+    task_id: String,
+    function_id: String,
+    workload: Vec<Entry>,
+    inputs: Vec<Entry>,
+    outputs: Vec<String>,
+    command: [u8; 32],
+    max_output_bytes: u64,
+}
+
+impl Attested {
+    /// The instance's attested measurement.
+    pub fn measurement(&self) -> Measurement {
+        self.peer.measurement()
+    }
+
+    /// The pre-load module's self-reported version (for logs only).
+    pub fn preload_version(&self) -> &str {
+        &self.preload_version
+    }
+
+    /// Records that `deploy` is being sent (the caller sends it and its chunks).
+    pub fn deploy(self, deploy: &Deploy) -> ExpectStarted {
+        let entries = |files: &[cella_preload::protocol::FileMeta]| {
+            files
+                .iter()
+                .map(|f| Entry {
+                    name: f.name.clone(),
+                    sha256: f.sha256.clone(),
+                })
+                .collect()
+        };
+        ExpectStarted {
+            exp: Expectations {
+                peer: self.peer,
+                cert_der: self.cert_der,
+                nonce: self.nonce,
+                task_id: deploy.task_id.clone(),
+                function_id: deploy.function_id.clone(),
+                workload: entries(&deploy.files),
+                inputs: entries(&deploy.inputs),
+                outputs: deploy.outputs.clone(),
+                command: command_digest(&deploy.argv, &deploy.env),
+                max_output_bytes: deploy.limits.unwrap_or_default().max_output_bytes,
+            },
+        }
+    }
+}
+
+/// `Deploy` sent; waiting for `Started`.
+#[derive(Debug)]
+pub struct ExpectStarted {
+    exp: Expectations,
+}
+
+impl ExpectStarted {
+    /// Takes the instance's answer to `Deploy`.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Instance`] if it gave up (a digest mismatch, a layout failure),
+    /// [`SessionError::Protocol`] for anything but `Started`.
+    pub fn handle(self, msg: Envelope) -> Result<Running, SessionError> {
+        match msg.body {
+            Some(Body::Started(_)) => Ok(Running {
+                outputs: vec![Vec::new(); self.exp.outputs.len()],
+                exp: self.exp,
+                log: LogBuffer::new(),
+                window_start: None,
+                window_bytes: 0,
+            }),
+            other => Err(unexpected(other, "expecting Started")),
+        }
+    }
+}
+
+/// The workload runs: log lines and output chunks arrive, then `Finished`.
+#[derive(Debug)]
+pub struct Running {
+    exp: Expectations,
+    outputs: Vec<Vec<u8>>,
+    log: LogBuffer,
+    window_start: Option<Instant>,
+    window_bytes: u64,
+}
+
+/// The next state of a running session.
+#[derive(Debug)]
+pub enum Progress {
+    /// Still running.
+    Running(Running),
+    /// Finished, receipt verified.
+    Done(Box<Done>),
+}
+
+/// A verified end of a run.
+#[derive(Debug)]
+pub struct Done {
+    /// How the program ended.
+    pub exit: ExitStatus,
+    /// The outputs by slot (empty if the program failed).
+    pub outputs: BTreeMap<String, Vec<u8>>,
+    /// The return value.
+    pub return_value: Vec<u8>,
+    /// The log.
+    pub log: LogBuffer,
+    /// Lines the instance dropped for its rate limit.
+    pub log_dropped: u64,
+    /// What the instance measured.
+    pub usage: ResourceUsage,
+    /// The self-contained receipt bundle, encoded ([`ReceiptBundle`]).
+    pub receipt: Vec<u8>,
+    /// The decoded receipt body.
+    pub body: ReceiptBody,
+}
+
+impl Running {
+    /// The log so far.
+    pub fn log(&self) -> &LogBuffer {
+        &self.log
+    }
+
+    /// Takes the next message; `now` is for the log rate limit.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError`] for an `Error`, a message out of place, a log over its rate, an
+    /// output over its limit, or a `Finished` whose receipt does not hold.
+    pub fn handle(mut self, msg: Envelope, now: Instant) -> Result<Progress, SessionError> {
+        match msg.body {
+            Some(Body::Log(l)) => {
+                if l.line.len() > MAX_LOG_LINE_BYTES {
+                    return Err(SessionError::Protocol(format!(
+                        "a log line of {} bytes, over {MAX_LOG_LINE_BYTES}",
+                        l.line.len()
+                    )));
+                }
+                if LogStream::try_from(l.stream).is_err() {
+                    return Err(SessionError::Protocol(format!("log stream {}", l.stream)));
+                }
+                let start = *self.window_start.get_or_insert(now);
+                if now.duration_since(start) >= LOG_WINDOW {
+                    self.window_start = Some(now);
+                    self.window_bytes = 0;
+                }
+                self.window_bytes += u64::try_from(l.line.len()).unwrap_or(u64::MAX).max(1);
+                if self.window_bytes > MAX_LOG_BYTES_PER_WINDOW {
+                    return Err(SessionError::Protocol(format!(
+                        "log over {MAX_LOG_BYTES_PER_WINDOW} bytes in one second (the pre-load module ignores its rate limit)"
+                    )));
+                }
+                self.log.push(&l.line);
+                Ok(Progress::Running(self))
+            }
+            Some(Body::Chunk(c)) => {
+                if ChunkTarget::try_from(c.target) != Ok(ChunkTarget::Output) {
+                    return Err(SessionError::Protocol(format!(
+                        "a Chunk for target {} while running",
+                        c.target
+                    )));
+                }
+                if c.data.len() > MAX_CHUNK_LEN {
+                    return Err(SessionError::Protocol(format!(
+                        "a Chunk of {} bytes, over {MAX_CHUNK_LEN}",
+                        c.data.len()
+                    )));
+                }
+                let index = usize::try_from(c.index).unwrap_or(usize::MAX);
+                let (Some(buf), Some(slot)) =
+                    (self.outputs.get_mut(index), self.exp.outputs.get(index))
+                else {
+                    return Err(SessionError::Protocol(format!(
+                        "a Chunk for output index {}, of {} outputs",
+                        c.index,
+                        self.exp.outputs.len()
+                    )));
+                };
+                let size = u64::try_from(buf.len() + c.data.len()).unwrap_or(u64::MAX);
+                if size > self.exp.max_output_bytes {
+                    return Err(SessionError::OutputTooLarge {
+                        slot: slot.clone(),
+                        size,
+                        limit: self.exp.max_output_bytes,
+                    });
+                }
+                buf.extend_from_slice(&c.data);
+                Ok(Progress::Running(self))
+            }
+            Some(Body::Finished(f)) => self.finish(f).map(|d| Progress::Done(Box::new(d))),
+            other => Err(unexpected(other, "running")),
+        }
+    }
+
+    fn finish(self, f: Finished) -> Result<Done, SessionError> {
+        let exp = self.exp;
+        let exit = f
+            .exit
+            .ok_or_else(|| SessionError::Protocol("Finished without an exit status".into()))?;
+        if f.return_value.len() > MAX_RETURN_VALUE_BYTES {
+            return Err(SessionError::Protocol(format!(
+                "a return value of {} bytes, over {MAX_RETURN_VALUE_BYTES}",
+                f.return_value.len()
+            )));
+        }
+        let received: Vec<Entry> = if exit.success() {
+            if f.outputs.len() != exp.outputs.len() {
+                return Err(SessionError::Protocol(format!(
+                    "Finished lists {} outputs, {} were declared",
+                    f.outputs.len(),
+                    exp.outputs.len()
+                )));
+            }
+            let mut entries = Vec::with_capacity(f.outputs.len());
+            for ((meta, slot), data) in f.outputs.iter().zip(&exp.outputs).zip(&self.outputs) {
+                let digest = sha256(data);
+                if &meta.slot != slot
+                    || meta.size != u64::try_from(data.len()).unwrap_or(u64::MAX)
+                    || meta.sha256 != digest
+                {
+                    return Err(SessionError::Protocol(format!(
+                        "Finished describes output {slot:?} otherwise than its chunks"
+                    )));
+                }
+                entries.push(Entry::new(slot.clone(), digest));
+            }
+            entries
+        } else {
+            if !f.outputs.is_empty() || self.outputs.iter().any(|o| !o.is_empty()) {
+                return Err(SessionError::Protocol(
+                    "outputs from a program that failed".into(),
+                ));
+            }
+            Vec::new()
+        };
+        let spki = exp.peer.public_key_spki();
+        if !verify_signature(spki, &f.receipt, &f.signature) {
+            return Err(SessionError::Receipt(
+                "the signature does not verify with the instance's attested key".into(),
+            ));
+        }
+        let body = ReceiptBody::decode(&f.receipt[..])
+            .map_err(|e| SessionError::Receipt(format!("malformed body: {e}")))?;
+        let mismatch = |field: &str| SessionError::Receipt(format!("{field} is not what was run"));
+        if body.format != RECEIPT_FORMAT {
+            return Err(mismatch("format"));
+        }
+        if body.task_id != exp.task_id {
+            return Err(mismatch("task_id"));
+        }
+        if body.function_id != exp.function_id {
+            return Err(mismatch("function_id"));
+        }
+        if body.measurement != exp.peer.measurement().as_bytes() {
+            return Err(mismatch("measurement"));
+        }
+        if body.nonce != exp.nonce {
+            return Err(mismatch("nonce"));
+        }
+        if body.workload != exp.workload {
+            return Err(mismatch("workload"));
+        }
+        if body.inputs != exp.inputs {
+            return Err(mismatch("inputs"));
+        }
+        if body.outputs != received {
+            return Err(mismatch("outputs"));
+        }
+        if body.exit != Some(exit) {
+            return Err(mismatch("exit"));
+        }
+        if body.return_value_sha256 != sha256(&f.return_value) {
+            return Err(mismatch("return_value_sha256"));
+        }
+        if body.command_sha256 != exp.command {
+            return Err(mismatch("command_sha256"));
+        }
+        let bundle = ReceiptBundle::new(exp.cert_der, f.receipt, f.signature).encode_to_vec();
+        let outputs = if exit.success() {
+            exp.outputs.into_iter().zip(self.outputs).collect()
+        } else {
+            BTreeMap::new()
+        };
+        Ok(Done {
+            exit,
+            outputs,
+            return_value: f.return_value,
+            log: self.log,
+            log_dropped: f.log_dropped,
+            usage: f.usage.unwrap_or_default(),
+            receipt: bundle,
+            body,
+        })
+    }
+}

@@ -1,0 +1,468 @@
+//! The instance's side of a session, after the attested channel is open:
+//!
+//! ```text
+//! send Hello ─► ExpectDeploy ─Deploy─► ReceiveFiles ─all chunks, digests ok─► send Started
+//!   ─► Running (Log frames out; Cancel in ─► stop, send Error{CANCELED})
+//!   ─► program ended ─► output Chunks, Finished{exit, outputs, receipt} ─► close
+//! ```
+//!
+//! Anything out of place is answered with `Error` and the session ends: the instance is
+//! single-use, so there is nothing to recover.
+
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::PreloadError;
+use crate::attest::Identity;
+use crate::layout::{Incoming, Layout, LayoutError};
+use crate::protocol::{
+    Body, Chunk, ChunkTarget, Deploy, Envelope, ErrorCode, ErrorMsg, ExitStatus, Finished, Hello,
+    LOG_BURST_BYTES, LOG_RATE_BYTES_PER_SEC, Log, LogStream, MAX_CHUNK_LEN,
+    MAX_RETURN_VALUE_BYTES, OutputMeta, PROTOCOL_VERSION, ResourceUsage, Started, check_deploy,
+    write_frame,
+};
+use crate::protocol::{FrameReader, Limits};
+use crate::receipt::{Entry, RECEIPT_FORMAT, ReceiptBody, command_digest, sha256};
+use crate::runner::{Job, Runner};
+
+/// Log lines buffered between the program and the channel: enough to ride out a slow
+/// frame write, small enough to push back on a flooding program.
+const LOG_QUEUE: usize = 256;
+
+/// How a served session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Served {
+    /// The program ran to its end and `Finished` was sent.
+    Finished(ExitStatus),
+    /// The executor cancelled the run.
+    Canceled,
+}
+
+/// The instance's log budget: a token bucket of [`LOG_BURST_BYTES`] refilled at
+/// [`LOG_RATE_BYTES_PER_SEC`]. Lines over budget are dropped and counted.
+#[derive(Debug)]
+struct LogBudget {
+    tokens: u64,
+    last: Instant,
+    dropped: u64,
+}
+
+impl LogBudget {
+    fn new() -> Self {
+        Self {
+            tokens: LOG_BURST_BYTES,
+            last: Instant::now(),
+            dropped: 0,
+        }
+    }
+
+    fn admit(&mut self, len: usize) -> bool {
+        let now = Instant::now();
+        let us = u64::try_from(now.duration_since(self.last).as_micros()).unwrap_or(u64::MAX);
+        let refill = us.saturating_mul(LOG_RATE_BYTES_PER_SEC) / 1_000_000;
+        if refill > 0 {
+            self.tokens = self.tokens.saturating_add(refill).min(LOG_BURST_BYTES);
+            self.last = now;
+        }
+        let cost = u64::try_from(len).unwrap_or(u64::MAX).max(1);
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+}
+
+/// Sends `Error{code, message}` (best effort: the peer may be gone) and returns the error
+/// that ends the session.
+async fn give_up<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    code: ErrorCode,
+    message: String,
+) -> PreloadError {
+    let frame: Envelope = Body::Error(ErrorMsg::new(code, message.clone())).into();
+    if let Err(e) = write_frame(wr, &frame).await {
+        tracing::debug!(error = %e, "could not send Error to the executor");
+    }
+    let _closed = wr.shutdown().await;
+    PreloadError::GaveUp { code, message }
+}
+
+fn layout_failure(e: LayoutError) -> (ErrorCode, String) {
+    (e.code, e.message)
+}
+
+/// A message the instance did not expect here.
+fn unexpected(body: Option<Body>, expected: &str) -> Result<(ErrorCode, String), PreloadError> {
+    match body {
+        Some(Body::Error(e)) => Err(PreloadError::ExecutorGaveUp(e.message)),
+        Some(other) => Ok((
+            ErrorCode::Protocol,
+            format!("expected {expected}, got {}", other.name()),
+        )),
+        None => Ok((ErrorCode::Protocol, "empty frame".into())),
+    }
+}
+
+/// Serves one session on an attested channel: receives `Deploy`, lays the workload out
+/// under `root` (an empty directory), runs it with `runner`, and reports.
+///
+/// # Errors
+///
+/// [`PreloadError`] when the session ends without `Finished` or a cancel; the executor was
+/// sent an `Error` saying why whenever the channel still worked.
+pub async fn serve<S>(
+    stream: S,
+    identity: &Identity,
+    root: &Path,
+    runner: &dyn Runner,
+) -> Result<Served, PreloadError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut rd = FrameReader::new(rd);
+    let hello: Envelope = Body::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        preload_version: env!("CARGO_PKG_VERSION").into(),
+    })
+    .into();
+    write_frame(&mut wr, &hello).await?;
+
+    // ExpectDeploy.
+    let first = match rd.read_frame().await {
+        Ok(f) => f,
+        Err(e) if e.is_malformed() => {
+            return Err(give_up(&mut wr, ErrorCode::Protocol, e.to_string()).await);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let deploy = match first.body {
+        Some(Body::Deploy(d)) => d,
+        other => {
+            let (code, msg) = unexpected(other, "Deploy")?;
+            return Err(give_up(&mut wr, code, msg).await);
+        }
+    };
+    if let Err(e) = check_deploy(&deploy) {
+        let code = match e {
+            crate::protocol::CheckError::Version { .. } => ErrorCode::Version,
+            _ => ErrorCode::Protocol,
+        };
+        return Err(give_up(&mut wr, code, e.to_string()).await);
+    }
+    let limits = deploy.limits.unwrap_or_default();
+
+    // ReceiveFiles.
+    let received = match receive_files(&mut rd, &deploy, root).await {
+        Ok(r) => r,
+        Err(Receive::Fail(code, msg)) => return Err(give_up(&mut wr, code, msg).await),
+        Err(Receive::Canceled) => {
+            let _gone = give_up(&mut wr, ErrorCode::Canceled, "canceled before start".into()).await;
+            return Ok(Served::Canceled);
+        }
+        Err(Receive::Fatal(e)) => return Err(e),
+    };
+    write_frame(&mut wr, &Body::Started(Started {}).into()).await?;
+
+    // Running.
+    let mut env: Vec<(String, String)> = deploy
+        .env
+        .iter()
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .collect();
+    env.extend(received.layout.env());
+    let job = Job {
+        layout: &received.layout,
+        argv: &deploy.argv,
+        env: &env,
+    };
+    let started = Instant::now();
+    let (log_tx, mut log_rx) = mpsc::channel(LOG_QUEUE);
+    let cancel = CancellationToken::new();
+    let run = runner.run(&job, log_tx, cancel.clone());
+    tokio::pin!(run);
+    let mut budget = LogBudget::new();
+    let mut canceled = false;
+    let mut executor_gone = false;
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            Some((stream, line)) = log_rx.recv() => {
+                send_log(&mut wr, &mut budget, stream, line).await?;
+            }
+            frame = rd.read_frame(), if !canceled && !executor_gone => match frame {
+                Ok(Envelope { body: Some(Body::Cancel(c)) }) => {
+                    tracing::info!(reason = %c.reason, "cancel requested");
+                    canceled = true;
+                    cancel.cancel();
+                }
+                Ok(other) => {
+                    cancel.cancel();
+                    let (code, msg) = unexpected(other.body, "Cancel")?;
+                    return Err(give_up(&mut wr, code, msg).await);
+                }
+                Err(e) => {
+                    // The executor is gone or broke the framing: stop the program.
+                    executor_gone = true;
+                    cancel.cancel();
+                    if e.is_malformed() {
+                        return Err(give_up(&mut wr, ErrorCode::Protocol, e.to_string()).await);
+                    }
+                }
+            },
+        }
+    };
+    while let Ok((stream, line)) = log_rx.try_recv() {
+        send_log(&mut wr, &mut budget, stream, line).await?;
+    }
+    if executor_gone {
+        return Err(PreloadError::ExecutorGaveUp("the channel closed".into()));
+    }
+    if canceled {
+        let _sent = give_up(&mut wr, ErrorCode::Canceled, "canceled".into()).await;
+        return Ok(Served::Canceled);
+    }
+    let exit = match result {
+        Ok(exit) => exit,
+        Err(e) => return Err(give_up(&mut wr, ErrorCode::Spawn, e.to_string()).await),
+    };
+    let wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+
+    // Collect and report.
+    let mut outputs = Vec::new();
+    let mut return_value = Vec::new();
+    if exit.success() {
+        match collect(&received.layout, &deploy.outputs, limits) {
+            Ok((o, rv)) => {
+                outputs = o;
+                return_value = rv;
+            }
+            Err(e) => {
+                let (code, msg) = layout_failure(e);
+                return Err(give_up(&mut wr, code, msg).await);
+            }
+        }
+    }
+    let mut metas = Vec::with_capacity(outputs.len());
+    for (index, (slot, data)) in outputs.iter().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        for piece in data.chunks(MAX_CHUNK_LEN) {
+            let chunk: Envelope = Body::Chunk(Chunk {
+                target: ChunkTarget::Output as i32,
+                index,
+                data: piece.to_vec(),
+            })
+            .into();
+            write_frame(&mut wr, &chunk).await?;
+        }
+        metas.push(OutputMeta {
+            slot: slot.clone(),
+            size: u64::try_from(data.len()).unwrap_or(u64::MAX),
+            sha256: sha256(data).to_vec(),
+        });
+    }
+    let body = ReceiptBody {
+        format: RECEIPT_FORMAT.into(),
+        task_id: deploy.task_id.clone(),
+        function_id: deploy.function_id.clone(),
+        measurement: identity.measurement().to_vec(),
+        nonce: identity.nonce().to_vec(),
+        workload: received.workload,
+        inputs: received.inputs,
+        outputs: metas
+            .iter()
+            .map(|m| Entry {
+                name: m.slot.clone(),
+                sha256: m.sha256.clone(),
+            })
+            .collect(),
+        exit: Some(exit),
+        return_value_sha256: sha256(&return_value).to_vec(),
+        command_sha256: command_digest(&deploy.argv, &deploy.env).to_vec(),
+        signed_at_unix_secs: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
+    .encode_to_vec();
+    let signature = match identity.signer().sign(&body) {
+        Ok(s) => s,
+        Err(e) => return Err(give_up(&mut wr, ErrorCode::Internal, e.to_string()).await),
+    };
+    let output_bytes = metas.iter().map(|m| m.size).sum();
+    let finished: Envelope = Body::Finished(Finished {
+        exit: Some(exit),
+        outputs: metas,
+        usage: Some(ResourceUsage {
+            wall_us,
+            input_bytes: received.input_bytes,
+            output_bytes,
+        }),
+        return_value,
+        log_dropped: budget.dropped,
+        receipt: body,
+        signature,
+    })
+    .into();
+    write_frame(&mut wr, &finished).await?;
+    let _closed = wr.shutdown().await;
+    Ok(Served::Finished(exit))
+}
+
+async fn send_log<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    budget: &mut LogBudget,
+    stream: LogStream,
+    line: String,
+) -> Result<(), PreloadError> {
+    if budget.admit(line.len()) {
+        let frame: Envelope = Body::Log(Log {
+            stream: stream as i32,
+            line,
+        })
+        .into();
+        write_frame(wr, &frame).await?;
+    }
+    Ok(())
+}
+
+/// Reads every output and the return value, after a successful run.
+fn collect(
+    layout: &Layout,
+    slots: &[String],
+    limits: Limits,
+) -> Result<(Vec<(String, Vec<u8>)>, Vec<u8>), LayoutError> {
+    let mut out = Vec::with_capacity(slots.len());
+    for slot in slots {
+        out.push((slot.clone(), layout.read_output(slot, limits.max_output_bytes)?));
+    }
+    let rv = layout.read_return_value(MAX_RETURN_VALUE_BYTES as u64)?;
+    Ok((out, rv))
+}
+
+/// The workload as received and verified.
+struct Received {
+    layout: Layout,
+    workload: Vec<Entry>,
+    inputs: Vec<Entry>,
+    input_bytes: u64,
+}
+
+enum Receive {
+    Fail(ErrorCode, String),
+    Canceled,
+    Fatal(PreloadError),
+}
+
+impl From<LayoutError> for Receive {
+    fn from(e: LayoutError) -> Self {
+        Receive::Fail(e.code, e.message)
+    }
+}
+
+async fn receive_files<R: AsyncRead + Unpin>(
+    rd: &mut FrameReader<R>,
+    deploy: &Deploy,
+    root: &Path,
+) -> Result<Received, Receive> {
+    let layout = Layout::create(root)?;
+    let mut files = deploy
+        .files
+        .iter()
+        .map(|m| Incoming::create(&layout.workload_dir(), m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut inputs = deploy
+        .inputs
+        .iter()
+        .map(|m| Incoming::create(&layout.input_dir(), m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pending = |f: &[Incoming], i: &[Incoming]| f.iter().chain(i).any(|x| !x.complete());
+    while pending(&files, &inputs) {
+        let frame = match rd.read_frame().await {
+            Ok(f) => f,
+            Err(e) if e.is_malformed() => {
+                return Err(Receive::Fail(ErrorCode::Protocol, e.to_string()));
+            }
+            Err(e) => return Err(Receive::Fatal(e.into())),
+        };
+        match frame.body {
+            Some(Body::Chunk(c)) => {
+                let list = match ChunkTarget::try_from(c.target) {
+                    Ok(ChunkTarget::File) => &mut files,
+                    Ok(ChunkTarget::Input) => &mut inputs,
+                    _ => {
+                        return Err(Receive::Fail(
+                            ErrorCode::Protocol,
+                            format!("Chunk for target {} during Deploy", c.target),
+                        ));
+                    }
+                };
+                let Some(file) = usize::try_from(c.index).ok().and_then(|i| list.get_mut(i))
+                else {
+                    return Err(Receive::Fail(
+                        ErrorCode::Protocol,
+                        format!("Chunk for unknown file index {}", c.index),
+                    ));
+                };
+                if c.data.len() > MAX_CHUNK_LEN {
+                    return Err(Receive::Fail(
+                        ErrorCode::Protocol,
+                        format!("Chunk of {} bytes is over {MAX_CHUNK_LEN}", c.data.len()),
+                    ));
+                }
+                file.append(&c.data)?;
+            }
+            Some(Body::Cancel(_)) => return Err(Receive::Canceled),
+            other => {
+                let (code, msg) = unexpected(other, "Chunk").map_err(Receive::Fatal)?;
+                return Err(Receive::Fail(code, msg));
+            }
+        }
+    }
+    let mut workload = Vec::with_capacity(files.len());
+    for (f, m) in files.into_iter().zip(&deploy.files) {
+        workload.push(Entry::new(m.name.clone(), f.finish()?));
+    }
+    let mut input_entries = Vec::with_capacity(inputs.len());
+    for (f, m) in inputs.into_iter().zip(&deploy.inputs) {
+        input_entries.push(Entry::new(m.name.clone(), f.finish()?));
+    }
+    layout.seal_read_only()?;
+    Ok(Received {
+        layout,
+        workload,
+        inputs: input_entries,
+        input_bytes: deploy.inputs.iter().map(|i| i.size).sum(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn log_budget_admits_a_burst_then_the_rate() {
+        let mut b = LogBudget::new();
+        let line = 4096;
+        let burst = usize::try_from(LOG_BURST_BYTES).unwrap() / line;
+        for _ in 0..burst {
+            assert!(b.admit(line));
+        }
+        assert!(!b.admit(line));
+        assert_eq!(b.dropped, 1);
+        b.last -= Duration::from_secs(1);
+        let per_sec = usize::try_from(LOG_RATE_BYTES_PER_SEC).unwrap() / line;
+        for _ in 0..per_sec {
+            assert!(b.admit(line));
+        }
+        assert!(!b.admit(line));
+    }
+}

@@ -1,0 +1,344 @@
+//! The sidecar protocol's messages, derived with [`prost::Message`] (there is no `.proto`
+//! build step: `docs/libos-protocol.md` is the specification, with every field number,
+//! and `tests::field_numbers_match_the_spec` pins the encoding to it).
+//!
+//! Every frame carries exactly one [`Envelope`]; its `body` says which message it is.
+//! Messages are only *decoded* here; whether one is allowed at a given point of a session
+//! is the business of the state machines (the executor's `cella_libos::session` and the
+//! instance's [`crate::instance`]), and [`super::check`] checks what the encoding cannot
+//! say (names, sizes, counts).
+
+/// One frame's message.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Envelope {
+    /// The message; a frame without one is malformed.
+    #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    pub body: Option<Body>,
+}
+
+/// The messages, by the field number that carries them in an [`Envelope`].
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Body {
+    /// Instance → executor, first message after the TLS handshake.
+    #[prost(message, tag = "1")]
+    Hello(Hello),
+    /// Executor → instance: what to run.
+    #[prost(message, tag = "2")]
+    Deploy(Deploy),
+    /// Either way: bulk content of a file announced in a `Deploy` or `Finished`.
+    #[prost(message, tag = "3")]
+    Chunk(Chunk),
+    /// Instance → executor: the workload is laid out, verified and started.
+    #[prost(message, tag = "4")]
+    Started(Started),
+    /// Instance → executor: one line of the workload's log.
+    #[prost(message, tag = "5")]
+    Log(Log),
+    /// Executor → instance: stop the workload.
+    #[prost(message, tag = "6")]
+    Cancel(Cancel),
+    /// Instance → executor: the workload ended; its outputs were sent as chunks before.
+    #[prost(message, tag = "7")]
+    Finished(Finished),
+    /// Either way: the sender gives up, and says why. The channel closes after it.
+    #[prost(message, tag = "8")]
+    Error(ErrorMsg),
+}
+
+impl Body {
+    /// The message's name, as in the specification.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Body::Hello(_) => "Hello",
+            Body::Deploy(_) => "Deploy",
+            Body::Chunk(_) => "Chunk",
+            Body::Started(_) => "Started",
+            Body::Log(_) => "Log",
+            Body::Cancel(_) => "Cancel",
+            Body::Finished(_) => "Finished",
+            Body::Error(_) => "Error",
+        }
+    }
+}
+
+impl From<Body> for Envelope {
+    fn from(body: Body) -> Self {
+        Self { body: Some(body) }
+    }
+}
+
+/// The instance's first message: which protocol it speaks.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Hello {
+    /// The protocol version, [`super::PROTOCOL_VERSION`].
+    #[prost(uint32, tag = "1")]
+    pub protocol_version: u32,
+    /// The pre-load module's version, for the node's log only (it is not trusted: the
+    /// measurement is what identifies the pre-load module).
+    #[prost(string, tag = "2")]
+    pub preload_version: String,
+}
+
+/// A file sent to the instance: announced here, its bytes follow in [`Chunk`]s.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct FileMeta {
+    /// The file name inside its directory (a slot name for inputs).
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Its size in bytes.
+    #[prost(uint64, tag = "2")]
+    pub size: u64,
+    /// Its SHA-256, 32 bytes.
+    #[prost(bytes = "vec", tag = "3")]
+    pub sha256: Vec<u8>,
+    /// Whether it is laid out executable (workload files only).
+    #[prost(bool, tag = "4")]
+    pub executable: bool,
+}
+
+/// An environment variable of the workload.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct EnvVar {
+    /// Its name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Its value.
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// Limits the instance enforces on the workload.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct Limits {
+    /// Largest content of one output slot, in bytes.
+    #[prost(uint64, tag = "1")]
+    pub max_output_bytes: u64,
+    /// The task's wall-clock budget, in milliseconds (the executor enforces it too).
+    #[prost(uint64, tag = "2")]
+    pub deadline_ms: u64,
+}
+
+/// What to run: the executor's only request.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Deploy {
+    /// The protocol version, [`super::PROTOCOL_VERSION`].
+    #[prost(uint32, tag = "1")]
+    pub protocol_version: u32,
+    /// The task being run (bound into the receipt).
+    #[prost(string, tag = "2")]
+    pub task_id: String,
+    /// The function being run (bound into the receipt).
+    #[prost(string, tag = "3")]
+    pub function_id: String,
+    /// The workload's files, laid out read-only in the workload directory.
+    #[prost(message, repeated, tag = "4")]
+    pub files: Vec<FileMeta>,
+    /// The inputs by slot, laid out read-only in the input directory.
+    #[prost(message, repeated, tag = "5")]
+    pub inputs: Vec<FileMeta>,
+    /// The output slots; the workload writes each as a file in the output directory.
+    #[prost(string, repeated, tag = "6")]
+    pub outputs: Vec<String>,
+    /// The command line. `argv[0]` is resolved as the pre-load module documents.
+    #[prost(string, repeated, tag = "7")]
+    pub argv: Vec<String>,
+    /// Extra environment variables.
+    #[prost(message, repeated, tag = "8")]
+    pub env: Vec<EnvVar>,
+    /// Limits.
+    #[prost(message, optional, tag = "9")]
+    pub limits: Option<Limits>,
+}
+
+/// Which list a [`Chunk`] belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ChunkTarget {
+    /// Never sent; a chunk with it is malformed.
+    Unspecified = 0,
+    /// `Deploy.files[index]`.
+    File = 1,
+    /// `Deploy.inputs[index]`.
+    Input = 2,
+    /// `Deploy.outputs[index]`, sent by the instance before `Finished`.
+    Output = 3,
+}
+
+/// A piece of a file's content. The pieces of one file come in order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Chunk {
+    /// Which list the file is in.
+    #[prost(enumeration = "ChunkTarget", tag = "1")]
+    pub target: i32,
+    /// The file's index in that list.
+    #[prost(uint32, tag = "2")]
+    pub index: u32,
+    /// The next bytes of the file, at most [`super::MAX_CHUNK_LEN`].
+    #[prost(bytes = "vec", tag = "3")]
+    pub data: Vec<u8>,
+}
+
+/// The workload is laid out, every digest verified, and the program started.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct Started {}
+
+/// Which output stream a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum LogStream {
+    /// Standard output.
+    Stdout = 0,
+    /// Standard error.
+    Stderr = 1,
+}
+
+/// One line the workload wrote, without its line ending.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Log {
+    /// The stream.
+    #[prost(enumeration = "LogStream", tag = "1")]
+    pub stream: i32,
+    /// The line, at most [`super::MAX_LOG_LINE_BYTES`] bytes of UTF-8 (invalid bytes
+    /// replaced).
+    #[prost(string, tag = "2")]
+    pub line: String,
+}
+
+/// Stop the workload now; answered by `Error{code: CANCELED}`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Cancel {
+    /// Why, for the instance's log.
+    #[prost(string, tag = "1")]
+    pub reason: String,
+}
+
+/// How the workload ended.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct ExitStatus {
+    /// The exit code, if it exited.
+    #[prost(int32, optional, tag = "1")]
+    pub code: Option<i32>,
+    /// The signal that ended it, if one did.
+    #[prost(int32, optional, tag = "2")]
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// Exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && self.signal.is_none()
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit status {c}"),
+            (None, Some(s)) => write!(f, "signal {s}"),
+            (None, None) => f.write_str("unknown exit status"),
+        }
+    }
+}
+
+/// An output as the instance collected it; its bytes were sent as chunks before.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct OutputMeta {
+    /// The slot.
+    #[prost(string, tag = "1")]
+    pub slot: String,
+    /// The size in bytes.
+    #[prost(uint64, tag = "2")]
+    pub size: u64,
+    /// Its SHA-256, 32 bytes.
+    #[prost(bytes = "vec", tag = "3")]
+    pub sha256: Vec<u8>,
+}
+
+/// Resources the workload used, as the instance measured them.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct ResourceUsage {
+    /// Wall-clock run time of the program, in microseconds.
+    #[prost(uint64, tag = "1")]
+    pub wall_us: u64,
+    /// Bytes of input laid out.
+    #[prost(uint64, tag = "2")]
+    pub input_bytes: u64,
+    /// Bytes of output collected.
+    #[prost(uint64, tag = "3")]
+    pub output_bytes: u64,
+}
+
+/// The workload ended: how, what it produced, and the signed receipt.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Finished {
+    /// How it ended.
+    #[prost(message, optional, tag = "1")]
+    pub exit: Option<ExitStatus>,
+    /// Every declared output, in `Deploy.outputs` order (none if the program failed).
+    #[prost(message, repeated, tag = "2")]
+    pub outputs: Vec<OutputMeta>,
+    /// Resources used.
+    #[prost(message, optional, tag = "3")]
+    pub usage: Option<ResourceUsage>,
+    /// The program's return value (the file named by `CELLA_RETURN_FILE`), at most
+    /// [`super::MAX_RETURN_VALUE_BYTES`].
+    #[prost(bytes = "vec", tag = "4")]
+    pub return_value: Vec<u8>,
+    /// Log lines the instance dropped (rate limit).
+    #[prost(uint64, tag = "5")]
+    pub log_dropped: u64,
+    /// The receipt body, a [`crate::receipt::ReceiptBody`] encoded.
+    #[prost(bytes = "vec", tag = "6")]
+    pub receipt: Vec<u8>,
+    /// ECDSA P-256 SHA-256 signature (ASN.1 DER) by the instance's attested key over
+    /// [`crate::receipt::SIGNING_CONTEXT`] ‖ `receipt`.
+    #[prost(bytes = "vec", tag = "7")]
+    pub signature: Vec<u8>,
+}
+
+/// Why the sender gives up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ErrorCode {
+    /// No more specific code.
+    Unspecified = 0,
+    /// The peer broke the protocol (a message out of place, a malformed frame).
+    Protocol = 1,
+    /// The peer speaks another protocol version.
+    Version = 2,
+    /// A file's content does not match its announced size or digest.
+    DigestMismatch = 3,
+    /// The workload could not be laid out.
+    Layout = 4,
+    /// The program could not be started.
+    Spawn = 5,
+    /// The program exited without writing a declared output.
+    OutputMissing = 6,
+    /// An output is larger than `Limits.max_output_bytes`.
+    OutputTooLarge = 7,
+    /// The workload was stopped on `Cancel`.
+    Canceled = 8,
+    /// The instance failed on its own.
+    Internal = 9,
+}
+
+/// The sender gives up; the channel closes after this message.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct ErrorMsg {
+    /// The kind of failure.
+    #[prost(enumeration = "ErrorCode", tag = "1")]
+    pub code: i32,
+    /// What happened, for people.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+impl ErrorMsg {
+    /// An error message with `code`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code: code as i32,
+            message: message.into(),
+        }
+    }
+}
