@@ -1,0 +1,98 @@
+//! The node's RA-TLS identity as clients see it: an attested client accepts a node across
+//! restarts (new TLS key, same simulation key and binary), and a client still pinned to the
+//! certificate of a previous run gets a clear error, not a hang.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cella_attest::policy::roles;
+use cella_attest::tls::{AttestedServerVerifier, client_config};
+use cella_attest::{Platform, Policy, VerifiedEvidence, Verifier};
+use cella_executor::Executors;
+use cella_platform::NodeConfig;
+use cella_server::{RunningNode, ServerConfig};
+use rustls::pki_types::ServerName;
+
+async fn start(data: &Path, listen: SocketAddr) -> RunningNode {
+    let mut node = NodeConfig::new(data.to_owned());
+    node.workers = 1;
+    let config = ServerConfig::new(node, listen);
+    // No executor is needed: only the node's TLS identity is exercised.
+    RunningNode::start(config, Executors::new()).await.unwrap()
+}
+
+/// Connect to `addr` and attest it as a node under `policy`.
+async fn attest(addr: SocketAddr, policy: Policy) -> Result<VerifiedEvidence, String> {
+    let verifier = Arc::new(AttestedServerVerifier::new(
+        Arc::new(Verifier::new(policy)),
+        roles::NODE,
+    ));
+    let mut config = client_config(verifier.clone(), None).map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from("node.cella.invalid").unwrap();
+    tokio::time::timeout(Duration::from_secs(15), connector.connect(name, tcp))
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    verifier
+        .take_last_appraisal()
+        .ok_or("no appraisal")?
+        .verdict
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn restarted_node_is_accepted_by_attested_clients_and_refused_by_stale_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = start(&data, SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let addr = node.addr();
+    // The policy the node writes for its clients: this node, in simulation.
+    let policy_path = data.join("tls").join("attestation-policy.sim.toml");
+    let policy = Policy::load(&policy_path).unwrap();
+
+    let first = attest(addr, policy.clone()).await.unwrap();
+    assert_eq!(first.platform(), Platform::Sim);
+    let old_pem = node.cert_pem().to_owned();
+    node.shutdown().await;
+
+    let node = start(&data, addr).await;
+    assert_ne!(
+        node.cert_pem(),
+        old_pem,
+        "a restart issues a new key and certificate"
+    );
+    let second = attest(addr, policy).await.unwrap();
+    assert_eq!(second.measurement(), first.measurement());
+    assert_eq!(second.sim_signer(), first.sim_signer());
+    assert_ne!(second.public_key_spki(), first.public_key_spki());
+
+    // A client still pinned to the previous run's certificate: a clear error, quickly.
+    let started = Instant::now();
+    let err = cella_client::Client::connect(&addr.to_string(), old_pem.as_bytes())
+        .await
+        .expect_err("a stale pin must be refused");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        err.to_string()
+            .contains("server certificate does not match the pinned certificate"),
+        "{err}"
+    );
+
+    // A policy that does not allow simulation refuses the node, with the reason.
+    let strict = Policy::from_toml_str(&format!(
+        "version = 1\n[roles.node]\nmax_evidence_age_secs = 3600\n\
+         mr_enclave = [\"{}\"]\naccepted_tcb_statuses = [\"UpToDate\"]\n",
+        first.measurement()
+    ))
+    .unwrap();
+    let err = attest(addr, strict).await.unwrap_err();
+    assert!(err.contains("simulation evidence is not allowed"), "{err}");
+    node.shutdown().await;
+}
