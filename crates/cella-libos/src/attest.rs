@@ -88,9 +88,16 @@ impl ExecutorAttestation {
     /// # Errors
     ///
     /// [`AttestSetupError`] if the generated policy does not parse (a bug).
-    pub fn instance_verifier(&self, expected: Measurement) -> Result<Arc<Verifier>, AttestSetupError> {
-        let policy = Policy::from_toml_str(&role_policy(roles::LIBOS_INSTANCE, &self.hardware, expected))
-            .map_err(|e| AttestSetupError(format!("instance policy: {e}")))?;
+    pub fn instance_verifier(
+        &self,
+        expected: Measurement,
+    ) -> Result<Arc<Verifier>, AttestSetupError> {
+        let policy = Policy::from_toml_str(&role_policy(
+            roles::LIBOS_INSTANCE,
+            &self.hardware,
+            expected,
+        ))
+        .map_err(|e| AttestSetupError(format!("instance policy: {e}")))?;
         Ok(Arc::new(Verifier::new(policy)))
     }
 
@@ -116,8 +123,8 @@ impl ExecutorAttestation {
         .map_err(|e| AttestSetupError(format!("executor certificate: {e}")))?;
         let resolver =
             CertResolver::new(cert).map_err(|e| AttestSetupError(format!("executor key: {e}")))?;
-        let clients =
-            AttestedClientVerifier::new(verifier, roles::LIBOS_INSTANCE).expect_nonce(nonce.to_vec());
+        let clients = AttestedClientVerifier::new(verifier, roles::LIBOS_INSTANCE)
+            .expect_nonce(nonce.to_vec());
         server_config(Arc::new(resolver), Some(Arc::new(clients)))
             .map(Arc::new)
             .map_err(|e| AttestSetupError(format!("TLS configuration: {e}")))

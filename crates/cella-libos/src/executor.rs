@@ -86,7 +86,9 @@ impl LibosExecutor {
         let mut runtimes = BTreeMap::new();
         for image in images {
             image.validate().map_err(SetupError)?;
-            let expected = backend.measure(&image).map_err(|e| SetupError(e.to_string()))?;
+            let expected = backend
+                .measure(&image)
+                .map_err(|e| SetupError(e.to_string()))?;
             let verifier = attestation
                 .instance_verifier(expected)
                 .map_err(|e| SetupError(e.to_string()))?;
@@ -108,7 +110,9 @@ impl LibosExecutor {
                 pool: Pool::new(ctx, config.pool),
             };
             if runtimes.insert(name.clone(), runtime).is_some() {
-                return Err(SetupError(format!("runtime image {name:?} is declared twice")));
+                return Err(SetupError(format!(
+                    "runtime image {name:?} is declared twice"
+                )));
             }
         }
         Ok(Self {

@@ -80,7 +80,10 @@ impl RuntimeImage {
     /// What is wrong, naming the image.
     pub fn validate(&self) -> Result<(), String> {
         if !cella_preload::protocol::valid_name(&self.name) {
-            return Err(format!("runtime image name {:?} is not a valid name", self.name));
+            return Err(format!(
+                "runtime image name {:?} is not a valid name",
+                self.name
+            ));
         }
         if self.argv.is_empty() {
             return Err(format!("runtime image {:?} has an empty argv", self.name));

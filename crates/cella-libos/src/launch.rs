@@ -152,10 +152,10 @@ struct Unlink(PathBuf);
 
 impl Drop for Unlink {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %self.0.display(), error = %e, "removing an instance socket");
-            }
+        if let Err(e) = std::fs::remove_file(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.0.display(), error = %e, "removing an instance socket");
         }
     }
 }

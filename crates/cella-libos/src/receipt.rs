@@ -104,7 +104,10 @@ pub struct VerifiedReceipt {
 /// # Errors
 ///
 /// [`ReceiptError`] naming the first link of the chain that does not hold.
-pub fn verify_bundle(bytes: &[u8], policy: Option<&Policy>) -> Result<VerifiedReceipt, ReceiptError> {
+pub fn verify_bundle(
+    bytes: &[u8],
+    policy: Option<&Policy>,
+) -> Result<VerifiedReceipt, ReceiptError> {
     let bundle =
         ReceiptBundle::decode(bytes).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
     if bundle.format != BUNDLE_FORMAT {
@@ -157,10 +160,15 @@ pub fn verify_bundle(bytes: &[u8], policy: Option<&Policy>) -> Result<VerifiedRe
         ));
     }
     if let Some(policy) = policy {
-        let verifier = Verifier::new(policy.clone())
-            .with_clock(std::sync::Arc::new(FixedClock::at_unix_secs(body.signed_at_unix_secs)));
+        let verifier = Verifier::new(policy.clone()).with_clock(std::sync::Arc::new(
+            FixedClock::at_unix_secs(body.signed_at_unix_secs),
+        ));
         verifier
-            .verify_certificate(roles::LIBOS_INSTANCE, &bundle.instance_cert, Some(&body.nonce))
+            .verify_certificate(
+                roles::LIBOS_INSTANCE,
+                &bundle.instance_cert,
+                Some(&body.nonce),
+            )
             .map_err(|e| ReceiptError::Evidence(e.to_string()))?;
     }
     Ok(VerifiedReceipt {
@@ -195,15 +203,15 @@ pub struct Expected {
 pub fn check_expected(receipt: &VerifiedReceipt, expected: &Expected) -> Result<(), ReceiptError> {
     let body = &receipt.body;
     let mismatch = |what: String| Err(ReceiptError::Mismatch(what));
-    if let Some(t) = &expected.task_id {
-        if &body.task_id != t {
-            return mismatch(format!("task id {:?} is not {t:?}", body.task_id));
-        }
+    if let Some(t) = &expected.task_id
+        && &body.task_id != t
+    {
+        return mismatch(format!("task id {:?} is not {t:?}", body.task_id));
     }
-    if let Some(f) = &expected.function_id {
-        if &body.function_id != f {
-            return mismatch(format!("function id {:?} is not {f:?}", body.function_id));
-        }
+    if let Some(f) = &expected.function_id
+        && &body.function_id != f
+    {
+        return mismatch(format!("function id {:?} is not {f:?}", body.function_id));
     }
     if let Some(p) = &expected.payload_sha256 {
         let program = body.workload.iter().find(|e| e.name == PROGRAM_FILE);
@@ -217,13 +225,17 @@ pub fn check_expected(receipt: &VerifiedReceipt, expected: &Expected) -> Result<
         mine.sort_unstable();
         theirs.sort_unstable();
         if mine != theirs {
-            return mismatch(format!("output slots {mine:?} are not the task's {theirs:?}"));
+            return mismatch(format!(
+                "output slots {mine:?} are not the task's {theirs:?}"
+            ));
         }
     }
     for (slot, digest) in &expected.outputs {
         match body.outputs.iter().find(|e| &e.name == slot) {
             Some(e) if e.sha256 == digest => {}
-            Some(_) => return mismatch(format!("digest of output {slot:?} does not match the file")),
+            Some(_) => {
+                return mismatch(format!("digest of output {slot:?} does not match the file"));
+            }
             None => return mismatch(format!("outputs do not include {slot:?}")),
         }
     }

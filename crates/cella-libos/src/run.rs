@@ -58,19 +58,38 @@ fn classify(e: SessionError) -> ExecutionError {
     }
 }
 
-fn frame_failure(e: &FrameError, phase: Phase, exit: Option<&crate::backend::InstanceExit>) -> ExecutionError {
-    match (e, phase) {
-        (FrameError::Closed | FrameError::Truncated, Phase::Running) => {
+/// Whether the channel ended (cleanly or not) rather than carrying something malformed.
+fn closed(e: &FrameError) -> bool {
+    match e {
+        FrameError::Closed | FrameError::Truncated => true,
+        FrameError::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+        ),
+        _ => false,
+    }
+}
+
+fn frame_failure(
+    e: &FrameError,
+    phase: Phase,
+    exit: Option<&crate::backend::InstanceExit>,
+) -> ExecutionError {
+    let closed = closed(e);
+    match (closed, phase) {
+        (true, Phase::Running) => {
             let how = exit.map_or_else(|| "its channel closed".to_owned(), ToString::to_string);
             ExecutionError::function(format!(
                 "the LibOS instance stopped while the program ran ({how}); the program may have exhausted the instance's memory"
             ))
         }
-        (FrameError::Closed | FrameError::Truncated, Phase::Deploying) => {
+        (true, Phase::Deploying) => {
             let how = exit.map_or_else(|| "its channel closed".to_owned(), ToString::to_string);
-            internal(format!("stopped before starting the program ({how})"))
+            internal(format!("{how} before starting the program"))
         }
-        _ => internal(e.to_string()),
+        (false, _) => internal(e.to_string()),
     }
 }
 
@@ -155,13 +174,21 @@ async fn send_deploy<W: AsyncWrite + Unpin>(
     write_frame(w, &Body::Deploy(deploy.clone()).into()).await?;
     send_content(w, ChunkTarget::File, 0, &task.payload).await?;
     for (i, meta) in deploy.inputs.iter().enumerate() {
-        send_content(w, ChunkTarget::Input, i, io.input(&meta.name).unwrap_or_default()).await?;
+        send_content(
+            w,
+            ChunkTarget::Input,
+            i,
+            io.input(&meta.name).unwrap_or_default(),
+        )
+        .await?;
     }
     Ok(())
 }
 
 /// After a failed write: the instance probably said why before closing.
-async fn reason_for_broken_channel(reader: &mut FrameReader<ReadHalf<Tls>>) -> Option<ExecutionError> {
+async fn reason_for_broken_channel(
+    reader: &mut FrameReader<ReadHalf<Tls>>,
+) -> Option<ExecutionError> {
     match timeout(DRAIN, reader.read_frame()).await {
         Ok(Ok(Envelope {
             body: Some(Body::Error(e)),
@@ -185,7 +212,10 @@ async fn stop(
         reason: "the task's deadline passed".into(),
     })
     .into();
-    if timeout_at(until, write_frame(writer, &cancel)).await.is_ok() {
+    if timeout_at(until, write_frame(writer, &cancel))
+        .await
+        .is_ok()
+    {
         // Read until the instance answers (Error{CANCELED}) or closes, within the grace.
         let answered = timeout_at(until, async {
             loop {
@@ -256,36 +286,42 @@ pub(crate) async fn run_task(
         }
     }
 
-    // ExpectStarted.
+    // ExpectStarted. An exit seen before the frames it sent is noted, and the channel
+    // read to its end: the exit is only the reason if no frame says more.
     let started_by = deadline.min(Instant::now() + timeouts.started);
-    let event = tokio::select! {
-        biased;
-        f = reader.read_frame() => Event::Frame(f),
-        () = sleep_until(started_by) => Event::Deadline,
-        exit = guard.wait() => Event::Exit(exit),
-    };
-    let mut running = match event {
-        Event::Frame(Ok(env)) => expect.handle(env).map_err(classify)?,
-        Event::Frame(Err(e)) => return Err(frame_failure(&e, Phase::Deploying, None)),
-        Event::Exit(exit) => {
-            return Err(internal(format!("{exit} before starting the program")));
-        }
-        Event::Deadline if started_by < deadline => {
-            return Err(internal(format!(
-                "did not start the program within {:?} of Deploy",
-                timeouts.started
-            )));
-        }
-        Event::Deadline => {
-            stop(&mut guard, &mut writer, &mut reader, timeouts.cancel_grace).await;
-            return Err(ExecutionError::DeadlineExceeded {
-                limit: task.deadline,
-            });
+    let mut exited = None;
+    let mut running = loop {
+        let event = tokio::select! {
+            biased;
+            f = reader.read_frame() => Event::Frame(f),
+            () = sleep_until(started_by) => Event::Deadline,
+            exit = guard.wait(), if exited.is_none() => Event::Exit(exit),
+        };
+        match event {
+            Event::Frame(Ok(env)) => break expect.handle(env).map_err(classify)?,
+            Event::Frame(Err(e)) => {
+                if exited.is_none() {
+                    exited = timeout(DRAIN, guard.wait()).await.ok();
+                }
+                return Err(frame_failure(&e, Phase::Deploying, exited.as_ref()));
+            }
+            Event::Exit(exit) => exited = Some(exit),
+            Event::Deadline if started_by < deadline => {
+                return Err(internal(format!(
+                    "did not start the program within {:?} of Deploy",
+                    timeouts.started
+                )));
+            }
+            Event::Deadline => {
+                stop(&mut guard, &mut writer, &mut reader, timeouts.cancel_grace).await;
+                return Err(ExecutionError::DeadlineExceeded {
+                    limit: task.deadline,
+                });
+            }
         }
     };
 
     // Running.
-    let mut exited = None;
     let done: Box<Done> = loop {
         let event = tokio::select! {
             biased;
@@ -295,7 +331,10 @@ pub(crate) async fn run_task(
         };
         match event {
             Event::Frame(Ok(env)) => {
-                match running.handle(env, std::time::Instant::now()).map_err(classify)? {
+                match running
+                    .handle(env, std::time::Instant::now())
+                    .map_err(classify)?
+                {
                     Progress::Running(r) => running = r,
                     Progress::Done(d) => break d,
                 }
@@ -339,7 +378,12 @@ fn finish(
         let last = log
             .lines()
             .last()
-            .map(|l| format!("; its last log line: {}", l.chars().take(200).collect::<String>()))
+            .map(|l| {
+                format!(
+                    "; its last log line: {}",
+                    l.chars().take(200).collect::<String>()
+                )
+            })
             .unwrap_or_default();
         return Err(ExecutionError::function(format!(
             "the program ended with {}{last}",

@@ -63,7 +63,9 @@ pub enum SessionError {
         message: String,
     },
     /// An output over the limit.
-    #[error("output slot {slot:?} would hold {size} bytes, over the limit of {limit} bytes per slot")]
+    #[error(
+        "output slot {slot:?} would hold {size} bytes, over the limit of {limit} bytes per slot"
+    )]
     OutputTooLarge {
         /// The slot.
         slot: String,
@@ -188,7 +190,7 @@ impl Attested {
                 .collect()
         };
         ExpectStarted {
-            exp: Expectations {
+            exp: Box::new(Expectations {
                 peer: self.peer,
                 cert_der: self.cert_der,
                 nonce: self.nonce,
@@ -199,7 +201,7 @@ impl Attested {
                 outputs: deploy.outputs.clone(),
                 command: command_digest(&deploy.argv, &deploy.env),
                 max_output_bytes: deploy.limits.unwrap_or_default().max_output_bytes,
-            },
+            }),
         }
     }
 }
@@ -207,7 +209,7 @@ impl Attested {
 /// `Deploy` sent; waiting for `Started`.
 #[derive(Debug)]
 pub struct ExpectStarted {
-    exp: Expectations,
+    exp: Box<Expectations>,
 }
 
 impl ExpectStarted {
@@ -234,7 +236,7 @@ impl ExpectStarted {
 /// The workload runs: log lines and output chunks arrive, then `Finished`.
 #[derive(Debug)]
 pub struct Running {
-    exp: Expectations,
+    exp: Box<Expectations>,
     outputs: Vec<Vec<u8>>,
     log: LogBuffer,
     window_start: Option<Instant>,
@@ -349,7 +351,7 @@ impl Running {
     }
 
     fn finish(self, f: Finished) -> Result<Done, SessionError> {
-        let exp = self.exp;
+        let exp = *self.exp;
         let exit = f
             .exit
             .ok_or_else(|| SessionError::Protocol("Finished without an exit status".into()))?;

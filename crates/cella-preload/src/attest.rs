@@ -161,8 +161,8 @@ pub async fn connect(
     let unix = UnixStream::connect(socket)
         .await
         .map_err(|e| PreloadError::Connect(format!("{}: {e}", socket.display())))?;
-    let name = ServerName::try_from(EXECUTOR_NAME)
-        .map_err(|e| PreloadError::Config(e.to_string()))?;
+    let name =
+        ServerName::try_from(EXECUTOR_NAME).map_err(|e| PreloadError::Config(e.to_string()))?;
     TlsConnector::from(Arc::new(tls))
         .connect(name, unix)
         .await

@@ -22,9 +22,8 @@ use crate::attest::Identity;
 use crate::layout::{Incoming, Layout, LayoutError};
 use crate::protocol::{
     Body, Chunk, ChunkTarget, Deploy, Envelope, ErrorCode, ErrorMsg, ExitStatus, Finished, Hello,
-    LOG_BURST_BYTES, LOG_RATE_BYTES_PER_SEC, Log, LogStream, MAX_CHUNK_LEN,
-    MAX_RETURN_VALUE_BYTES, OutputMeta, PROTOCOL_VERSION, ResourceUsage, Started, check_deploy,
-    write_frame,
+    LOG_BURST_BYTES, LOG_RATE_BYTES_PER_SEC, Log, LogStream, MAX_CHUNK_LEN, MAX_RETURN_VALUE_BYTES,
+    OutputMeta, PROTOCOL_VERSION, ResourceUsage, Started, check_deploy, write_frame,
 };
 use crate::protocol::{FrameReader, Limits};
 use crate::receipt::{Entry, RECEIPT_FORMAT, ReceiptBody, command_digest, sha256};
@@ -333,15 +332,21 @@ async fn send_log<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Outputs by slot, in `Deploy` order.
+type Outputs = Vec<(String, Vec<u8>)>;
+
 /// Reads every output and the return value, after a successful run.
 fn collect(
     layout: &Layout,
     slots: &[String],
     limits: Limits,
-) -> Result<(Vec<(String, Vec<u8>)>, Vec<u8>), LayoutError> {
+) -> Result<(Outputs, Vec<u8>), LayoutError> {
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {
-        out.push((slot.clone(), layout.read_output(slot, limits.max_output_bytes)?));
+        out.push((
+            slot.clone(),
+            layout.read_output(slot, limits.max_output_bytes)?,
+        ));
     }
     let rv = layout.read_return_value(MAX_RETURN_VALUE_BYTES as u64)?;
     Ok((out, rv))
@@ -404,8 +409,7 @@ async fn receive_files<R: AsyncRead + Unpin>(
                         ));
                     }
                 };
-                let Some(file) = usize::try_from(c.index).ok().and_then(|i| list.get_mut(i))
-                else {
+                let Some(file) = usize::try_from(c.index).ok().and_then(|i| list.get_mut(i)) else {
                     return Err(Receive::Fail(
                         ErrorCode::Protocol,
                         format!("Chunk for unknown file index {}", c.index),

@@ -40,10 +40,7 @@ impl LayoutError {
     }
 
     fn io(what: &str, path: &Path, e: &std::io::Error) -> Self {
-        Self::new(
-            ErrorCode::Layout,
-            format!("{what} {}: {e}", path.display()),
-        )
+        Self::new(ErrorCode::Layout, format!("{what} {}: {e}", path.display()))
     }
 }
 
@@ -346,11 +343,17 @@ mod tests {
         f.append(b"llo").unwrap();
         assert!(f.complete());
         assert_eq!(f.finish().unwrap(), sha256(b"hello"));
-        let mode = fs::metadata(layout.input_dir().join("a")).unwrap().permissions().mode();
+        let mode = fs::metadata(layout.input_dir().join("a"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o400);
 
         let mut f = Incoming::create(&layout.input_dir(), &meta("b", b"hello")).unwrap();
-        assert_eq!(f.append(b"hello!").unwrap_err().code, ErrorCode::DigestMismatch);
+        assert_eq!(
+            f.append(b"hello!").unwrap_err().code,
+            ErrorCode::DigestMismatch
+        );
         f.append(b"hellO").unwrap();
         let err = f.finish().unwrap_err();
         assert_eq!(err.code, ErrorCode::DigestMismatch);

@@ -26,8 +26,8 @@ pub const SIGNING_CONTEXT: &[u8] = b"cella libos receipt v1\0";
 /// The DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1, a 66-byte
 /// BIT STRING holding an uncompressed point), which is what RA-TLS certificates carry.
 const P256_SPKI_PREFIX: &[u8] = &[
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 /// Length of an uncompressed P-256 point.
 const P256_POINT_LEN: usize = 65;
@@ -200,9 +200,8 @@ mod tests {
         pub(super) fn key_and_spki() -> (Vec<u8>, Vec<u8>) {
             let rng = SystemRandom::new();
             let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-            let key =
-                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, doc.as_ref(), &rng)
-                    .unwrap();
+            let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, doc.as_ref(), &rng)
+                .unwrap();
             let mut spki = P256_SPKI_PREFIX.to_vec();
             spki.extend_from_slice(key.public_key().as_ref());
             (doc.as_ref().to_vec(), spki)

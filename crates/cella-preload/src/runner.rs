@@ -84,11 +84,7 @@ pub fn cut_line(mut line: String) -> String {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ProcessRunner;
 
-async fn pump(
-    stream: LogStream,
-    reader: impl AsyncRead + Unpin,
-    log: LogSink,
-) {
+async fn pump(stream: LogStream, reader: impl AsyncRead + Unpin, log: LogSink) {
     // Lines are read with a bound: `read_until` on a line-less flood would grow without
     // one, so read through a `take` of the line limit; a longer line comes out in pieces.
     let mut reader = BufReader::new(reader);
@@ -118,10 +114,10 @@ fn signal_group(pid: Option<u32>, signal: rustix::process::Signal) {
         return;
     };
     // ESRCH means the group is already gone, which is what we want.
-    if let Err(e) = rustix::process::kill_process_group(pid, signal) {
-        if e != rustix::io::Errno::SRCH {
-            tracing::warn!(error = %e, "signalling the workload's process group");
-        }
+    if let Err(e) = rustix::process::kill_process_group(pid, signal)
+        && e != rustix::io::Errno::SRCH
+    {
+        tracing::warn!(error = %e, "signalling the workload's process group");
     }
 }
 
@@ -149,8 +145,14 @@ impl Runner for ProcessRunner {
             .spawn()
             .map_err(|source| RunError::Spawn { program, source })?;
         let pid = child.id();
-        let out = child.stdout.take().map(|s| tokio::spawn(pump(LogStream::Stdout, s, log.clone())));
-        let err = child.stderr.take().map(|s| tokio::spawn(pump(LogStream::Stderr, s, log)));
+        let out = child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(pump(LogStream::Stdout, s, log.clone())));
+        let err = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(pump(LogStream::Stderr, s, log)));
         let status = tokio::select! {
             s = child.wait() => s.map_err(RunError::Wait)?,
             () = cancel.cancelled() => {
@@ -247,7 +249,11 @@ mod tests {
             cancel,
         )
         .await;
-        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(status.signal, Some(9));
         let pid = pid.expect("the script wrote its child's pid");
         assert!(gone(pid.trim()).await, "grandchild {pid} outlived the run");
@@ -258,7 +264,12 @@ mod tests {
         for _ in 0..50 {
             match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
                 Err(_) => return true,
-                Ok(stat) if stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')) => {
+                Ok(stat)
+                    if stat
+                        .rsplit(')')
+                        .next()
+                        .is_some_and(|s| s.trim_start().starts_with('Z')) =>
+                {
                     return true;
                 }
                 Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,

@@ -34,7 +34,10 @@ use crate::image::RuntimeImage;
 
 /// What the mock measures as its pre-load module: its name and version (the code is
 /// linked into the executor, so there is no separate binary to hash).
-const MOCK_PRELOAD: &str = concat!("cella-preload (mock, in-process) ", env!("CARGO_PKG_VERSION"));
+const MOCK_PRELOAD: &str = concat!(
+    "cella-preload (mock, in-process) ",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// A scripted misbehaviour of one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,8 @@ pub enum Fault {
     TamperedReceipt,
     /// Exits with status 137 after `Started`, as an instance killed for its memory.
     CrashAfterStarted,
+    /// Attests and says `Hello`, then exits while idle in the pool.
+    ExitWhileIdle,
 }
 
 /// The mock backend.

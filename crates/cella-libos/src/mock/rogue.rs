@@ -19,7 +19,10 @@ use super::Fault;
 pub(super) fn plays(fault: Fault) -> bool {
     !matches!(
         fault,
-        Fault::CrashBeforeAttestation | Fault::BadEvidence | Fault::WrongMeasurement | Fault::StaleNonce
+        Fault::CrashBeforeAttestation
+            | Fault::BadEvidence
+            | Fault::WrongMeasurement
+            | Fault::StaleNonce
     )
 }
 
@@ -112,13 +115,23 @@ pub(super) async fn run(
     })
     .into();
     write_frame(&mut wr, &hello).await?;
-    if fault == Fault::HangBeforeDeploy {
-        std::future::pending::<()>().await;
+    match fault {
+        Fault::HangBeforeDeploy => std::future::pending::<()>().await,
+        Fault::ExitWhileIdle => {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            return Ok(2);
+        }
+        _ => {}
     }
     let Some(Body::Deploy(deploy)) = rd.read_frame().await?.body else {
         return Ok(1);
     };
-    let mut remaining: u64 = deploy.files.iter().chain(&deploy.inputs).map(|f| f.size).sum();
+    let mut remaining: u64 = deploy
+        .files
+        .iter()
+        .chain(&deploy.inputs)
+        .map(|f| f.size)
+        .sum();
     while remaining > 0 {
         if let Some(Body::Chunk(c)) = rd.read_frame().await?.body {
             remaining = remaining.saturating_sub(u64::try_from(c.data.len()).unwrap_or(u64::MAX));
@@ -127,16 +140,24 @@ pub(super) async fn run(
     write_frame(&mut wr, &Body::Started(Started {}).into()).await?;
     match fault {
         Fault::GarbageFrame => {
-            wr.write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]).await.map_err(frame_io)?;
+            wr.write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff])
+                .await
+                .map_err(frame_io)?;
             wr.flush().await.map_err(frame_io)?;
         }
         Fault::OversizedFrame => {
-            let header = u32::try_from(MAX_FRAME_LEN + 1).unwrap_or(u32::MAX).to_be_bytes();
+            let header = u32::try_from(MAX_FRAME_LEN + 1)
+                .unwrap_or(u32::MAX)
+                .to_be_bytes();
             wr.write_all(&header).await.map_err(frame_io)?;
             wr.flush().await.map_err(frame_io)?;
         }
         Fault::PartialOutputs => {
-            write_frame(&mut wr, &Body::Finished(finished(&identity, &deploy, true)?).into()).await?;
+            write_frame(
+                &mut wr,
+                &Body::Finished(finished(&identity, &deploy, true)?).into(),
+            )
+            .await?;
         }
         Fault::TamperedReceipt => {
             let mut f = finished(&identity, &deploy, false)?;

@@ -52,6 +52,10 @@ async fn say(log: &LogSink, stream: LogStream, line: String) {
 }
 
 async fn wait(ms: u64, cancel: &CancellationToken) -> bool {
+    if ms == 0 {
+        tokio::task::yield_now().await;
+        return !cancel.is_cancelled();
+    }
     tokio::select! {
         () = tokio::time::sleep(Duration::from_millis(ms)) => true,
         () = cancel.cancelled() => false,
@@ -128,7 +132,10 @@ impl Runner for ScriptRunner {
                     Ok(())
                 }
                 "flood" => {
-                    let (n, ms) = (arg().parse::<u64>().unwrap_or(0), arg().parse().unwrap_or(0));
+                    let (n, ms) = (
+                        arg().parse::<u64>().unwrap_or(0),
+                        arg().parse().unwrap_or(0),
+                    );
                     for i in 0..n {
                         say(&log, LogStream::Stdout, format!("flood {i}")).await;
                         if !wait(ms, &cancel).await {
@@ -143,7 +150,12 @@ impl Runner for ScriptRunner {
                 }
                 "exit" => return Ok(exited(arg().parse().unwrap_or(1))),
                 other => {
-                    say(&log, LogStream::Stderr, format!("unknown command {other:?}")).await;
+                    say(
+                        &log,
+                        LogStream::Stderr,
+                        format!("unknown command {other:?}"),
+                    )
+                    .await;
                     return Ok(exited(127));
                 }
             };

@@ -82,7 +82,11 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-fn check_name(what: &'static str, name: &str, seen: &mut BTreeSet<String>) -> Result<(), CheckError> {
+fn check_name(
+    what: &'static str,
+    name: &str,
+    seen: &mut BTreeSet<String>,
+) -> Result<(), CheckError> {
     if !valid_name(name) {
         return Err(CheckError::Name {
             what,
@@ -159,7 +163,10 @@ pub fn check_deploy(deploy: &Deploy) -> Result<(), CheckError> {
     check_count("env", deploy.env.len(), MAX_ARGS)?;
     check_strings(
         "env",
-        deploy.env.iter().flat_map(|e| [e.name.as_str(), e.value.as_str()]),
+        deploy
+            .env
+            .iter()
+            .flat_map(|e| [e.name.as_str(), e.value.as_str()]),
     )?;
     if deploy.limits.is_none() {
         return Err(CheckError::NoLimits);
@@ -202,7 +209,17 @@ mod tests {
         for ok in ["a", "in_1", "x.csv", "A-b", &"n".repeat(64)] {
             assert!(valid_name(ok), "{ok}");
         }
-        for bad in ["", ".", "..", "a/b", "../x", "a b", "é", &"n".repeat(65), "a\0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../x",
+            "a b",
+            "é",
+            &"n".repeat(65),
+            "a\0",
+        ] {
             assert!(!valid_name(bad), "{bad:?}");
         }
     }
@@ -218,10 +235,16 @@ mod tests {
         assert!(matches!(check_deploy(&d), Err(CheckError::Name { .. })));
         let mut d = deploy();
         d.outputs.push("out".into());
-        assert!(matches!(check_deploy(&d), Err(CheckError::Duplicate { .. })));
+        assert!(matches!(
+            check_deploy(&d),
+            Err(CheckError::Duplicate { .. })
+        ));
         let mut d = deploy();
         d.files[0].sha256.pop();
-        assert!(matches!(check_deploy(&d), Err(CheckError::Digest { len: 31, .. })));
+        assert!(matches!(
+            check_deploy(&d),
+            Err(CheckError::Digest { len: 31, .. })
+        ));
         let mut d = deploy();
         d.argv.clear();
         assert_eq!(check_deploy(&d), Err(CheckError::NoArgv));

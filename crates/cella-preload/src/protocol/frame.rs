@@ -222,7 +222,10 @@ mod tests {
 
     #[test]
     fn refuses_empty_garbage_and_bodiless_frames() {
-        assert!(matches!(decode_frame(&[0, 0, 0, 0]), Err(FrameError::Empty)));
+        assert!(matches!(
+            decode_frame(&[0, 0, 0, 0]),
+            Err(FrameError::Empty)
+        ));
         let garbage = [0, 0, 0, 3, 0xff, 0xff, 0xff];
         let err = decode_frame(&garbage).unwrap_err();
         assert!(err.is_malformed(), "{err}");
@@ -237,7 +240,10 @@ mod tests {
             reason: "x".repeat(MAX_FRAME_LEN),
         })
         .into();
-        assert!(matches!(encode_frame(&big), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            encode_frame(&big),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[tokio::test]
