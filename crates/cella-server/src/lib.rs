@@ -10,4 +10,4 @@ mod services;
 mod status;
 pub mod tls;
 
-pub use node::{RunningNode, ServerConfig, StartError, default_executors};
+pub use node::{RunningNode, ServerConfig, StartError, default_executors, wasm_executor};

@@ -1,6 +1,7 @@
 //! A running node: the platform, its workers, and the gRPC server over TLS.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 
 use cella_executor::Executors;
@@ -12,6 +13,8 @@ use cella_proto::v1::file_service_server::FileServiceServer;
 use cella_proto::v1::function_service_server::FunctionServiceServer;
 use cella_proto::v1::node_service_server::NodeServiceServer;
 use cella_proto::v1::task_service_server::TaskServiceServer;
+use cella_types::ExecutorKind;
+use cella_wasm::{WasmConfig, WasmExecutor};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
@@ -36,6 +39,14 @@ pub enum StartError {
     /// The TLS identity could not be loaded or created.
     #[error("TLS identity")]
     Tls(#[source] TlsError),
+    /// An executor could not be set up.
+    #[error("cannot set up the {kind} executor: {message}")]
+    Executor {
+        /// The executor's kind.
+        kind: ExecutorKind,
+        /// What failed.
+        message: String,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -70,11 +81,50 @@ impl ServerConfig {
     }
 }
 
-/// The executors compiled into this build: builtin functions.
-pub fn default_executors() -> Executors {
+/// Where, under the data dir, the WebAssembly executor keeps compiled modules.
+pub const WASM_CACHE_DIR: &str = "wasm-cache";
+
+/// The executors compiled into this build: builtin functions and WebAssembly
+/// ([`wasm_executor`]).
+///
+/// # Errors
+///
+/// [`StartError::Executor`] when the WebAssembly executor cannot be set up.
+pub fn default_executors(config: &NodeConfig) -> Result<Executors, StartError> {
     let mut e = Executors::new();
     e.register(Arc::new(BuiltinExecutor::new()));
-    e
+    e.register(Arc::new(wasm_executor(config)?));
+    Ok(e)
+}
+
+/// The WebAssembly executor of a node: default limits, compiled modules cached in
+/// `<data_dir>/wasm-cache` and sealed with the node's sealing key (created, with the
+/// data dir, if this is the node's first start).
+///
+/// # Errors
+///
+/// [`StartError::Executor`] naming what failed: the data dir, the sealing key, or the
+/// executor's engine, ticker or cache directory.
+pub fn wasm_executor(config: &NodeConfig) -> Result<WasmExecutor, StartError> {
+    let fail = |message: String| StartError::Executor {
+        kind: ExecutorKind::Wasm,
+        message,
+    };
+    // As `Platform::open` does: the sealing key lives in the data dir.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|e| {
+            fail(format!(
+                "cannot create data dir {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+    let key = cella_crypto::SealingKey::load_or_create(&config.sealing_key_path())
+        .map_err(|e| fail(format!("sealing key: {e}")))?;
+    let wasm = WasmConfig::with_disk_cache(config.data_dir.join(WASM_CACHE_DIR), Arc::new(key));
+    WasmExecutor::new(wasm).map_err(|e| fail(e.to_string()))
 }
 
 /// A serving node.

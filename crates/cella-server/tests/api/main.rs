@@ -5,3 +5,4 @@ mod flow;
 mod lifecycle;
 mod refusals;
 mod support;
+mod wasm;

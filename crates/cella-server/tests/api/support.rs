@@ -49,11 +49,16 @@ impl Executor for ScriptedExecutor {
     }
 }
 
-pub(crate) fn executors(release: bool) -> Executors {
-    let mut e = default_executors();
+/// The node's default executors, with [`ScriptedExecutor`] standing in for `wasm`.
+pub(crate) fn executors(config: &NodeConfig, release: bool) -> Executors {
+    let mut e = default_executors(config).unwrap();
     e.register(Arc::new(ScriptedExecutor { release }));
     e
 }
+
+/// Makes a node's executors from its config; the flag is `release` for
+/// [`ScriptedExecutor`] (builders that do not use it ignore it).
+pub(crate) type BuildExecutors = Arc<dyn Fn(&NodeConfig, bool) -> Executors + Send + Sync>;
 
 #[expect(
     dead_code,
@@ -63,6 +68,7 @@ pub(crate) struct TestNode {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) config: ServerConfig,
     pub(crate) node: Option<RunningNode>,
+    pub(crate) build: BuildExecutors,
 }
 
 impl TestNode {
@@ -71,18 +77,27 @@ impl TestNode {
     }
 
     pub(crate) async fn start_with(tweak: impl FnOnce(&mut NodeConfig)) -> Self {
+        Self::start_with_executors(tweak, Arc::new(executors)).await
+    }
+
+    /// A node whose executors `build` makes, at this start and at every restart.
+    pub(crate) async fn start_with_executors(
+        tweak: impl FnOnce(&mut NodeConfig),
+        build: BuildExecutors,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut node = NodeConfig::new(dir.path().join("data"));
         node.workers = 2;
         tweak(&mut node);
         let config = ServerConfig::new(node, SocketAddr::from(([127, 0, 0, 1], 0)));
-        let running = RunningNode::start(config.clone(), executors(false))
+        let running = RunningNode::start(config.clone(), build(&config.node, false))
             .await
             .unwrap();
         Self {
             dir,
             config,
             node: Some(running),
+            build,
         }
     }
 
@@ -99,7 +114,7 @@ impl TestNode {
         let mut config = self.config.clone();
         config.listen = addr;
         self.node = Some(
-            RunningNode::start(config, executors(release))
+            RunningNode::start(config.clone(), (self.build)(&config.node, release))
                 .await
                 .unwrap(),
         );

@@ -1,0 +1,298 @@
+//! [`WasmExecutor`]: the [`Executor`] for [`ExecutorKind::Wasm`].
+//!
+//! Registration (`validate_payload`) compiles, checks and caches the module, so a task
+//! finds it ready. A task's run happens on tokio's blocking pool: the module from the
+//! cache, a fresh run directory, a fresh store from the pooling allocator, `_start`,
+//! outputs read back, the directory removed. Nothing survives from one run to the next
+//! but the compiled code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cella_executor::{ExecutionError, ExecutionOutcome, Executor, StagedTask, TaskIo};
+use cella_types::{Digest, ExecutorKind, Usage};
+use serde::Serialize;
+use wasmtime::{Engine, Linker};
+
+use crate::cache::disk::DiskStore;
+use crate::cache::{CacheStats, ModuleCache, PrepareError, Prepared};
+use crate::config::WasmConfig;
+use crate::engine::{self, EpochTicker};
+use crate::error::SetupError;
+use crate::receipt::WasmReceipt;
+use crate::run::{self, RunSpec, RunState};
+use crate::rundir::RunDir;
+
+/// How long past the deadline `execute` waits for a run to stop by itself before it
+/// gives up on it. The epoch callback stops wasm within a tick; this covers a guest
+/// blocked in a host call (a WASI sleep) and reading outputs back. Shorter than the
+/// platform's own grace (2 s), so the executor's error is the one reported.
+const ABANDON_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs WASI preview 1 modules. Cheap to share: clone the `Arc` it lives in.
+pub struct WasmExecutor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: WasmConfig,
+    engine: Engine,
+    linker: Linker<RunState>,
+    cache: ModuleCache,
+    // Dropped last: stops the ticker once nothing else uses the engine.
+    _ticker: EpochTicker,
+}
+
+impl WasmExecutor {
+    /// An executor with its own engine, pooling allocator, epoch ticker and cache.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError`] when wasmtime refuses the configuration, the ticker thread cannot
+    /// start, or the disk cache directory cannot be created.
+    pub fn new(config: WasmConfig) -> Result<Self, SetupError> {
+        let engine = engine::engine(&config)?;
+        let linker = engine::linker(&engine)?;
+        let disk = match &config.disk_cache {
+            Some(cache) => Some(DiskStore::open(cache).map_err(|source| SetupError::Cache {
+                dir: cache.dir.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let cache = ModuleCache::new(&config, disk);
+        let ticker = EpochTicker::start(&engine, config.epoch_tick)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                engine,
+                linker,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The configuration this executor runs with.
+    pub fn config(&self) -> &WasmConfig {
+        &self.inner.config
+    }
+
+    /// How many modules this executor has compiled (not loaded from a cache).
+    pub fn compile_count(&self) -> u64 {
+        self.inner.cache.stats().compiles
+    }
+
+    /// The module cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// The ready module for a payload, compiling it if no cache has it.
+    pub(crate) fn prepare(
+        &self,
+        digest: &Digest,
+        payload: &[u8],
+        payload_verified: bool,
+    ) -> Result<Arc<Prepared>, PrepareError> {
+        self.inner.prepare(digest, payload, payload_verified)
+    }
+
+    /// The engine (for benchmarks that instantiate directly).
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The module cache (for tests).
+    #[cfg(test)]
+    pub(crate) fn cache(&self) -> &ModuleCache {
+        &self.inner.cache
+    }
+}
+
+impl std::fmt::Debug for WasmExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmExecutor")
+            .field("config", &self.inner.config)
+            .field("cache", &self.inner.cache.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `/cella/task.json` holds.
+#[derive(Serialize)]
+struct TaskJson<'a> {
+    task_id: String,
+    function: &'a str,
+    arguments: &'a std::collections::BTreeMap<String, String>,
+    inputs: Vec<&'a str>,
+    outputs: Vec<&'a str>,
+}
+
+impl Inner {
+    fn prepare(
+        &self,
+        digest: &Digest,
+        payload: &[u8],
+        payload_verified: bool,
+    ) -> Result<Arc<Prepared>, PrepareError> {
+        self.cache.get_or_prepare(
+            &self.engine,
+            &self.linker,
+            &self.config,
+            digest,
+            payload,
+            payload_verified,
+        )
+    }
+
+    /// Runs `task` to the end, on the calling (blocking) thread.
+    fn run_task(
+        &self,
+        task: &StagedTask,
+        io: &mut TaskIo,
+        started: Instant,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<ExecutionOutcome, ExecutionError> {
+        // A cache hit skips hashing the payload: the entry was made from bytes that
+        // hashed to this digest. A miss hashes before compiling.
+        let prepared = self
+            .prepare(&task.payload_digest, &task.payload, false)
+            .map_err(|e| match e {
+                PrepareError::Payload(p) => {
+                    ExecutionError::function(format!("payload refused: {p}"))
+                }
+                PrepareError::DigestMismatch { .. } => {
+                    ExecutionError::internal(format!("task {}: {e}", task.task_id))
+                }
+            })?;
+        let task_json = serde_json::to_vec(&TaskJson {
+            task_id: task.task_id.to_string(),
+            function: &task.function_name,
+            arguments: &task.arguments,
+            inputs: io.input_slots().collect(),
+            outputs: io.output_slots().collect(),
+        })
+        .map_err(|e| ExecutionError::internal(format!("cannot encode task.json: {e}")))?;
+        let dir = RunDir::create(
+            self.config.scratch_dir.as_deref(),
+            io.input_slots()
+                .map(|s| (s, io.input(s).unwrap_or_default())),
+            io.input_bytes(),
+            &task_json,
+        )
+        .map_err(|e| ExecutionError::internal(format!("cannot create the run directory: {e}")))?;
+
+        let mut argv = Vec::with_capacity(task.arguments.len() + 1);
+        argv.push(task.function_name.clone());
+        argv.extend(task.arguments.iter().map(|(k, v)| format!("{k}={v}")));
+        let spec = RunSpec {
+            argv,
+            output_slots: io.output_slots().collect(),
+            output_limit: io.limits().max_output_bytes,
+            started,
+            deadline: task.deadline,
+            cancel,
+            memory_limit_bytes: self.config.memory_limit_bytes,
+            max_table_elements: self.config.max_table_elements,
+        };
+        let result = run::run(&self.engine, &prepared, &dir, &spec);
+        drop(spec);
+        if let Err(e) = dir.remove() {
+            tracing::warn!(task = %task.task_id, error = %e, "cannot remove a wasm run directory");
+        }
+        let finished = result?;
+        for (slot, data) in finished.outputs {
+            io.write_output(&slot, data)?;
+        }
+        let return_value = Vec::new();
+        let receipt = WasmReceipt::new(task, io, &return_value).to_bytes()?;
+        Ok(ExecutionOutcome {
+            return_value,
+            log: finished.log.into_lines(),
+            usage: Usage {
+                wall_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                input_bytes: io.input_bytes(),
+                output_bytes: io.output_bytes(),
+            },
+            receipt,
+        })
+    }
+}
+
+/// Sets the cancellation flag when dropped, so an abandoned run stops at its next tick.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for WasmExecutor {
+    fn kind(&self) -> ExecutorKind {
+        ExecutorKind::Wasm
+    }
+
+    /// Compiles and checks the module and puts it in the cache. Refuses invalid
+    /// WebAssembly, a module without `_start: [] -> []`, imports from anything but
+    /// `wasi_snapshot_preview1` (naming the import), unknown WASI functions, and
+    /// modules over the memory, table or count limits.
+    fn validate_payload(&self, payload: &[u8]) -> Result<(), String> {
+        let digest = Digest::of(payload);
+        self.prepare(&digest, payload, true)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the module's `_start` on tokio's blocking pool under `task.deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`ExecutionError::DeadlineExceeded`] when the deadline passes (checked every
+    /// epoch tick; the time spent waiting for a blocking thread counts);
+    /// [`ExecutionError::Function`] for a trap, a non-zero exit status, a memory or
+    /// table limit, or a file in `/cella/outputs` that is not a declared slot;
+    /// [`ExecutionError::Io`] for an output over its limit; [`ExecutionError::Internal`]
+    /// for a task of another kind, a payload that does not match its digest, or a node
+    /// failure. After an error `io` may be left empty.
+    async fn execute(
+        &self,
+        task: &StagedTask,
+        io: &mut TaskIo,
+    ) -> Result<ExecutionOutcome, ExecutionError> {
+        if task.executor != ExecutorKind::Wasm {
+            return Err(ExecutionError::internal(format!(
+                "task {} is for the {} executor, not wasm",
+                task.task_id, task.executor
+            )));
+        }
+        let started = Instant::now();
+        let inner = Arc::clone(&self.inner);
+        let staged = task.clone();
+        let mut owned_io = std::mem::take(io);
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = Arc::clone(&cancel.0);
+        let handle = tokio::task::spawn_blocking(move || {
+            let result = inner.run_task(&staged, &mut owned_io, started, flag);
+            (result, owned_io)
+        });
+        let waited =
+            tokio::time::timeout(task.deadline.saturating_add(ABANDON_GRACE), handle).await;
+        drop(cancel);
+        match waited {
+            Err(_elapsed) => Err(ExecutionError::DeadlineExceeded {
+                limit: task.deadline,
+            }),
+            Ok(Err(join_error)) => Err(ExecutionError::internal(format!(
+                "wasm run did not complete: {join_error}"
+            ))),
+            Ok(Ok((result, returned_io))) => {
+                *io = returned_io;
+                result
+            }
+        }
+    }
+}
