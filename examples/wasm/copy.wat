@@ -5,11 +5,10 @@
 ;; truncated. On failure it says what failed on stderr and exits with the WASI errno
 ;; (for example "exit status 44" when the input is missing: 44 is ENOENT).
 ;;
-;; Run it with the CLI (copy.wasm beside this file is this module compiled; see echo.wat
-;; for converting it yourself):
+;; Run it with the CLI (a payload may be WAT text like this file, or a binary module):
 ;;
 ;;   cella function register --name copy --executor wasm --public \
-;;       --payload examples/wasm/copy.wasm --input input --output output
+;;       --payload examples/wasm/copy.wat --input input --output output
 ;;   cella task create --function <function-id> --input input=<user> --output output=<user>
 ;;   cella task assign <task-id> --input input=<file-id> --output output=<file-id>
 ;;   cella task approve <task-id>; cella task invoke <task-id>

@@ -4,12 +4,10 @@
 ;; "name=value" per argument, in name order. This module writes argv[1..] to stdout,
 ;; which becomes the task's log. It reads no input and writes no output.
 ;;
-;; Run it with the CLI (echo.wasm beside this file is this module compiled; the
-;; cella-wasm tests keep it up to date, or convert it yourself with
-;; `wasm-tools parse echo.wat -o echo.wasm` or the `wat` crate):
+;; Run it with the CLI (a payload may be WAT text like this file, or a binary module):
 ;;
 ;;   cella function register --name echo --executor wasm --public \
-;;       --payload examples/wasm/echo.wasm --arg message=hello
+;;       --payload examples/wasm/echo.wat --arg message=hello
 ;;   cella task create --function <function-id> --arg message=hi
 ;;   cella task approve <task-id>; cella task invoke <task-id>
 ;;   cella task get <task-id>          # the log shows: message=hi

@@ -12,11 +12,10 @@
 ;; Each party sees only its own copy of the result: Cella encrypts output_a for the
 ;; owner of output_a and output_b for the owner of output_b.
 ;;
-;; Run it with the CLI (psi.wasm beside this file is this module compiled; see echo.wat
-;; for converting it yourself):
+;; Run it with the CLI (a payload may be WAT text like this file, or a binary module):
 ;;
 ;;   cella function register --name psi --executor wasm --public \
-;;       --payload examples/wasm/psi.wasm \
+;;       --payload examples/wasm/psi.wat \
 ;;       --input input_a --input input_b --output output_a --output output_b
 ;;   cella task create --function <function-id> --input input_a=bank-a \
 ;;       --input input_b=bank-b --output output_a=bank-a --output output_b=bank-b

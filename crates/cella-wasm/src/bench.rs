@@ -19,8 +19,9 @@ use wasmtime::Store;
 use crate::config::WasmConfig;
 use crate::executor::WasmExecutor;
 
-/// The echo example (`examples/wasm/echo.wat`), compiled: prints its arguments.
-pub const ECHO_WASM: &[u8] = include_bytes!("../../../examples/wasm/echo.wasm");
+/// The echo example (`examples/wasm/echo.wat`), as WAT text (payloads may be WAT or
+/// binary): prints its arguments.
+pub const ECHO_WASM: &[u8] = include_bytes!("../../../examples/wasm/echo.wat");
 
 /// A benchmark could not run.
 #[derive(Debug, thiserror::Error)]

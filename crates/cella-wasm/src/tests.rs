@@ -116,23 +116,16 @@ fn command(extra: &str, body: &str) -> Vec<u8> {
 }
 
 #[test]
-fn examples_are_compiled_next_to_their_source() {
-    // The .wasm files are what the CLI registers and what `bench` embeds; regenerate
-    // them with `CELLA_BLESS=1 cargo test -p cella-wasm examples_are_compiled`.
-    for name in ["echo", "copy", "psi"] {
-        let compiled = example(name);
-        let path = examples_dir().join(format!("{name}.wasm"));
-        if std::env::var_os("CELLA_BLESS").is_some() {
-            std::fs::write(&path, &compiled).unwrap();
-        }
-        let committed = std::fs::read(&path).unwrap_or_default();
-        assert!(
-            committed == compiled,
-            "{} is stale: run with CELLA_BLESS=1",
-            path.display()
-        );
-    }
-    assert_eq!(crate::bench::ECHO_WASM, example("echo"));
+fn wat_text_and_binary_payloads_are_both_accepted() {
+    let exec = executor();
+    let text = std::fs::read(examples_dir().join("echo.wat")).unwrap();
+    exec.validate_payload(&text).unwrap();
+    exec.validate_payload(&example("echo")).unwrap();
+    let err = exec.validate_payload(b"(module (func").unwrap_err();
+    assert!(
+        err.contains("neither a WebAssembly binary nor valid WAT"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

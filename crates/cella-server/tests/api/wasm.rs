@@ -40,7 +40,7 @@ fn compiles(current: &Current) -> u64 {
 
 fn example(name: &str) -> Vec<u8> {
     let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/wasm/{name}.wasm"));
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/wasm/{name}.wat"));
     std::fs::read(path).unwrap()
 }
 

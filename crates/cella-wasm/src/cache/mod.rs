@@ -155,12 +155,18 @@ impl ModuleCache {
             return Err(PrepareError::DigestMismatch { digest: *digest });
         }
         let started = Instant::now();
+        // A payload is a WebAssembly binary or its text format (WAT); a binary passes
+        // through unchanged. Function owners may register either; the digest is of
+        // what they registered.
+        let binary = wat::parse_bytes(payload).map_err(|e| PayloadError::Invalid {
+            reason: format!("neither a WebAssembly binary nor valid WAT text: {e}"),
+        })?;
         // Validation first, so that "not WebAssembly" and "over this node's limits"
         // (which the pooling allocator checks when the module is created) read apart.
-        Module::validate(engine, payload).map_err(|e| PayloadError::Invalid {
+        Module::validate(engine, &binary).map_err(|e| PayloadError::Invalid {
             reason: format!("{e:#}"),
         })?;
-        let module = Module::new(engine, payload).map_err(|e| PayloadError::Unsupported {
+        let module = Module::new(engine, &binary).map_err(|e| PayloadError::Unsupported {
             reason: format!("{e:#}"),
         })?;
         let compiles = bump(&self.counters.compiles);
