@@ -342,3 +342,178 @@ impl ErrorMsg {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use prost::Message;
+
+    use super::*;
+    use crate::receipt::{Entry, ReceiptBody};
+
+    /// The `name → number` table of `### {section}` in `docs/libos-protocol.md`.
+    fn spec_table(section: &str) -> BTreeMap<String, u32> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/libos-protocol.md");
+        let doc = std::fs::read_to_string(path).expect("docs/libos-protocol.md");
+        let start = doc
+            .find(&format!("### {section}\n"))
+            .unwrap_or_else(|| panic!("no section {section}"));
+        let rest = &doc[start + 4..];
+        let end = rest.find("\n#").unwrap_or(rest.len());
+        rest[..end]
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let number = cells.get(2)?.parse().ok()?;
+                Some((name.to_owned(), number))
+            })
+            .collect()
+    }
+
+    /// The field number of the only top-level field in `bytes`.
+    fn only_field(bytes: &[u8]) -> u32 {
+        let mut buf = bytes;
+        let key = prost::encoding::decode_varint(&mut buf).unwrap();
+        let field = u32::try_from(key >> 3).unwrap();
+        let wire = prost::encoding::WireType::try_from(key & 7).unwrap();
+        prost::encoding::skip_field(wire, field, &mut buf, Default::default()).unwrap();
+        assert!(buf.is_empty(), "more than one field");
+        field
+    }
+
+    fn check<M: Message + Default>(section: &str, setters: &[(&str, fn(&mut M))]) {
+        let spec = spec_table(section);
+        assert_eq!(
+            spec.keys().map(String::as_str).collect::<Vec<_>>(),
+            {
+                let mut names: Vec<&str> = setters.iter().map(|(n, _)| *n).collect();
+                names.sort_unstable();
+                names
+            },
+            "{section}: the fields of the spec and of the code differ"
+        );
+        for (name, set) in setters {
+            let mut m = M::default();
+            set(&mut m);
+            assert_eq!(only_field(&m.encode_to_vec()), spec[*name], "{section}.{name}");
+        }
+    }
+
+    #[test]
+    fn field_numbers_match_the_spec() {
+        check::<Envelope>(
+            "Envelope",
+            &[
+                ("hello", |m| m.body = Some(Body::Hello(Hello::default()))),
+                ("deploy", |m| m.body = Some(Body::Deploy(Deploy::default()))),
+                ("chunk", |m| m.body = Some(Body::Chunk(Chunk::default()))),
+                ("started", |m| m.body = Some(Body::Started(Started {}))),
+                ("log", |m| m.body = Some(Body::Log(Log::default()))),
+                ("cancel", |m| m.body = Some(Body::Cancel(Cancel::default()))),
+                ("finished", |m| m.body = Some(Body::Finished(Finished::default()))),
+                ("error", |m| m.body = Some(Body::Error(ErrorMsg::default()))),
+            ],
+        );
+        check::<Hello>(
+            "Hello",
+            &[
+                ("protocol_version", |m| m.protocol_version = 1),
+                ("preload_version", |m| m.preload_version = "v".into()),
+            ],
+        );
+        check::<Deploy>(
+            "Deploy",
+            &[
+                ("protocol_version", |m| m.protocol_version = 1),
+                ("task_id", |m| m.task_id = "t".into()),
+                ("function_id", |m| m.function_id = "f".into()),
+                ("files", |m| m.files = vec![FileMeta::default()]),
+                ("inputs", |m| m.inputs = vec![FileMeta::default()]),
+                ("outputs", |m| m.outputs = vec!["o".into()]),
+                ("argv", |m| m.argv = vec!["a".into()]),
+                ("env", |m| m.env = vec![EnvVar::default()]),
+                ("limits", |m| m.limits = Some(Limits::default())),
+            ],
+        );
+        check::<Chunk>(
+            "Chunk",
+            &[
+                ("target", |m| m.target = ChunkTarget::Input as i32),
+                ("index", |m| m.index = 1),
+                ("data", |m| m.data = vec![1]),
+            ],
+        );
+        check::<Finished>(
+            "Finished",
+            &[
+                ("exit", |m| m.exit = Some(ExitStatus::default())),
+                ("outputs", |m| m.outputs = vec![OutputMeta::default()]),
+                ("usage", |m| m.usage = Some(ResourceUsage::default())),
+                ("return_value", |m| m.return_value = vec![1]),
+                ("log_dropped", |m| m.log_dropped = 1),
+                ("receipt", |m| m.receipt = vec![1]),
+                ("signature", |m| m.signature = vec![1]),
+            ],
+        );
+        check::<ReceiptBody>(
+            "ReceiptBody",
+            &[
+                ("format", |m| m.format = "f".into()),
+                ("task_id", |m| m.task_id = "t".into()),
+                ("function_id", |m| m.function_id = "f".into()),
+                ("measurement", |m| m.measurement = vec![1]),
+                ("nonce", |m| m.nonce = vec![1]),
+                ("workload", |m| m.workload = vec![Entry::default()]),
+                ("inputs", |m| m.inputs = vec![Entry::default()]),
+                ("outputs", |m| m.outputs = vec![Entry::default()]),
+                ("exit", |m| m.exit = Some(ExitStatus::default())),
+                ("return_value_sha256", |m| m.return_value_sha256 = vec![1]),
+                ("command_sha256", |m| m.command_sha256 = vec![1]),
+                ("signed_at_unix_secs", |m| m.signed_at_unix_secs = 1),
+            ],
+        );
+    }
+
+    #[test]
+    fn inline_messages_and_enums_match_the_spec() {
+        // The messages the spec describes in running text.
+        let f = |m: &dyn Fn() -> Vec<u8>| only_field(&m());
+        assert_eq!(f(&|| FileMeta { name: "n".into(), ..Default::default() }.encode_to_vec()), 1);
+        assert_eq!(f(&|| FileMeta { size: 1, ..Default::default() }.encode_to_vec()), 2);
+        assert_eq!(f(&|| FileMeta { sha256: vec![1], ..Default::default() }.encode_to_vec()), 3);
+        assert_eq!(f(&|| FileMeta { executable: true, ..Default::default() }.encode_to_vec()), 4);
+        assert_eq!(f(&|| EnvVar { value: "v".into(), ..Default::default() }.encode_to_vec()), 2);
+        assert_eq!(f(&|| Limits { deadline_ms: 1, ..Default::default() }.encode_to_vec()), 2);
+        assert_eq!(f(&|| Log { stream: 1, ..Default::default() }.encode_to_vec()), 1);
+        assert_eq!(f(&|| Log { line: "l".into(), ..Default::default() }.encode_to_vec()), 2);
+        assert_eq!(f(&|| Cancel { reason: "r".into() }.encode_to_vec()), 1);
+        assert_eq!(f(&|| ExitStatus { signal: Some(9), code: None }.encode_to_vec()), 2);
+        assert_eq!(f(&|| OutputMeta { sha256: vec![1], ..Default::default() }.encode_to_vec()), 3);
+        assert_eq!(f(&|| ResourceUsage { output_bytes: 1, ..Default::default() }.encode_to_vec()), 3);
+        assert_eq!(f(&|| ErrorMsg::new(ErrorCode::Protocol, "").encode_to_vec()), 1);
+        assert_eq!(Started {}.encode_to_vec(), Vec::<u8>::new());
+        let codes = [
+            (ErrorCode::Unspecified, 0),
+            (ErrorCode::Protocol, 1),
+            (ErrorCode::Version, 2),
+            (ErrorCode::DigestMismatch, 3),
+            (ErrorCode::Layout, 4),
+            (ErrorCode::Spawn, 5),
+            (ErrorCode::OutputMissing, 6),
+            (ErrorCode::OutputTooLarge, 7),
+            (ErrorCode::Canceled, 8),
+            (ErrorCode::Internal, 9),
+        ];
+        for (code, n) in codes {
+            assert_eq!(code as i32, n, "{code:?}");
+        }
+        assert_eq!(ChunkTarget::File as i32, 1);
+        assert_eq!(ChunkTarget::Input as i32, 2);
+        assert_eq!(ChunkTarget::Output as i32, 3);
+        assert_eq!(LogStream::Stderr as i32, 1);
+        assert_eq!(super::super::MAX_FRAME_LEN, 1_048_576);
+        assert_eq!(super::super::PROTOCOL_VERSION, 1);
+    }
+}
