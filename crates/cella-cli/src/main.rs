@@ -1,5 +1,158 @@
-//! The `cella` command.
+//! The `cella` command: runs a node (`cella serve`) and talks to one (every other
+//! command), through the `cella-client` SDK.
+//!
+//! Output contract: with `--json`, each command prints exactly one JSON object on
+//! stdout; otherwise text for people. Errors go to stderr as `error: <what was wrong>`
+//! with exit code 1; `task watch` exits 2 when the task Failed or was Canceled. Logs go
+//! to stderr, filtered by `RUST_LOG` (default `warn`).
+#![forbid(unsafe_code)]
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("cella: not built yet")
+mod bench;
+mod cmd;
+mod demo;
+mod output;
+mod parse;
+mod progress;
+mod secrets;
+mod serve;
+mod session;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd::Ctx;
+use crate::output::Report;
+
+/// Exit code of a command that failed.
+const EXIT_ERROR: u8 = 1;
+/// Exit code of `task watch` for a task that ended Failed or Canceled.
+const EXIT_TASK_FAILED: u8 = 2;
+
+/// Cella: confidential function-as-a-service.
+#[derive(Debug, Parser)]
+#[command(name = "cella", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
 }
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a node: every role in one process.
+    Serve(serve::ServeArgs),
+    /// Run a local node and a complete multi-party task flow.
+    Demo(demo::DemoArgs),
+    /// Measure a local node.
+    Bench(bench::BenchArgs),
+    /// Log in to a node and save the session (mode 0600) for the other commands.
+    Login(cmd::login::LoginArgs),
+    /// Revoke the saved session's token and delete the session.
+    Logout,
+    /// Users: register, list, change passwords.
+    #[command(subcommand)]
+    User(cmd::user::UserCmd),
+    /// Functions: register, inspect, update, disable, delete.
+    #[command(subcommand)]
+    Function(cmd::function::FunctionCmd),
+    /// Files: encrypt and decrypt locally, upload, register, download.
+    #[command(subcommand)]
+    File(cmd::file::FileCmd),
+    /// Tasks: create, assign data, approve, invoke, watch, fetch results.
+    #[command(subcommand)]
+    Task(cmd::task::TaskCmd),
+    /// The node: health and version (no login needed).
+    #[command(subcommand)]
+    Node(cmd::node::NodeCmd),
+}
+
+/// Runs one command; `None` when the command printed its own output.
+async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
+    let json = cli.json;
+    let ctx = || -> anyhow::Result<Ctx> {
+        Ok(Ctx {
+            home: session::cella_home()?,
+            json,
+        })
+    };
+    let report = match cli.command {
+        Command::Serve(args) => return serve::run(args, json).await.map(|()| None),
+        Command::Demo(args) => return demo::run(args, json).await.map(|()| None),
+        Command::Bench(args) => return bench::run(args, json).await.map(|()| None),
+        Command::Login(args) => cmd::login::login(&ctx()?, args).await?,
+        Command::Logout => cmd::login::logout(&ctx()?).await?,
+        Command::User(c) => cmd::user::run(&ctx()?, c).await?,
+        Command::Function(c) => cmd::function::run(&ctx()?, c).await?,
+        Command::File(c) => cmd::file::run(&ctx()?, c).await?,
+        Command::Task(c) => cmd::task::run(&ctx()?, c).await?,
+        Command::Node(c) => cmd::node::run(&ctx()?, c).await?,
+    };
+    Ok(Some(report))
+}
+
+/// `error: …` text for a failed command, with a hint where one helps.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = format!("error: {err:#}");
+    let refused_session = err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<cella_client::ClientError>(),
+            Some(cella_client::ClientError::Status { op, code: cella_client::Code::Unauthenticated, .. })
+                if *op != "Login"
+        )
+    });
+    if refused_session {
+        text.push_str("\nhint: the session may have been revoked; run cella login");
+    }
+    text
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let json = cli.json;
+    match runtime.block_on(run(cli)) {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(report)) => {
+            if json {
+                println!("{}", report.json);
+            } else if !report.human.is_empty() {
+                println!("{}", report.human);
+            }
+            if report.success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_TASK_FAILED)
+            }
+        }
+        Err(err) => {
+            eprintln!("{}", error_text(&err));
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

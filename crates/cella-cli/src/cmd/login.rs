@@ -1,0 +1,111 @@
+//! `cella login` and `cella logout`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cella_client::Client;
+use serde_json::json;
+
+use crate::cmd::Ctx;
+use crate::output::{Report, format_ms};
+use crate::parse;
+use crate::secrets::{PasswordSource, read_password};
+use crate::session::{Session, now_ms};
+
+/// Arguments of `cella login`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LoginArgs {
+    /// Node address: host:port or https://host:port.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) addr: String,
+    /// The node's certificate to pin (its <data_dir>/tls/cert.pem).
+    #[arg(long, value_name = "PEM_PATH")]
+    pub(crate) cert: PathBuf,
+    /// User name.
+    #[arg(long, value_name = "NAME", value_parser = parse::user_name)]
+    pub(crate) user: String,
+    /// Read the password from the first line of this file.
+    #[arg(long, value_name = "F", conflicts_with = "password_stdin")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub(crate) password_stdin: bool,
+}
+
+/// Logs in and saves the session.
+pub(crate) async fn login(ctx: &Ctx, args: LoginArgs) -> anyhow::Result<Report> {
+    let cert_pem = std::fs::read_to_string(&args.cert)
+        .with_context(|| format!("cannot read certificate {}", args.cert.display()))?;
+    let prompt = format!("Password for {}: ", args.user);
+    let source = match (&args.password_file, args.password_stdin) {
+        (Some(path), _) => PasswordSource::File(path),
+        (None, true) => PasswordSource::Stdin,
+        (None, false) => PasswordSource::Prompt(&prompt),
+    };
+    let password = read_password(source)?;
+    let mut client = Client::connect(&args.addr, cert_pem.as_bytes()).await?;
+    let info = client.login(&args.user, &password).await?;
+    let session = Session {
+        addr: client.addr().to_owned(),
+        cert_pem,
+        user: info.user.clone(),
+        token: info.token.clone(),
+        expires_at_ms: info.expires_at_ms,
+    };
+    let path = session.save(&ctx.home)?;
+    Ok(Report::new(
+        json!({
+            "user": info.user,
+            "addr": session.addr,
+            "roles": info.roles,
+            "expires_at": format_ms(info.expires_at_ms),
+            "expires_at_ms": info.expires_at_ms,
+            "session_file": path,
+        }),
+        format!(
+            "logged in to {} as {} (roles: {})\nsession saved to {} (expires {})",
+            session.addr,
+            info.user,
+            if info.roles.is_empty() {
+                "none".to_owned()
+            } else {
+                info.roles.join(", ")
+            },
+            path.display(),
+            format_ms(info.expires_at_ms)
+        ),
+    ))
+}
+
+/// Revokes the token on the node (when it is still valid) and deletes the session.
+pub(crate) async fn logout(ctx: &Ctx) -> anyhow::Result<Report> {
+    let Some(session) = Session::load(&ctx.home)? else {
+        return Ok(Report::new(
+            json!({ "logged_out": false, "revoked": false }),
+            "not logged in; nothing to do",
+        ));
+    };
+    let revoke = if session.expired(now_ms()) {
+        Ok(false)
+    } else {
+        match session.client().await {
+            Ok(mut client) => client.logout().await.map(|()| true).map_err(Into::into),
+            Err(e) => Err(e),
+        }
+    };
+    Session::remove(&ctx.home)?;
+    let (revoked, note) = match revoke {
+        Ok(true) => (true, "the token is revoked".to_owned()),
+        Ok(false) => (false, "the token had expired".to_owned()),
+        Err(e) => (
+            false,
+            format!(
+                "revoking the token on the node failed ({e:#}); it stays valid until it expires"
+            ),
+        ),
+    };
+    Ok(Report::new(
+        json!({ "logged_out": true, "user": session.user, "revoked": revoked, "note": note }),
+        format!("logged out {}: {note}", session.user),
+    ))
+}

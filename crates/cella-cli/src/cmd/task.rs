@@ -1,0 +1,419 @@
+//! `cella task …`: create, assign, approve, invoke, watch and collect results.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use cella_client::{Client, proto};
+use cella_types::TaskStatus;
+use serde_json::json;
+
+use crate::cmd::Ctx;
+use crate::cmd::file::{blocking, decrypt_output, download_to};
+use crate::output::{Report, bytes_json, format_ms, status_name, task_json, task_line, task_text};
+use crate::parse;
+use crate::secrets::read_key_file;
+use crate::session::now_ms;
+
+/// `cella task` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum TaskCmd {
+    /// Create a task: a function, its arguments and the owners of each slot.
+    Create {
+        /// The function to run.
+        #[arg(long, value_name = "ID", value_parser = parse::function_id)]
+        function: String,
+        /// An argument value.
+        #[arg(long = "arg", value_name = "k=v", value_parser = parse::key_value)]
+        args: Vec<(String, String)>,
+        /// The owners of an input slot.
+        #[arg(long = "input", value_name = "slot=user1,user2", value_parser = parse::slot_owners)]
+        inputs: Vec<proto::SlotOwners>,
+        /// The owners of an output slot.
+        #[arg(long = "output", value_name = "slot=user", value_parser = parse::slot_owners)]
+        outputs: Vec<proto::SlotOwners>,
+    },
+    /// Show a task you participate in.
+    Get {
+        /// The task's id.
+        #[arg(value_name = "ID", value_parser = parse::task_id)]
+        id: String,
+    },
+    /// List the tasks you participate in.
+    List,
+    /// Fill slots you own with files you own.
+    Assign {
+        /// The task's id.
+        #[arg(value_name = "ID", value_parser = parse::task_id)]
+        id: String,
+        /// An input slot and its file.
+        #[arg(long = "input", value_name = "slot=FILE_ID", value_parser = parse::slot_input_file)]
+        inputs: Vec<proto::SlotFile>,
+        /// An output slot and its file.
+        #[arg(long = "output", value_name = "slot=FILE_ID", value_parser = parse::slot_output_file)]
+        outputs: Vec<proto::SlotFile>,
+    },
+    /// Approve a task's digest. Without --digest, shows what is approved and approves
+    /// the current digest.
+    Approve {
+        /// The task's id.
+        #[arg(value_name = "ID", value_parser = parse::task_id)]
+        id: String,
+        /// The task digest you checked (hex).
+        #[arg(long, value_name = "HEX", value_parser = parse::digest_hex)]
+        digest: Option<String>,
+    },
+    /// Queue an approved task (creator only).
+    Invoke {
+        /// The task's id.
+        #[arg(value_name = "ID", value_parser = parse::task_id)]
+        id: String,
+    },
+    /// Cancel a task that has not ended.
+    Cancel {
+        /// The task's id.
+        #[arg(value_name = "ID", value_parser = parse::task_id)]
+        id: String,
+    },
+    /// Print status changes until the task ends; exits 2 if it Failed or was Canceled.
+    Watch {
+        /// The task's id.
+        #[arg(value_name = "ID", value_parser = parse::task_id)]
+        id: String,
+    },
+    /// Download and decrypt your outputs of a finished task.
+    Result {
+        /// The task's id.
+        #[arg(value_name = "ID", value_parser = parse::task_id)]
+        id: String,
+        /// Directory for the decrypted outputs (created if missing).
+        #[arg(long, value_name = "D")]
+        out_dir: PathBuf,
+        /// The key file of an output slot you own; one per slot.
+        #[arg(long = "key-file", value_name = "slot=K", value_parser = parse::slot_path)]
+        keys: Vec<(String, PathBuf)>,
+    },
+}
+
+/// Fails on a slot named twice.
+fn unique_slots<'a>(what: &str, slots: impl Iterator<Item = &'a str>) -> anyhow::Result<()> {
+    let mut seen = BTreeSet::new();
+    for slot in slots {
+        if !seen.insert(slot) {
+            bail!("{what} slot {slot:?} is given twice");
+        }
+    }
+    Ok(())
+}
+
+/// The arguments of `task create` as a map, refusing a name given twice.
+pub(crate) fn argument_map(args: Vec<(String, String)>) -> anyhow::Result<HashMap<String, String>> {
+    let mut map = HashMap::new();
+    for (k, v) in args {
+        if map.insert(k.clone(), v).is_some() {
+            bail!("argument {k:?} is given twice");
+        }
+    }
+    Ok(map)
+}
+
+fn shown(t: &proto::TaskInfo, verb: &str) -> Report {
+    Report::new(
+        json!({ "task": task_json(t) }),
+        format!("{verb}{}", task_text(t)),
+    )
+}
+
+/// Runs a `cella task` subcommand.
+pub(crate) async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<Report> {
+    let (session, client) = ctx.client().await?;
+    match cmd {
+        TaskCmd::Create {
+            function,
+            args,
+            inputs,
+            outputs,
+        } => {
+            unique_slots("input", inputs.iter().map(|s| s.slot.as_str()))?;
+            unique_slots("output", outputs.iter().map(|s| s.slot.as_str()))?;
+            let t = client
+                .create_task(&function, argument_map(args)?, inputs, outputs)
+                .await?;
+            Ok(shown(&t, "created "))
+        }
+        TaskCmd::Get { id } => Ok(shown(&client.get_task(&id).await?, "")),
+        TaskCmd::List => {
+            let tasks = client.list_tasks().await?;
+            Ok(Report::new(
+                json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() }),
+                tasks.iter().map(task_line).collect::<Vec<_>>().join("\n"),
+            ))
+        }
+        TaskCmd::Assign {
+            id,
+            inputs,
+            outputs,
+        } => {
+            if inputs.is_empty() && outputs.is_empty() {
+                bail!("nothing to assign: give --input slot=FILE_ID or --output slot=FILE_ID");
+            }
+            unique_slots("input", inputs.iter().map(|s| s.slot.as_str()))?;
+            unique_slots("output", outputs.iter().map(|s| s.slot.as_str()))?;
+            let t = client.assign_data(&id, inputs, outputs).await?;
+            Ok(shown(&t, "assigned "))
+        }
+        TaskCmd::Approve { id, digest } => approve(&client, &id, digest).await,
+        TaskCmd::Invoke { id } => Ok(shown(&client.invoke_task(&id).await?, "invoked ")),
+        TaskCmd::Cancel { id } => Ok(shown(&client.cancel_task(&id).await?, "canceled ")),
+        TaskCmd::Watch { id } => watch(ctx, &client, &id).await,
+        TaskCmd::Result { id, out_dir, keys } => {
+            result(&client, &session.user, &id, out_dir, keys).await
+        }
+    }
+}
+
+/// `task approve`: with a digest, approves it; without, shows the task and approves
+/// its current digest.
+async fn approve(client: &Client, id: &str, digest: Option<String>) -> anyhow::Result<Report> {
+    if let Some(digest) = digest {
+        let t = client.approve_task(id, &digest).await?;
+        return Ok(shown(&t, &format!("approved digest {digest} of ")));
+    }
+    let task = client.get_task(id).await?;
+    if task.task_digest.is_empty() {
+        bail!("{id} has no digest to approve yet");
+    }
+    // Approve only what this client can recompute from the fields it shows.
+    let local = cella_client::compute_task_digest(&task).with_context(|| {
+        format!("cannot check the digest of {id} locally; check it yourself and pass --digest")
+    })?;
+    if local != task.task_digest {
+        bail!(
+            "refusing to approve {id}: the node reports digest {} but the task it shows hashes to {local} (docs/formats/task-digest.md)",
+            task.task_digest
+        );
+    }
+    // The function's name is shown when the function is visible to this user.
+    let function = client.get_function(&task.function_id, false).await.ok();
+    let approved = client.approve_task(id, &task.task_digest).await?;
+    let mut human = format!(
+        "approving {} at digest {} (recomputed locally: it matches)",
+        task.task_id, task.task_digest
+    );
+    let name = function.as_ref().and_then(|f| f.spec.as_ref()).map_or_else(
+        || "(not visible to you)".to_owned(),
+        |s| format!("{:?}", s.name),
+    );
+    human.push_str(&format!(
+        "\n  function    {} {name} (owner {}), payload sha256 {}",
+        task.function_id, task.function_owner, task.function_payload_digest
+    ));
+    for (k, v) in task.arguments.iter().collect::<BTreeMap<_, _>>() {
+        human.push_str(&format!("\n  argument    {k}={v:?}"));
+    }
+    for s in &task.inputs {
+        human.push_str(&format!(
+            "\n  input       {:<16} {} sha256 {}",
+            s.slot,
+            if s.file_id.is_empty() {
+                "(empty)"
+            } else {
+                &s.file_id
+            },
+            if s.ciphertext_digest.is_empty() {
+                "-"
+            } else {
+                &s.ciphertext_digest
+            }
+        ));
+    }
+    for s in &task.outputs {
+        human.push_str(&format!(
+            "\n  output      {:<16} {} owners {}",
+            s.slot,
+            if s.file_id.is_empty() {
+                "(empty)"
+            } else {
+                &s.file_id
+            },
+            s.owners.join(",")
+        ));
+    }
+    human.push_str(&format!(
+        "\napproved: {} of {} participants have approved this digest ({})",
+        approved.approved_by.len(),
+        approved.participants.len(),
+        approved.approved_by.join(", ")
+    ));
+    Ok(Report::new(
+        json!({
+            "approved_digest": task.task_digest,
+            "verified_locally": true,
+            "function": function.as_ref().map(crate::output::function_json),
+            "task": task_json(&approved),
+        }),
+        human,
+    ))
+}
+
+/// One status line of `task watch`.
+fn watch_line(t: &proto::TaskInfo) -> String {
+    let at = t.history.last().map_or_else(now_ms, |h| h.at_ms);
+    let mut line = format!(
+        "{}  {}  {}",
+        format_ms(at),
+        t.task_id,
+        status_name(t.status)
+    );
+    if !t.reason.is_empty() {
+        line.push_str(&format!(": {}", t.reason));
+    }
+    line
+}
+
+/// `task watch`: prints a line per status change (text mode) and ends with the task.
+async fn watch(ctx: &Ctx, client: &Client, id: &str) -> anyhow::Result<Report> {
+    let mut watch = client.watch_task(id).await?;
+    let mut last_status = None;
+    let mut seen = Vec::new();
+    let mut last = None;
+    while let Some(t) = watch.next_update().await? {
+        if last_status != Some(t.status) {
+            last_status = Some(t.status);
+            seen.push(status_name(t.status));
+            if !ctx.json {
+                println!("{}", watch_line(&t));
+            }
+        }
+        let done = cella_client::is_terminal(&t);
+        last = Some(t);
+        if done {
+            break;
+        }
+    }
+    let task = match last {
+        Some(t) if cella_client::is_terminal(&t) => t,
+        _ => {
+            let t = client.get_task(id).await?;
+            if !cella_client::is_terminal(&t) {
+                bail!(
+                    "the watch of {id} ended while the task is {}; run cella task watch again",
+                    status_name(t.status)
+                );
+            }
+            if !ctx.json && last_status != Some(t.status) {
+                println!("{}", watch_line(&t));
+            }
+            t
+        }
+    };
+    let finished = cella_client::task_status(task.status) == Some(TaskStatus::Finished);
+    Ok(Report {
+        json: json!({ "task": task_json(&task), "statuses": seen }),
+        human: String::new(),
+        success: finished,
+    })
+}
+
+/// `task result`: downloads each output slot the user owns, checks its digest against
+/// the task's result, and decrypts it into `out_dir/<slot>`.
+async fn result(
+    client: &Client,
+    me: &str,
+    id: &str,
+    out_dir: PathBuf,
+    keys: Vec<(String, PathBuf)>,
+) -> anyhow::Result<Report> {
+    let task = client.get_task(id).await?;
+    match cella_client::task_status(task.status) {
+        Some(TaskStatus::Finished) => {}
+        Some(TaskStatus::Failed) => bail!("{id} failed: {}", task.reason),
+        _ => bail!(
+            "{id} is {}: results exist only once it is Finished",
+            status_name(task.status)
+        ),
+    }
+    let mine: Vec<&proto::TaskSlot> = task
+        .outputs
+        .iter()
+        .filter(|s| s.owners.iter().any(|o| o == me))
+        .collect();
+    let mut key_files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (slot, path) in keys {
+        if !mine.iter().any(|s| s.slot == slot) {
+            bail!("--key-file {slot}=…: {slot:?} is not an output slot of {id} that {me} owns");
+        }
+        if key_files.insert(slot.clone(), path).is_some() {
+            bail!("--key-file for slot {slot:?} is given twice");
+        }
+    }
+    let digests: BTreeMap<&str, &str> = task
+        .result
+        .iter()
+        .flat_map(|r| &r.outputs)
+        .map(|o| (o.slot.as_str(), o.ciphertext_digest.as_str()))
+        .collect();
+    for slot in &mine {
+        if !key_files.contains_key(&slot.slot) {
+            bail!(
+                "no key file for output slot {:?}: add --key-file {}=KEY_FILE",
+                slot.slot,
+                slot.slot
+            );
+        }
+        // The slot name becomes a file name: refuse anything but a plain name.
+        cella_types::function::check_name("output slot", &slot.slot)?;
+    }
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+
+    let mut written = Vec::new();
+    for slot in mine {
+        let key_path = key_files.get(&slot.slot).cloned().unwrap_or_default();
+        let key = read_key_file(&key_path)?;
+        let expected = digests
+            .get(slot.slot.as_str())
+            .copied()
+            .unwrap_or(slot.ciphertext_digest.as_str());
+        let sealed = out_dir.join(format!(".{}.sealed", slot.slot));
+        let out = out_dir.join(&slot.slot);
+        let summary = download_to(client, &slot.file_id, &sealed, Some(expected), 0).await?;
+        let (s, o, k) = (sealed.clone(), out.clone(), key_path.clone());
+        let decrypted = blocking(move || decrypt_output(&s, &o, &key, &k)).await;
+        std::fs::remove_file(&sealed).ok();
+        let plain = decrypted?;
+        written.push((slot.slot.clone(), slot.file_id.clone(), out, summary, plain));
+    }
+
+    let result = task.result.clone().unwrap_or_default();
+    let mut human = format!("{id} finished");
+    if !result.return_value.is_empty() {
+        human.push_str(&format!(
+            "\nreturned: {}",
+            String::from_utf8_lossy(&result.return_value)
+        ));
+    }
+    for (slot, file_id, out, summary, plain) in &written {
+        human.push_str(&format!(
+            "\noutput {slot} ({file_id}, sha256 {}) decrypted to {} ({} bytes)",
+            summary.ciphertext_digest,
+            out.display(),
+            plain.plaintext_len
+        ));
+    }
+    Ok(Report::new(
+        json!({
+            "task_id": id,
+            "return_value": bytes_json(&result.return_value),
+            "log": result.log,
+            "outputs": written.iter().map(|(slot, file_id, out, summary, plain)| json!({
+                "slot": slot,
+                "file_id": file_id,
+                "ciphertext_digest": summary.ciphertext_digest,
+                "path": out,
+                "plaintext_len": plain.plaintext_len,
+            })).collect::<Vec<_>>(),
+        }),
+        human,
+    ))
+}

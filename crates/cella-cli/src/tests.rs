@@ -1,0 +1,546 @@
+//! Command-line parsing: the tricky forms parse to what the API expects, and mistakes
+//! are caught before anything is sent.
+
+use clap::{CommandFactory, Parser};
+
+use crate::cmd::file::FileCmd;
+use crate::cmd::function::{FunctionCmd, register_spec, updated_spec};
+use crate::cmd::task::{TaskCmd, argument_map};
+use crate::cmd::user::UserCmd;
+use crate::{Cli, Command};
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("cella").chain(args.iter().copied()))
+}
+
+const FUNCTION_ID: &str = "function-0b5bd5fe-2a0d-4a8e-9d59-3b1b7d1c1a6e";
+const TASK_ID: &str = "task-0b5bd5fe-2a0d-4a8e-9d59-3b1b7d1c1a6e";
+const INPUT_ID: &str = "input-0b5bd5fe-2a0d-4a8e-9d59-3b1b7d1c1a6e";
+const OUTPUT_ID: &str = "output-0b5bd5fe-2a0d-4a8e-9d59-3b1b7d1c1a6e";
+
+#[test]
+fn the_command_tree_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn function_register_parses_arguments_and_slots() {
+    let cli = parse(&[
+        "function",
+        "register",
+        "--name",
+        "psi",
+        "--builtin",
+        "ordered_set_intersect",
+        "--arg",
+        "need",
+        "--arg",
+        "sep=,",
+        "--arg",
+        "mode=exact:fixed",
+        "--input",
+        "left",
+        "--input",
+        "right?",
+        "--output",
+        "result",
+        "--allow",
+        "bob,carol",
+        "--allow",
+        "dave",
+        "--quota",
+        "3",
+        "--json",
+    ])
+    .unwrap();
+    assert!(cli.json);
+    let Command::Function(FunctionCmd::Register(args)) = cli.command else {
+        panic!("not function register");
+    };
+    let (spec, payload) = register_spec(&args).unwrap();
+    assert_eq!(payload, b"ordered_set_intersect");
+    assert_eq!(spec.executor, "builtin");
+    let args: Vec<_> = spec
+        .arguments
+        .iter()
+        .map(|a| (a.name.as_str(), a.default_value.as_deref(), a.overridable))
+        .collect();
+    assert_eq!(
+        args,
+        [
+            ("need", None, true),
+            ("sep", Some(","), true),
+            ("mode", Some("exact"), false)
+        ]
+    );
+    let inputs: Vec<_> = spec
+        .inputs
+        .iter()
+        .map(|s| (s.name.as_str(), s.optional))
+        .collect();
+    assert_eq!(inputs, [("left", false), ("right", true)]);
+    assert_eq!(spec.outputs[0].name, "result");
+    assert_eq!(spec.allowed_users, ["bob", "carol", "dave"]);
+    assert!(!spec.public);
+    assert_eq!(spec.quota, Some(3));
+}
+
+#[test]
+fn function_register_rejects_bad_specs_locally() {
+    // An optional output is refused by the parser.
+    let err = parse(&[
+        "function",
+        "register",
+        "--name",
+        "f",
+        "--builtin",
+        "echo",
+        "--output",
+        "o?",
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("cannot be optional"), "{err}");
+    // A fixed argument needs a default.
+    let err = parse(&[
+        "function",
+        "register",
+        "--name",
+        "f",
+        "--builtin",
+        "echo",
+        "--arg",
+        "x:fixed",
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("no default"), "{err}");
+    // --public and --allow exclude each other; so do --payload and --builtin.
+    assert!(
+        parse(&[
+            "function",
+            "register",
+            "--name",
+            "f",
+            "--builtin",
+            "e",
+            "--public",
+            "--allow",
+            "a"
+        ])
+        .is_err()
+    );
+    assert!(
+        parse(&[
+            "function",
+            "register",
+            "--name",
+            "f",
+            "--builtin",
+            "e",
+            "--payload",
+            "x"
+        ])
+        .is_err()
+    );
+    // The executor must be known.
+    assert!(
+        parse(&[
+            "function",
+            "register",
+            "--name",
+            "f",
+            "--executor",
+            "jvm",
+            "--payload",
+            "x"
+        ])
+        .is_err()
+    );
+
+    // Rules checked with the node's own validation, before connecting.
+    let spec_err = |args: &[&str]| {
+        let cli = parse(args).unwrap();
+        let Command::Function(FunctionCmd::Register(a)) = cli.command else {
+            panic!("not function register");
+        };
+        format!("{:#}", register_spec(&a).unwrap_err())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("f.wasm");
+    std::fs::write(&wasm, b"\0asm").unwrap();
+    let wasm = wasm.to_str().unwrap();
+    assert!(
+        spec_err(&["function", "register", "--name", "f", "--payload", wasm])
+            .contains("--executor")
+    );
+    assert!(
+        spec_err(&[
+            "function",
+            "register",
+            "--name",
+            "f",
+            "--executor",
+            "libos",
+            "--payload",
+            wasm
+        ])
+        .contains("runtime")
+    );
+    assert!(
+        spec_err(&[
+            "function",
+            "register",
+            "--name",
+            "f",
+            "--builtin",
+            "e",
+            "--input",
+            "a",
+            "--input",
+            "a"
+        ])
+        .contains("twice")
+    );
+    assert!(
+        spec_err(&[
+            "function",
+            "register",
+            "--name",
+            "f",
+            "--executor",
+            "wasm",
+            "--builtin",
+            "e"
+        ])
+        .contains("--executor builtin")
+    );
+    assert!(
+        spec_err(&[
+            "function",
+            "register",
+            "--name",
+            "f",
+            "--payload",
+            "/nonexistent/x",
+            "--executor",
+            "wasm"
+        ])
+        .contains("cannot read payload")
+    );
+}
+
+#[test]
+fn function_update_changes_only_what_is_given() {
+    let cli = parse(&[
+        "function",
+        "register",
+        "--name",
+        "f",
+        "--builtin",
+        "echo",
+        "--arg",
+        "a=1",
+        "--input",
+        "in",
+        "--output",
+        "out",
+        "--public",
+        "--quota",
+        "5",
+    ])
+    .unwrap();
+    let Command::Function(FunctionCmd::Register(r)) = cli.command else {
+        panic!("not register");
+    };
+    let (spec, _) = register_spec(&r).unwrap();
+
+    let cli = parse(&[
+        "function",
+        "update",
+        FUNCTION_ID,
+        "--description",
+        "new",
+        "--allow",
+        "bob",
+        "--no-quota",
+    ])
+    .unwrap();
+    let Command::Function(FunctionCmd::Update(u)) = cli.command else {
+        panic!("not update");
+    };
+    let (next, payload) = updated_spec(spec.clone(), &u).unwrap();
+    assert!(payload.is_none());
+    assert_eq!(next.description, "new");
+    assert_eq!(next.arguments, spec.arguments);
+    assert_eq!(next.inputs, spec.inputs);
+    assert!(!next.public);
+    assert_eq!(next.allowed_users, ["bob"]);
+    assert_eq!(next.quota, None);
+
+    let cli = parse(&[
+        "function",
+        "update",
+        FUNCTION_ID,
+        "--no-args",
+        "--builtin",
+        "other",
+        "--private",
+    ])
+    .unwrap();
+    let Command::Function(FunctionCmd::Update(u)) = cli.command else {
+        panic!("not update");
+    };
+    let (next, payload) = updated_spec(spec, &u).unwrap();
+    assert!(next.arguments.is_empty());
+    assert_eq!(payload.as_deref(), Some(&b"other"[..]));
+    assert!(!next.public && next.allowed_users.is_empty());
+    assert!(parse(&["function", "update", FUNCTION_ID, "--private", "--public"]).is_err());
+    assert!(parse(&["function", "update", "task-1"]).is_err());
+}
+
+#[test]
+fn task_create_parses_owner_lists() {
+    let cli = parse(&[
+        "task",
+        "create",
+        "--function",
+        FUNCTION_ID,
+        "--arg",
+        "k=v=w",
+        "--arg",
+        "empty=",
+        "--input",
+        "left=alice",
+        "--input",
+        "right=bob,carol",
+        "--output",
+        "out=alice",
+    ])
+    .unwrap();
+    let Command::Task(TaskCmd::Create {
+        function,
+        args,
+        inputs,
+        outputs,
+    }) = cli.command
+    else {
+        panic!("not task create");
+    };
+    assert_eq!(function, FUNCTION_ID);
+    let args = argument_map(args).unwrap();
+    assert_eq!(args["k"], "v=w");
+    assert_eq!(args["empty"], "");
+    assert_eq!(inputs[1].slot, "right");
+    assert_eq!(inputs[1].owners, ["bob", "carol"]);
+    assert_eq!(outputs[0].owners, ["alice"]);
+
+    assert!(argument_map(vec![("a".into(), "1".into()), ("a".into(), "2".into())]).is_err());
+    assert!(
+        parse(&[
+            "task",
+            "create",
+            "--function",
+            FUNCTION_ID,
+            "--input",
+            "left"
+        ])
+        .is_err()
+    );
+    assert!(
+        parse(&[
+            "task",
+            "create",
+            "--function",
+            FUNCTION_ID,
+            "--input",
+            "left=bad user"
+        ])
+        .is_err()
+    );
+    assert!(parse(&["task", "create", "--function", "nope"]).is_err());
+}
+
+#[test]
+fn task_assign_checks_file_kinds() {
+    let cli = parse(&[
+        "task",
+        "assign",
+        TASK_ID,
+        "--input",
+        &format!("left={INPUT_ID}"),
+        "--output",
+        &format!("out={OUTPUT_ID}"),
+    ])
+    .unwrap();
+    let Command::Task(TaskCmd::Assign {
+        id,
+        inputs,
+        outputs,
+    }) = cli.command
+    else {
+        panic!("not task assign");
+    };
+    assert_eq!(id, TASK_ID);
+    assert_eq!(inputs[0].file_id, INPUT_ID);
+    assert_eq!(outputs[0].slot, "out");
+    // An output file in an input slot is caught here.
+    assert!(
+        parse(&[
+            "task",
+            "assign",
+            TASK_ID,
+            "--input",
+            &format!("left={OUTPUT_ID}")
+        ])
+        .is_err()
+    );
+}
+
+#[test]
+fn task_approve_result_and_watch() {
+    let digest = "AB".repeat(32);
+    let cli = parse(&["task", "approve", TASK_ID, "--digest", &digest]).unwrap();
+    let Command::Task(TaskCmd::Approve {
+        digest: Some(d), ..
+    }) = cli.command
+    else {
+        panic!("not approve with digest");
+    };
+    assert_eq!(d, "ab".repeat(32));
+    assert!(parse(&["task", "approve", TASK_ID, "--digest", "abc"]).is_err());
+    assert!(matches!(
+        parse(&["task", "approve", TASK_ID]).unwrap().command,
+        Command::Task(TaskCmd::Approve { digest: None, .. })
+    ));
+
+    let cli = parse(&[
+        "task",
+        "result",
+        TASK_ID,
+        "--out-dir",
+        "d",
+        "--key-file",
+        "out=k1.key",
+        "--key-file",
+        "log=k2.key",
+    ])
+    .unwrap();
+    let Command::Task(TaskCmd::Result { keys, .. }) = cli.command else {
+        panic!("not result");
+    };
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].0, "out");
+    assert!(parse(&["task", "result", TASK_ID, "--key-file", "k1.key"]).is_err());
+    assert!(parse(&["task", "watch", TASK_ID, "--json"]).unwrap().json);
+}
+
+#[test]
+fn users_files_and_sessions() {
+    let cli = parse(&[
+        "user",
+        "register",
+        "bob",
+        "--role",
+        "data_owner,function_owner",
+    ])
+    .unwrap();
+    let Command::User(UserCmd::Register {
+        name,
+        roles,
+        password_file,
+    }) = cli.command
+    else {
+        panic!("not user register");
+    };
+    assert_eq!(name, "bob");
+    assert_eq!(roles, ["data_owner", "function_owner"]);
+    assert!(password_file.is_none());
+    assert!(parse(&["user", "register", "bob"]).is_err());
+    assert!(parse(&["user", "register", "bob", "--role", "root"]).is_err());
+
+    let cli = parse(&[
+        "file",
+        "register-url",
+        "file:///data/x.sealed",
+        "--key-file",
+        "k",
+        "--digest",
+        &"0".repeat(64),
+    ])
+    .unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::File(FileCmd::RegisterUrl { .. })
+    ));
+    assert!(parse(&["file", "download", "task-1", "--out", "x"]).is_err());
+    assert!(parse(&["file", "encrypt", "--in", "p", "--out", "c"]).is_ok());
+
+    assert!(
+        parse(&[
+            "login",
+            "--addr",
+            "localhost:7443",
+            "--cert",
+            "c.pem",
+            "--user",
+            "alice",
+            "--password-file",
+            "f",
+            "--password-stdin"
+        ])
+        .is_err()
+    );
+    // node commands take --addr and --cert together or not at all.
+    assert!(parse(&["node", "health", "--addr", "localhost:1"]).is_err());
+    assert!(
+        parse(&[
+            "node",
+            "version",
+            "--addr",
+            "localhost:1",
+            "--cert",
+            "c.pem"
+        ])
+        .is_ok()
+    );
+    assert!(
+        parse(&[
+            "serve",
+            "--data-dir",
+            "d",
+            "--listen",
+            "127.0.0.1:7443",
+            "--workers",
+            "4"
+        ])
+        .is_ok()
+    );
+    assert!(parse(&["demo", "--json"]).is_ok());
+    assert!(parse(&["bench", "--json"]).is_ok());
+}
+
+#[test]
+fn errors_read_error_colon_what() {
+    let err = anyhow::anyhow!("not logged in: run cella login");
+    assert_eq!(
+        crate::error_text(&err),
+        "error: not logged in: run cella login"
+    );
+}
+
+#[test]
+fn a_refused_token_gets_a_login_hint_but_a_failed_login_does_not() {
+    let refused = |op| {
+        anyhow::Error::from(cella_client::ClientError::Status {
+            op,
+            code: cella_client::Code::Unauthenticated,
+            message: "token expired".to_owned(),
+        })
+    };
+    let text = crate::error_text(&refused("GetTask"));
+    assert!(
+        text.starts_with("error: GetTask failed: token expired"),
+        "{text}"
+    );
+    assert!(text.contains("run cella login"), "{text}");
+    assert!(!crate::error_text(&refused("Login")).contains("hint"));
+}
