@@ -14,13 +14,17 @@
 
 use std::collections::BTreeMap;
 
+/// The attestation policy a receipt's evidence can be appraised against
+/// (`attestation-policy.toml`, role `libos-instance`).
+pub use cella_attest::Policy;
 use cella_attest::clock::FixedClock;
 use cella_attest::ed25519::Ed25519PublicKey;
 use cella_attest::policy::roles;
 use cella_attest::ratls::RaTlsCert;
 use cella_attest::sim::SimEvidence;
-use cella_attest::{Evidence, Measurement, Platform, Policy, Verifier};
-use cella_preload::receipt::{RECEIPT_FORMAT, ReceiptBody, verify_signature};
+use cella_attest::{Evidence, Measurement, Platform, Verifier};
+pub use cella_preload::receipt::{Entry, ReceiptBody};
+use cella_preload::receipt::{RECEIPT_FORMAT, verify_signature};
 use prost::Message;
 
 use crate::image::PROGRAM_FILE;

@@ -38,6 +38,9 @@ pub struct NodeConfig {
     /// Directories under which `file://` URLs may be registered. Empty: none, so no
     /// user can make the node read its own files.
     pub file_url_roots: Vec<PathBuf>,
+    /// The LibOS executor's configuration file (backend, pool, runtime images; see
+    /// `docs/libos.md`). `None`: the node has no LibOS executor.
+    pub libos_config: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -52,6 +55,7 @@ impl NodeConfig {
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             file_url_roots: Vec::new(),
+            libos_config: None,
         }
     }
 

@@ -10,4 +10,6 @@ mod services;
 mod status;
 pub mod tls;
 
-pub use node::{RunningNode, ServerConfig, StartError, default_executors, wasm_executor};
+pub use node::{
+    RunningNode, ServerConfig, StartError, default_executors, libos_executor, wasm_executor,
+};

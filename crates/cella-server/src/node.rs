@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use cella_executor::Executors;
 use cella_executor::builtin::BuiltinExecutor;
+use cella_libos::{LibosConfig, LibosExecutor};
 use cella_platform::scheduler::Workers;
 use cella_platform::{NodeConfig, Platform, PlatformError};
 use cella_proto::v1::auth_service_server::AuthServiceServer;
@@ -84,17 +85,38 @@ impl ServerConfig {
 /// Where, under the data dir, the WebAssembly executor keeps compiled modules.
 pub const WASM_CACHE_DIR: &str = "wasm-cache";
 
-/// The executors compiled into this build: builtin functions and WebAssembly
-/// ([`wasm_executor`]).
+/// The executors compiled into this build: builtin functions, WebAssembly
+/// ([`wasm_executor`]), and LibOS when the node has a LibOS configuration
+/// ([`libos_executor`]).
 ///
 /// # Errors
 ///
-/// [`StartError::Executor`] when the WebAssembly executor cannot be set up.
+/// [`StartError::Executor`] when the WebAssembly or LibOS executor cannot be set up.
 pub fn default_executors(config: &NodeConfig) -> Result<Executors, StartError> {
     let mut e = Executors::new();
     e.register(Arc::new(BuiltinExecutor::new()));
     e.register(Arc::new(wasm_executor(config)?));
+    if let Some(libos) = libos_executor(config)? {
+        e.register(Arc::new(libos));
+    }
     Ok(e)
+}
+
+/// The LibOS executor described by the node's `libos_config` file, if it has one.
+///
+/// # Errors
+///
+/// [`StartError::Executor`] naming the file and what is wrong with it.
+pub fn libos_executor(config: &NodeConfig) -> Result<Option<LibosExecutor>, StartError> {
+    let Some(path) = &config.libos_config else {
+        return Ok(None);
+    };
+    let fail = |message: String| StartError::Executor {
+        kind: ExecutorKind::Libos,
+        message,
+    };
+    let libos = LibosConfig::load(path).map_err(|e| fail(e.to_string()))?;
+    libos.build().map(Some).map_err(|e| fail(e.to_string()))
 }
 
 /// The WebAssembly executor of a node: default limits, compiled modules cached in

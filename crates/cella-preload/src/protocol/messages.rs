@@ -397,7 +397,11 @@ mod tests {
         for (name, set) in setters {
             let mut m = M::default();
             set(&mut m);
-            assert_eq!(only_field(&m.encode_to_vec()), spec[*name], "{section}.{name}");
+            assert_eq!(
+                only_field(&m.encode_to_vec()),
+                spec[*name],
+                "{section}.{name}"
+            );
         }
     }
 
@@ -412,7 +416,9 @@ mod tests {
                 ("started", |m| m.body = Some(Body::Started(Started {}))),
                 ("log", |m| m.body = Some(Body::Log(Log::default()))),
                 ("cancel", |m| m.body = Some(Body::Cancel(Cancel::default()))),
-                ("finished", |m| m.body = Some(Body::Finished(Finished::default()))),
+                ("finished", |m| {
+                    m.body = Some(Body::Finished(Finished::default()))
+                }),
                 ("error", |m| m.body = Some(Body::Error(ErrorMsg::default()))),
             ],
         );
@@ -480,19 +486,99 @@ mod tests {
     fn inline_messages_and_enums_match_the_spec() {
         // The messages the spec describes in running text.
         let f = |m: &dyn Fn() -> Vec<u8>| only_field(&m());
-        assert_eq!(f(&|| FileMeta { name: "n".into(), ..Default::default() }.encode_to_vec()), 1);
-        assert_eq!(f(&|| FileMeta { size: 1, ..Default::default() }.encode_to_vec()), 2);
-        assert_eq!(f(&|| FileMeta { sha256: vec![1], ..Default::default() }.encode_to_vec()), 3);
-        assert_eq!(f(&|| FileMeta { executable: true, ..Default::default() }.encode_to_vec()), 4);
-        assert_eq!(f(&|| EnvVar { value: "v".into(), ..Default::default() }.encode_to_vec()), 2);
-        assert_eq!(f(&|| Limits { deadline_ms: 1, ..Default::default() }.encode_to_vec()), 2);
-        assert_eq!(f(&|| Log { stream: 1, ..Default::default() }.encode_to_vec()), 1);
-        assert_eq!(f(&|| Log { line: "l".into(), ..Default::default() }.encode_to_vec()), 2);
+        assert_eq!(
+            f(&|| FileMeta {
+                name: "n".into(),
+                ..Default::default()
+            }
+            .encode_to_vec()),
+            1
+        );
+        assert_eq!(
+            f(&|| FileMeta {
+                size: 1,
+                ..Default::default()
+            }
+            .encode_to_vec()),
+            2
+        );
+        assert_eq!(
+            f(&|| FileMeta {
+                sha256: vec![1],
+                ..Default::default()
+            }
+            .encode_to_vec()),
+            3
+        );
+        assert_eq!(
+            f(&|| FileMeta {
+                executable: true,
+                ..Default::default()
+            }
+            .encode_to_vec()),
+            4
+        );
+        assert_eq!(
+            f(&|| EnvVar {
+                value: "v".into(),
+                ..Default::default()
+            }
+            .encode_to_vec()),
+            2
+        );
+        assert_eq!(
+            f(&|| Limits {
+                deadline_ms: 1,
+                ..Default::default()
+            }
+            .encode_to_vec()),
+            2
+        );
+        assert_eq!(
+            f(&|| Log {
+                stream: 1,
+                ..Default::default()
+            }
+            .encode_to_vec()),
+            1
+        );
+        assert_eq!(
+            f(&|| Log {
+                line: "l".into(),
+                ..Default::default()
+            }
+            .encode_to_vec()),
+            2
+        );
         assert_eq!(f(&|| Cancel { reason: "r".into() }.encode_to_vec()), 1);
-        assert_eq!(f(&|| ExitStatus { signal: Some(9), code: None }.encode_to_vec()), 2);
-        assert_eq!(f(&|| OutputMeta { sha256: vec![1], ..Default::default() }.encode_to_vec()), 3);
-        assert_eq!(f(&|| ResourceUsage { output_bytes: 1, ..Default::default() }.encode_to_vec()), 3);
-        assert_eq!(f(&|| ErrorMsg::new(ErrorCode::Protocol, "").encode_to_vec()), 1);
+        assert_eq!(
+            f(&|| ExitStatus {
+                signal: Some(9),
+                code: None
+            }
+            .encode_to_vec()),
+            2
+        );
+        assert_eq!(
+            f(&|| OutputMeta {
+                sha256: vec![1],
+                ..Default::default()
+            }
+            .encode_to_vec()),
+            3
+        );
+        assert_eq!(
+            f(&|| ResourceUsage {
+                output_bytes: 1,
+                ..Default::default()
+            }
+            .encode_to_vec()),
+            3
+        );
+        assert_eq!(
+            f(&|| ErrorMsg::new(ErrorCode::Protocol, "").encode_to_vec()),
+            1
+        );
         assert_eq!(Started {}.encode_to_vec(), Vec::<u8>::new());
         let codes = [
             (ErrorCode::Unspecified, 0),
