@@ -1,14 +1,18 @@
-//! `cella serve`: runs every role of a node in one process (reserved for the server
-//! engineer; a stub until then).
+//! `cella serve`: runs every role of a node in one process on an embedded store.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use cella_platform::NodeConfig;
+use cella_server::{RunningNode, ServerConfig, default_executors};
 
 /// Arguments of `cella serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// Directory for the node's store, blobs, keys and TLS certificate.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "CELLA_DATA_DIR")]
     pub(crate) data_dir: PathBuf,
     /// Address to listen on for the gRPC API.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
@@ -16,10 +20,69 @@ pub(crate) struct ServeArgs {
     /// Number of execution workers.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub(crate) workers: usize,
+    /// A directory under which data owners may register `file://` inputs and outputs
+    /// (repeatable). None by default: the node reads no file a user names.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) file_url_root: Vec<PathBuf>,
+    /// Wall-clock budget of one task run, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub(crate) task_deadline: u64,
+    /// Extra host names or addresses for the node's certificate (first start only).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tls_name: Vec<String>,
+    /// The LibOS executor's configuration (backend, pool, runtime images; see
+    /// docs/libos.md). Without it the node runs no `libos` functions.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) libos_config: Option<PathBuf>,
 }
 
-/// Runs the node until it is stopped.
+/// Runs the node until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
-    let _ = (args, json);
-    anyhow::bail!("not implemented yet")
+    let mut node = NodeConfig::new(&args.data_dir);
+    node.workers = args.workers;
+    node.file_url_roots = args.file_url_root;
+    node.task_deadline = Duration::from_secs(args.task_deadline);
+    node.libos_config = args.libos_config;
+    let admin_file = node.admin_password_path();
+    let first_start = !node.meta_path().exists();
+    let mut config = ServerConfig::new(node, args.listen);
+    config.tls_names.extend(args.tls_name);
+    let executors = default_executors(&config.node).context("setting up the executors")?;
+    let running = RunningNode::start(config, executors)
+        .await
+        .with_context(|| format!("starting the node in {}", args.data_dir.display()))?;
+    let cert = args.data_dir.join("tls/cert.pem");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "listening": running.addr().to_string(),
+                "cert": cert,
+                "admin_password_file": first_start.then_some(&admin_file),
+            })
+        );
+    } else {
+        eprintln!("cella node listening on {} (TLS)", running.addr());
+        eprintln!("  clients pin this certificate: {}", cert.display());
+        if first_start {
+            eprintln!(
+                "  first start: the admin password is in {}",
+                admin_file.display()
+            );
+        }
+    }
+    shutdown_signal().await?;
+    eprintln!("stopping…");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

@@ -4,7 +4,12 @@
 
 /// Version 1 of the API (`package cella.v1`).
 #[allow(missing_docs, unreachable_pub, reason = "generated code")]
-#[allow(clippy::all, clippy::pedantic, reason = "generated code")]
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::allow_attributes_without_reason,
+    reason = "generated code"
+)]
 pub mod v1 {
     tonic::include_proto!("cella.v1");
 }
