@@ -145,8 +145,11 @@ pub enum PolicyError {
         source: std::io::Error,
     },
     /// Too large.
-    #[error("policy is larger than {MAX_POLICY_LEN} bytes")]
-    TooLarge,
+    #[error("the file is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// Not UTF-8.
     #[error("policy is not UTF-8")]
     NotUtf8,
@@ -336,7 +339,9 @@ impl Policy {
     /// role is unusable.
     pub fn from_toml_bytes(bytes: &[u8]) -> Result<Self, PolicyError> {
         if bytes.len() > MAX_POLICY_LEN {
-            return Err(PolicyError::TooLarge);
+            return Err(PolicyError::TooLarge {
+                limit: MAX_POLICY_LEN,
+            });
         }
         let text = std::str::from_utf8(bytes).map_err(|_| PolicyError::NotUtf8)?;
         let file: PolicyFile =
@@ -418,7 +423,7 @@ pub(crate) fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, PolicyE
         .read_to_end(&mut out)
         .map_err(io)?;
     if out.len() > limit {
-        return Err(PolicyError::TooLarge);
+        return Err(PolicyError::TooLarge { limit });
     }
     Ok(out)
 }

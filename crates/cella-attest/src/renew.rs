@@ -192,16 +192,24 @@ impl ResolvesClientCert for CertResolver {
 }
 
 /// Renew `resolver`'s identity from `issuer` every `interval`, on the current tokio
-/// runtime, until the returned handle is aborted. Issuing runs on the blocking pool
-/// (reading `/dev/attestation` blocks).
+/// runtime. Issuing runs on the blocking pool (reading `/dev/attestation` blocks); after
+/// each successful renewal `on_renewed` gets the new certificate (e.g. to publish it).
+///
+/// The task holds the resolver weakly and ends at the first tick after the last strong
+/// reference (the TLS configuration using it) is dropped, or when the handle is aborted.
 pub fn spawn_renewal(
-    resolver: Arc<CertResolver>,
+    resolver: &Arc<CertResolver>,
     issuer: Arc<Issuer>,
     interval: Duration,
+    mut on_renewed: impl FnMut(&CertificateDer<'static>) + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
+    let resolver = Arc::downgrade(resolver);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
+            let Some(resolver) = resolver.upgrade() else {
+                return;
+            };
             let issuer = issuer.clone();
             let issued = tokio::task::spawn_blocking(move || issuer.issue()).await;
             let result = match issued {
@@ -213,7 +221,10 @@ pub fn spawn_renewal(
                 }
             };
             match result {
-                Ok(()) => tracing::debug!("RA-TLS identity renewed"),
+                Ok(()) => {
+                    tracing::debug!("RA-TLS identity renewed");
+                    on_renewed(&resolver.certificate());
+                }
                 Err(e) => tracing::warn!(
                     error = %e,
                     "RA-TLS identity renewal failed; keeping the previous certificate"

@@ -68,6 +68,9 @@ pub(crate) enum Command {
     /// The node: health and version (no login needed).
     #[command(subcommand)]
     Node(cmd::node::NodeCmd),
+    /// Attest a node: its evidence type, measurement, TCB status, evidence age and the
+    /// verdict under an attestation policy. No login needed; exits 2 when refused.
+    Attest(cmd::attest::AttestArgs),
 }
 
 /// Runs one command; `None` when the command printed its own output.
@@ -90,6 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
         Command::File(c) => cmd::file::run(&ctx()?, c).await?,
         Command::Task(c) => cmd::task::run(&ctx()?, c).await?,
         Command::Node(c) => cmd::node::run(&ctx()?, c).await?,
+        Command::Attest(args) => cmd::attest::run(args).await?,
     };
     Ok(Some(report))
 }

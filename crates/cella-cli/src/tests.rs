@@ -544,3 +544,30 @@ fn a_refused_token_gets_a_login_hint_but_a_failed_login_does_not() {
     assert!(text.contains("run cella login"), "{text}");
     assert!(!crate::error_text(&refused("Login")).contains("hint"));
 }
+
+#[test]
+fn attest_takes_an_address_and_a_policy() {
+    let cli = parse(&["attest", "127.0.0.1:7443", "--policy", "p.toml"]).unwrap();
+    let Command::Attest(args) = cli.command else {
+        panic!("not attest")
+    };
+    assert_eq!(args.addr, "127.0.0.1:7443");
+    assert_eq!(args.policy, std::path::PathBuf::from("p.toml"));
+    assert!(args.trust_root.is_none());
+    // The policy is required; signatures need a trust root.
+    assert!(parse(&["attest", "127.0.0.1:7443"]).is_err());
+    assert!(parse(&["attest", "x:1", "--policy", "p", "--signatures", "s"]).is_err());
+    assert!(
+        parse(&[
+            "attest",
+            "x:1",
+            "--policy",
+            "p",
+            "--trust-root",
+            "r",
+            "--signatures",
+            "s"
+        ])
+        .is_ok()
+    );
+}

@@ -36,6 +36,14 @@ pub enum ClientError {
         /// The address connected to.
         addr: String,
     },
+    /// The node's attestation evidence was refused under the client's policy.
+    #[error("attestation of node {addr} refused: {reason}")]
+    AttestationRefused {
+        /// The address connected to.
+        addr: String,
+        /// Why, in full (from the attestation verifier).
+        reason: String,
+    },
     /// The TLS handshake with the node failed for another reason.
     #[error("TLS handshake with {addr} failed: {message}")]
     Tls {

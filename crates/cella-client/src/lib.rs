@@ -1,9 +1,10 @@
 //! A typed client for a Cella node: the Rust SDK.
 //!
 //! [`Client`] speaks the public gRPC API (`proto/cella/v1`) over TLS 1.3. The node is
-//! authenticated by a pinned certificate today ([`ServerTrust::Pinned`]: the node's
-//! `<data_dir>/tls/cert.pem`); attested RA-TLS will slot in behind [`ServerTrust`]
-//! without changing the client's API.
+//! authenticated either by its attestation evidence ([`ServerTrust::Attested`]: its
+//! RA-TLS certificate checked against an attestation policy before anything is sent) or by
+//! a pinned certificate ([`ServerTrust::Pinned`]: the node's `<data_dir>/tls/cert.pem`,
+//! which changes at every start of the node).
 //!
 //! ```no_run
 //! # async fn example() -> cella_client::Result<()> {
@@ -38,7 +39,7 @@ pub use client::{Client, LoginInfo, MAX_RESPONSE_MESSAGE_SIZE};
 pub use error::{ClientError, Result};
 pub use files::{DownloadSummary, Progress, UPLOAD_CHUNK_SIZE, UploadSource};
 pub use tasks::{TaskWatch, compute_task_digest, is_terminal, task_status};
-pub use tls::ServerTrust;
+pub use tls::{ServerTrust, appraise_node};
 /// gRPC status codes, as returned by [`ClientError::code`].
 pub use tonic::Code;
 

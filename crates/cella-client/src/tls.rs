@@ -2,10 +2,11 @@
 //! stream.
 //!
 //! Trust is a seam: [`ServerTrust`] names how the node is authenticated and
-//! [`client_config`] turns it into a `rustls::ClientConfig`. Today the only way is
-//! [`ServerTrust::Pinned`]: the node generated a self-signed certificate in its data
-//! dir and the client accepts exactly that certificate. Attested RA-TLS will be another
-//! variant here, without any change to [`crate::Client`]'s API.
+//! [`client_config`] turns it into a `rustls::ClientConfig`. Two ways:
+//! [`ServerTrust::Attested`] checks the node's RA-TLS certificate against an attestation
+//! policy (role `node`, see `docs/attestation.md`) during the handshake, so no request,
+//! token or key is sent to a node that is not attested; [`ServerTrust::Pinned`] accepts
+//! exactly one certificate (the node's `<data_dir>/tls/cert.pem` of its current run).
 //!
 //! Invariants:
 //! - TLS 1.3 only, ALPN `h2`, `ring` as the only crypto provider;
@@ -38,13 +39,27 @@ use crate::error::{ClientError, chain_message};
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How the client decides that it is talking to the right node.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum ServerTrust {
     /// Accept exactly this end-entity certificate (DER), nothing else. The node writes
     /// its certificate to `<data_dir>/tls/cert.pem`; hand that file to the client.
     Pinned(CertificateDer<'static>),
+    /// Accept a node whose RA-TLS evidence the verifier accepts for role `node`.
+    Attested(Arc<cella_attest::Verifier>),
 }
+
+impl PartialEq for ServerTrust {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ServerTrust::Pinned(a), ServerTrust::Pinned(b)) => a == b,
+            (ServerTrust::Attested(a), ServerTrust::Attested(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ServerTrust {}
 
 impl ServerTrust {
     /// Trust the first certificate in `pem` (the node's `tls/cert.pem`).
@@ -59,6 +74,12 @@ impl ServerTrust {
             })?;
         Ok(ServerTrust::Pinned(cert))
     }
+
+    /// Trust nodes that `policy` accepts as role `node` (e.g. the node's
+    /// `<data_dir>/tls/attestation-policy.sim.toml`, or an audited policy).
+    pub fn attested(policy: cella_attest::Policy) -> Self {
+        ServerTrust::Attested(Arc::new(cella_attest::Verifier::new(policy)))
+    }
 }
 
 impl fmt::Debug for ServerTrust {
@@ -68,8 +89,19 @@ impl fmt::Debug for ServerTrust {
                 .debug_tuple("Pinned")
                 .field(&format_args!("<{} bytes of DER>", cert.len()))
                 .finish(),
+            ServerTrust::Attested(verifier) => f
+                .debug_tuple("Attested")
+                .field(&format_args!(
+                    "<policy {}>",
+                    hex_prefix(&verifier.policy().digest())
+                ))
+                .finish(),
         }
     }
+}
+
+fn hex_prefix(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The crypto provider of every client connection.
@@ -90,6 +122,12 @@ pub(crate) fn client_config(trust: &ServerTrust) -> Result<rustls::ClientConfig,
             cert.clone(),
             provider.signature_verification_algorithms,
         )),
+        ServerTrust::Attested(verifier) => {
+            Arc::new(cella_attest::tls::AttestedServerVerifier::new(
+                verifier.clone(),
+                cella_attest::policy::roles::NODE,
+            ))
+        }
     };
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -185,6 +223,14 @@ pub(crate) enum ConnectFailure {
         /// The address.
         addr: String,
     },
+    /// The node's attestation was refused.
+    #[error("attestation of {addr} refused: {reason}")]
+    Attestation {
+        /// The address.
+        addr: String,
+        /// Why, in full.
+        reason: String,
+    },
     /// The TLS handshake failed otherwise.
     #[error("TLS handshake with {addr} failed: {message}")]
     Handshake {
@@ -214,6 +260,10 @@ impl ConnectFailure {
             ConnectFailure::PinMismatch { addr } => {
                 ClientError::CertificateMismatch { addr: addr.clone() }
             }
+            ConnectFailure::Attestation { addr, reason } => ClientError::AttestationRefused {
+                addr: addr.clone(),
+                reason: reason.clone(),
+            },
             ConnectFailure::Handshake { addr, message } => ClientError::Tls {
                 addr: addr.clone(),
                 message: message.clone(),
@@ -242,6 +292,12 @@ fn is_certificate_error(err: &std::io::Error) -> bool {
         .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)))
 }
 
+/// The attestation refusal carried by a handshake I/O error, if any.
+fn attestation_refusal(err: &std::io::Error) -> Option<String> {
+    let rustls_error = err.get_ref()?.downcast_ref::<rustls::Error>()?;
+    cella_attest::tls::attestation_failure(rustls_error).map(ToString::to_string)
+}
+
 /// Opens a TCP connection to `addr` and runs the TLS handshake, bounded by
 /// [`HANDSHAKE_TIMEOUT`].
 pub(crate) async fn connect_tls(
@@ -266,7 +322,12 @@ pub(crate) async fn connect_tls(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let tls = connector.connect(server_name, tcp).await.map_err(|e| {
-            if is_certificate_error(&e) {
+            if let Some(reason) = attestation_refusal(&e) {
+                ConnectFailure::Attestation {
+                    addr: shown.clone(),
+                    reason,
+                }
+            } else if is_certificate_error(&e) {
                 ConnectFailure::PinMismatch {
                     addr: shown.clone(),
                 }
@@ -288,6 +349,41 @@ pub(crate) async fn connect_tls(
         Ok(result) => result,
         Err(_) => Err(ConnectFailure::Timeout {
             addr: shown.clone(),
+        }),
+    }
+}
+
+/// Connects to the node at `addr` and appraises its RA-TLS evidence with `verifier` as
+/// role `node`, sending nothing else: what the node claims, and whether the policy accepts
+/// it. The appraisal is returned whether or not the node is accepted (for `cella attest`).
+///
+/// # Errors
+///
+/// [`ClientError::InvalidAddress`], or [`ClientError::Connect`] / [`ClientError::Tls`] when
+/// no certificate could be obtained from the node.
+pub async fn appraise_node(
+    addr: &str,
+    verifier: Arc<cella_attest::Verifier>,
+) -> Result<cella_attest::Appraisal, ClientError> {
+    let address = Address::parse(addr)?;
+    let attester = Arc::new(cella_attest::tls::AttestedServerVerifier::new(
+        verifier,
+        cella_attest::policy::roles::NODE,
+    ));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(ClientError::TlsConfig)?
+        .dangerous()
+        .with_custom_certificate_verifier(attester.clone())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connected = connect_tls(&address, TlsConnector::from(Arc::new(config))).await;
+    match (attester.take_last_appraisal(), connected) {
+        (Some(appraisal), _) => Ok(appraisal),
+        (None, Err(failure)) => Err(failure.to_client_error()),
+        (None, Ok(_)) => Err(ClientError::Tls {
+            addr: address.to_string(),
+            message: "the node presented no certificate".to_owned(),
         }),
     }
 }

@@ -13,10 +13,10 @@
 //! which attested clients accept and pinned clients refuse (with a clear error).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use cella_attest::renew::{CertResolver, Issuer, RenewError};
+use cella_attest::renew::{self as renewal, CertResolver, Issuer, RenewError};
 use cella_attest::sim::{SimEvidenceSource, SimKeyError, SimSigner};
 use cella_attest::{EvidenceSource, Measurement};
 use cella_crypto::SealingKey;
@@ -256,54 +256,21 @@ impl NodeIdentity {
             .map_err(TlsError::Config)?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         if tokio::runtime::Handle::try_current().is_ok() {
-            spawn_renewal(
-                Arc::downgrade(&self.resolver),
+            let cert_path = self.dir.join("cert.pem");
+            // The task ends once the configuration (holding the resolver) is dropped.
+            drop(renewal::spawn_renewal(
+                &self.resolver,
                 self.issuer.clone(),
-                self.dir.join("cert.pem"),
                 RENEWAL_INTERVAL,
-            );
+                move |cert| {
+                    if let Err(e) = write_public(&cert_path, pem(cert).as_bytes()) {
+                        tracing::warn!(error = %e, "writing the renewed certificate failed");
+                    }
+                },
+            ));
         }
         Ok(Arc::new(config))
     }
-}
-
-/// Renew the identity every `interval` while someone still holds the resolver.
-fn spawn_renewal(
-    resolver: Weak<CertResolver>,
-    issuer: Arc<Issuer>,
-    cert_path: PathBuf,
-    interval: Duration,
-) {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(interval).await;
-            let Some(resolver) = resolver.upgrade() else {
-                return;
-            };
-            let issuer = issuer.clone();
-            let renewed = match tokio::task::spawn_blocking(move || issuer.issue()).await {
-                Ok(Ok(cert)) => resolver.install(cert),
-                Ok(Err(e)) => Err(RenewError::Issue(e)),
-                Err(e) => {
-                    tracing::error!(error = %e, "RA-TLS renewal task failed");
-                    continue;
-                }
-            };
-            match renewed {
-                Ok(()) => {
-                    let written = write_public(&cert_path, pem(&resolver.certificate()).as_bytes());
-                    if let Err(e) = written {
-                        tracing::warn!(error = %e, "writing the renewed certificate failed");
-                    }
-                    tracing::info!("RA-TLS certificate renewed");
-                }
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "RA-TLS renewal failed; keeping the previous certificate"
-                ),
-            }
-        }
-    });
 }
 
 #[cfg(test)]

@@ -92,7 +92,48 @@ async fn restarted_node_is_accepted_by_attested_clients_and_refused_by_stale_pin
         first.measurement()
     ))
     .unwrap();
-    let err = attest(addr, strict).await.unwrap_err();
+    let err = attest(addr, strict.clone()).await.unwrap_err();
     assert!(err.contains("simulation evidence is not allowed"), "{err}");
+
+    // The SDK: an attested client works across the restart, and refuses a node its
+    // policy does not accept before sending anything.
+    let policy = Policy::load(&policy_path).unwrap();
+    let client = cella_client::Client::connect_with_trust(
+        &addr.to_string(),
+        cella_client::ServerTrust::attested(policy.clone()),
+    )
+    .await
+    .unwrap();
+    client.health().await.unwrap();
+    let err = cella_client::Client::connect_with_trust(
+        &addr.to_string(),
+        cella_client::ServerTrust::attested(strict.clone()),
+    )
+    .await
+    .expect_err("a node outside the policy must be refused");
+    assert!(
+        matches!(err, cella_client::ClientError::AttestationRefused { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("simulation evidence is not allowed"),
+        "{err}"
+    );
+
+    // What `cella attest` prints: the claims, and the verdict either way.
+    let verifier = Arc::new(Verifier::new(policy));
+    let appraisal = cella_client::appraise_node(&addr.to_string(), verifier)
+        .await
+        .unwrap();
+    assert!(appraisal.verdict.is_ok());
+    let claimed = appraisal.claimed.unwrap();
+    assert_eq!(claimed.platform, Platform::Sim);
+    assert_eq!(claimed.measurement, first.measurement());
+    let refused = cella_client::appraise_node(&addr.to_string(), Arc::new(Verifier::new(strict)))
+        .await
+        .unwrap();
+    assert!(refused.verdict.is_err());
+    assert!(refused.claimed.is_some());
     node.shutdown().await;
 }

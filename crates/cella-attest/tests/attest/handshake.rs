@@ -324,14 +324,32 @@ async fn renewed_identity_is_still_accepted() {
     let issuer = Arc::new(Issuer::new(Arc::new(node.source())));
     let resolver = Arc::new(CertResolver::issue(&issuer).unwrap());
     let first = resolver.certificate();
-    let task = spawn_renewal(resolver.clone(), issuer, Duration::from_millis(50));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while resolver.certificate() == first {
-        assert!(tokio::time::Instant::now() < deadline, "not renewed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (renewed_tx, mut renewed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = spawn_renewal(
+        &resolver,
+        issuer.clone(),
+        Duration::from_millis(50),
+        move |cert| {
+            let _ = renewed_tx.send(cert.clone());
+        },
+    );
+    let seen = tokio::time::timeout(Duration::from_secs(10), renewed_rx.recv())
+        .await
+        .expect("not renewed")
+        .unwrap();
     task.abort();
+    assert_ne!(seen, first);
+    assert_ne!(resolver.certificate(), first);
     let policy = sim_policy(roles::NODE, node.key(), node.measurement, "");
     let outcome = connect(resolver, policy, roles::NODE).await;
     outcome.client.unwrap();
+
+    // The task ends by itself once nobody holds the resolver any more.
+    let resolver = Arc::new(CertResolver::issue(&issuer).unwrap());
+    let task = spawn_renewal(&resolver, issuer, Duration::from_millis(10), |_| {});
+    drop(resolver);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("renewal task outlived its resolver")
+        .unwrap();
 }

@@ -1,6 +1,7 @@
 //! The client commands. Each returns a [`Report`](crate::output::Report) that `main`
 //! prints as JSON or text; none prints on its own except `task watch`, which streams.
 
+pub(crate) mod attest;
 pub(crate) mod file;
 pub(crate) mod function;
 pub(crate) mod login;
