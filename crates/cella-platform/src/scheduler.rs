@@ -46,9 +46,16 @@ pub(crate) fn enqueue(tx: &mut WriteTx<'_>, task: TaskId) -> Result<()> {
     Ok(())
 }
 
+/// Cached payloads by digest, and their total size.
+#[derive(Default)]
+struct CachedPayloads {
+    by_digest: HashMap<Digest, Arc<[u8]>>,
+    bytes: usize,
+}
+
 /// Payloads by digest, shared across tasks.
 #[derive(Default)]
-pub(crate) struct PayloadCache(Mutex<(HashMap<Digest, Arc<[u8]>>, usize)>);
+pub(crate) struct PayloadCache(Mutex<CachedPayloads>);
 
 impl PayloadCache {
     /// The cached payload, or `load`'s result, cached when it fits.
@@ -57,24 +64,23 @@ impl PayloadCache {
         digest: &Digest,
         load: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<Arc<[u8]>> {
-        if let Some(p) = self.lock().0.get(digest) {
+        if let Some(p) = self.lock().by_digest.get(digest) {
             return Ok(Arc::clone(p));
         }
         let payload: Arc<[u8]> = load()?.into();
-        let mut guard = self.lock();
-        let (map, size) = &mut *guard;
-        if *size + payload.len() > PAYLOAD_CACHE_BYTES {
-            map.clear();
-            *size = 0;
+        let mut cache = self.lock();
+        if cache.bytes + payload.len() > PAYLOAD_CACHE_BYTES {
+            cache.by_digest.clear();
+            cache.bytes = 0;
         }
         if payload.len() <= PAYLOAD_CACHE_BYTES {
-            *size += payload.len();
-            map.insert(*digest, Arc::clone(&payload));
+            cache.bytes += payload.len();
+            cache.by_digest.insert(*digest, Arc::clone(&payload));
         }
         Ok(payload)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<Digest, Arc<[u8]>>, usize)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedPayloads> {
         // The map is only a cache: after a panic elsewhere its content is still valid.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -87,9 +93,9 @@ pub(crate) struct IdleWorker {
 }
 
 impl IdleWorker {
-    /// Gives the worker its task; gives the task back if the worker is gone.
-    pub(crate) fn hand(self, task: Task) -> std::result::Result<(), Task> {
-        self.handoff.send(task)
+    /// Gives the worker its task; false if the worker is gone.
+    pub(crate) fn hand(self, task: Task) -> bool {
+        self.handoff.send(task).is_ok()
     }
 }
 

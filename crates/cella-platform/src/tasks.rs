@@ -386,10 +386,10 @@ impl Platform {
         match (invoked, handoff) {
             (Ok(view), Some(worker)) => {
                 let name = worker.name.clone();
-                if let Err(task) = worker.hand(view.task.clone()) {
+                if !worker.hand(view.task.clone()) {
                     // The worker stopped meanwhile: treat it as a lost lease.
                     self.lease_lost(
-                        task.id,
+                        view.task.id,
                         &name,
                         "the worker stopped before starting the task",
                     )?;

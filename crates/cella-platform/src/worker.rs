@@ -355,11 +355,11 @@ impl Platform {
                 // Record the failure itself, so the task does not stay Running.
                 let reason = format!("recording the result failed: {e}");
                 let failed = self.store.write(|tx| {
-                    if let Some(mut t) = tx.get::<Task>(&id.to_string())? {
-                        if t.status() == TaskStatus::Running {
-                            t.fail(reason, now_ms())?;
-                            tx.put(&t)?;
-                        }
+                    if let Some(mut t) = tx.get::<Task>(&id.to_string())?
+                        && t.status() == TaskStatus::Running
+                    {
+                        t.fail(reason, now_ms())?;
+                        tx.put(&t)?;
                     }
                     Ok::<_, PlatformError>(())
                 });

@@ -575,12 +575,12 @@ impl ReadTx<'_> {
     /// [`StoreError::Corrupt`] when the value does not unseal under its table and key,
     /// [`StoreError::Decode`] when it is not a valid `R`, or a redb error.
     pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>, StoreError> {
-        if let Some(overlay) = self.overlay {
-            if let Some(pending) = overlay.borrow().get(R::TABLE, key) {
-                return pending
-                    .map(|sealed| self.open_value(R::TABLE, key, sealed))
-                    .transpose();
-            }
+        if let Some(overlay) = self.overlay
+            && let Some(pending) = overlay.borrow().get(R::TABLE, key)
+        {
+            return pending
+                .map(|sealed| self.open_value(R::TABLE, key, sealed))
+                .transpose();
         }
         let sealed = self.with_table(R::TABLE, |table| {
             table.raw_get(key).map_err(|source| StoreError::Read {

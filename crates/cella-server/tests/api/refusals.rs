@@ -9,28 +9,29 @@ use tonic::Code;
 use crate::support::*;
 
 /// The parts of a task a refused request must not change.
-fn snapshot(
-    t: &proto::TaskInfo,
-) -> (
-    i32,
-    String,
-    Vec<String>,
-    Vec<(String, String)>,
-    Vec<(String, String)>,
-) {
-    (
-        t.status,
-        t.task_digest.clone(),
-        t.approved_by.clone(),
-        t.inputs
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    status: i32,
+    digest: String,
+    approved_by: Vec<String>,
+    inputs: Vec<(String, String)>,
+    outputs: Vec<(String, String)>,
+}
+
+fn snapshot(t: &proto::TaskInfo) -> Snapshot {
+    let files = |slots: &[proto::TaskSlot]| {
+        slots
             .iter()
             .map(|s| (s.slot.clone(), s.file_id.clone()))
-            .collect(),
-        t.outputs
-            .iter()
-            .map(|s| (s.slot.clone(), s.file_id.clone()))
-            .collect(),
-    )
+            .collect()
+    };
+    Snapshot {
+        status: t.status,
+        digest: t.task_digest.clone(),
+        approved_by: t.approved_by.clone(),
+        inputs: files(&t.inputs),
+        outputs: files(&t.outputs),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +106,7 @@ async fn refused_requests_change_nothing() {
     assert_eq!(snapshot(&fo.get_task(&id).await.unwrap()), before);
 
     // Approval before the data is complete.
-    let e = a.approve_task(&id, &before.1).await.unwrap_err();
+    let e = a.approve_task(&id, &before.digest).await.unwrap_err();
     assert_eq!(code(e), Code::FailedPrecondition);
 
     let t = b
