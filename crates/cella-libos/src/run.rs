@@ -15,7 +15,7 @@ use std::time::Duration;
 use cella_executor::{ExecutionError, ExecutionOutcome, IoError, StagedTask, TaskIo};
 use cella_preload::protocol::{
     Body, Cancel, Chunk, ChunkTarget, Deploy, EnvVar, Envelope, ErrorCode, FileMeta, FrameError,
-    FrameReader, Limits, MAX_CHUNK_LEN, PROTOCOL_VERSION, write_frame,
+    FrameReader, Limits, MAX_CHUNK_LEN, PROTOCOL_VERSION, append_frame, write_frame, write_frames,
 };
 use cella_preload::receipt::sha256;
 use cella_types::Usage;
@@ -146,24 +146,9 @@ pub(crate) fn build_deploy(
     })
 }
 
-async fn send_content<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    target: ChunkTarget,
-    index: usize,
-    data: &[u8],
-) -> Result<(), FrameError> {
-    let index = u32::try_from(index).unwrap_or(u32::MAX);
-    for piece in data.chunks(MAX_CHUNK_LEN) {
-        let chunk: Envelope = Body::Chunk(Chunk {
-            target: target as i32,
-            index,
-            data: piece.to_vec(),
-        })
-        .into();
-        write_frame(w, &chunk).await?;
-    }
-    Ok(())
-}
+/// Frames are batched into one write up to this size (four chunks): a small task's
+/// `Deploy` and content go out in one system call, large inputs stream.
+const BATCH_BYTES: usize = 4 * MAX_CHUNK_LEN;
 
 async fn send_deploy<W: AsyncWrite + Unpin>(
     w: &mut W,
@@ -171,18 +156,32 @@ async fn send_deploy<W: AsyncWrite + Unpin>(
     task: &StagedTask,
     io: &TaskIo,
 ) -> Result<(), FrameError> {
-    write_frame(w, &Body::Deploy(deploy.clone()).into()).await?;
-    send_content(w, ChunkTarget::File, 0, &task.payload).await?;
-    for (i, meta) in deploy.inputs.iter().enumerate() {
-        send_content(
-            w,
-            ChunkTarget::Input,
-            i,
-            io.input(&meta.name).unwrap_or_default(),
-        )
-        .await?;
+    let mut batch = Vec::new();
+    append_frame(&mut batch, &Body::Deploy(deploy.clone()).into())?;
+    let contents = std::iter::once((ChunkTarget::File, 0, &task.payload[..])).chain(
+        deploy
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (ChunkTarget::Input, i, io.input(&m.name).unwrap_or_default())),
+    );
+    for (target, index, data) in contents {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        for piece in data.chunks(MAX_CHUNK_LEN) {
+            let chunk: Envelope = Body::Chunk(Chunk {
+                target: target as i32,
+                index,
+                data: piece.to_vec(),
+            })
+            .into();
+            append_frame(&mut batch, &chunk)?;
+            if batch.len() >= BATCH_BYTES {
+                write_frames(w, &batch).await?;
+                batch.clear();
+            }
+        }
     }
-    Ok(())
+    write_frames(w, &batch).await
 }
 
 /// After a failed write: the instance probably said why before closing.

@@ -25,9 +25,13 @@ use crate::protocol::{
     LOG_BURST_BYTES, LOG_RATE_BYTES_PER_SEC, Log, LogStream, MAX_CHUNK_LEN, MAX_RETURN_VALUE_BYTES,
     OutputMeta, PROTOCOL_VERSION, ResourceUsage, Started, check_deploy, write_frame,
 };
-use crate::protocol::{FrameReader, Limits};
+use crate::protocol::{FrameReader, Limits, append_frame, write_frames};
 use crate::receipt::{Entry, RECEIPT_FORMAT, ReceiptBody, command_digest, sha256};
 use crate::runner::{Job, Runner};
+
+/// Frames are batched into one write up to this size (four chunks): small runs send
+/// their outputs and `Finished` in one system call, large ones stream.
+const BATCH_BYTES: usize = 4 * MAX_CHUNK_LEN;
 
 /// Log lines buffered between the program and the channel: enough to ride out a slow
 /// frame write, small enough to push back on a flooding program.
@@ -134,6 +138,11 @@ where
     })
     .into();
     write_frame(&mut wr, &hello).await?;
+    // The directories do not depend on the workload: make them while idle.
+    let layout = match Layout::create(root) {
+        Ok(l) => l,
+        Err(e) => return Err(give_up(&mut wr, e.code, e.message).await),
+    };
 
     // ExpectDeploy.
     let first = match rd.read_frame().await {
@@ -160,7 +169,7 @@ where
     let limits = deploy.limits.unwrap_or_default();
 
     // ReceiveFiles.
-    let received = match receive_files(&mut rd, &deploy, root).await {
+    let received = match receive_files(&mut rd, &deploy, layout).await {
         Ok(r) => r,
         Err(Receive::Fail(code, msg)) => return Err(give_up(&mut wr, code, msg).await),
         Err(Receive::Canceled) => {
@@ -250,6 +259,8 @@ where
             }
         }
     }
+    // Output chunks and `Finished` go out in one write, up to a few chunks' worth.
+    let mut batch = Vec::new();
     let mut metas = Vec::with_capacity(outputs.len());
     for (index, (slot, data)) in outputs.iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
@@ -260,7 +271,11 @@ where
                 data: piece.to_vec(),
             })
             .into();
-            write_frame(&mut wr, &chunk).await?;
+            append_frame(&mut batch, &chunk)?;
+            if batch.len() >= BATCH_BYTES {
+                write_frames(&mut wr, &batch).await?;
+                batch.clear();
+            }
         }
         metas.push(OutputMeta {
             slot: slot.clone(),
@@ -310,7 +325,8 @@ where
         signature,
     })
     .into();
-    write_frame(&mut wr, &finished).await?;
+    append_frame(&mut batch, &finished)?;
+    write_frames(&mut wr, &batch).await?;
     let _closed = wr.shutdown().await;
     Ok(Served::Finished(exit))
 }
@@ -375,9 +391,8 @@ impl From<LayoutError> for Receive {
 async fn receive_files<R: AsyncRead + Unpin>(
     rd: &mut FrameReader<R>,
     deploy: &Deploy,
-    root: &Path,
+    layout: Layout,
 ) -> Result<Received, Receive> {
-    let layout = Layout::create(root)?;
     let mut files = deploy
         .files
         .iter()

@@ -98,19 +98,43 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Envelope, usize)>, FrameError>
 /// [`FrameError::TooLarge`] if the message is over [`MAX_FRAME_LEN`] (a bug of the
 /// sender: chunks and lines are cut well below it).
 pub fn encode_frame(envelope: &Envelope) -> Result<Vec<u8>, FrameError> {
+    let mut out = Vec::with_capacity(HEADER_LEN + envelope.encoded_len());
+    append_frame(&mut out, envelope)?;
+    Ok(out)
+}
+
+/// Appends `envelope` as one frame to `out`, so that several frames go out in one write.
+///
+/// # Errors
+///
+/// As [`encode_frame`]; `out` is unchanged then.
+pub fn append_frame(out: &mut Vec<u8>, envelope: &Envelope) -> Result<(), FrameError> {
     let len = envelope.encoded_len();
     if len > MAX_FRAME_LEN {
         return Err(FrameError::TooLarge {
             len: u64::try_from(len).unwrap_or(u64::MAX),
         });
     }
-    let mut out = Vec::with_capacity(HEADER_LEN + len);
+    out.reserve(HEADER_LEN + len);
     // `len` is at most MAX_FRAME_LEN, which fits a u32.
     out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
     envelope
-        .encode(&mut out)
-        .map_err(|e| FrameError::Decode(e.to_string()))?;
-    Ok(out)
+        .encode(out)
+        .map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+/// Writes already encoded frames and flushes. Not cancel-safe: do not race it.
+///
+/// # Errors
+///
+/// [`FrameError::Io`].
+pub async fn write_frames<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    frames: &[u8],
+) -> Result<(), FrameError> {
+    w.write_all(frames).await?;
+    w.flush().await?;
+    Ok(())
 }
 
 /// Writes `envelope` as one frame and flushes. Not cancel-safe: do not race it.

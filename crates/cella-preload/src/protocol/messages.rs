@@ -383,7 +383,10 @@ mod tests {
         field
     }
 
-    fn check<M: Message + Default>(section: &str, setters: &[(&str, fn(&mut M))]) {
+    /// A field's name in the spec, and how to set it alone.
+    type Setter<M> = (&'static str, fn(&mut M));
+
+    fn check<M: Message + Default>(section: &str, setters: &[Setter<M>]) {
         let spec = spec_table(section);
         assert_eq!(
             spec.keys().map(String::as_str).collect::<Vec<_>>(),

@@ -14,7 +14,10 @@ mod frame;
 pub mod messages;
 
 pub use check::{CheckError, check_deploy, valid_name};
-pub use frame::{FrameError, FrameReader, HEADER_LEN, decode_frame, encode_frame, write_frame};
+pub use frame::{
+    FrameError, FrameReader, HEADER_LEN, append_frame, decode_frame, encode_frame, write_frame,
+    write_frames,
+};
 pub use messages::{
     Body, Cancel, Chunk, ChunkTarget, Deploy, EnvVar, Envelope, ErrorCode, ErrorMsg, ExitStatus,
     FileMeta, Finished, Hello, Limits, Log, LogStream, OutputMeta, ResourceUsage, Started,
