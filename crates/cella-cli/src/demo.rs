@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
-use cella_client::{Client, UploadSource, proto};
+use cella_client::{Client, ServerTrust, UploadSource, proto};
 use cella_crypto::FileKey;
 use cella_platform::NodeConfig;
 use cella_server::{RunningNode, ServerConfig, default_executors};
@@ -60,8 +60,40 @@ struct Party {
     client: Client,
 }
 
+/// How the demo's clients reach its node: attested, under the policy the node wrote for
+/// itself, which allows simulation explicitly (the demo runs without an enclave).
+struct NodeAccess {
+    addr: String,
+    trust: ServerTrust,
+}
+
+impl NodeAccess {
+    fn new(node: &RunningNode, config: &NodeConfig) -> anyhow::Result<Self> {
+        let path = config
+            .data_dir
+            .join("tls")
+            .join("attestation-policy.sim.toml");
+        let policy = cella_attest::Policy::load(&path)
+            .with_context(|| format!("attestation policy {}", path.display()))?;
+        ensure!(
+            policy
+                .role(cella_attest::policy::roles::NODE)
+                .is_some_and(|r| r.allow_simulation),
+            "the demo's attestation policy must allow simulation explicitly"
+        );
+        Ok(Self {
+            addr: node.addr().to_string(),
+            trust: ServerTrust::attested(policy),
+        })
+    }
+
+    async fn connect(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect_with_trust(&self.addr, self.trust.clone()).await?)
+    }
+}
+
 async fn user(
-    node: &RunningNode,
+    node: &NodeAccess,
     admin: &Client,
     name: &'static str,
     role: &str,
@@ -71,7 +103,7 @@ async fn user(
         .register_user(name, &password, &[role.to_owned()])
         .await
         .with_context(|| format!("registering {name}"))?;
-    let mut client = Client::connect(&node.addr().to_string(), node.cert_pem().as_bytes()).await?;
+    let mut client = node.connect().await?;
     client.login(name, &password).await?;
     Ok(Party { name, client })
 }
@@ -120,11 +152,16 @@ pub(crate) async fn run(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     );
 
     let admin_password = std::fs::read_to_string(node_config.admin_password_path())?;
-    let mut admin = Client::connect(&node.addr().to_string(), node.cert_pem().as_bytes()).await?;
+    let access = NodeAccess::new(&node, &node_config)?;
+    log.step(
+        "attest",
+        "clients attest the node under its policy (simulation allowed explicitly: no enclave)",
+    );
+    let mut admin = access.connect().await?;
     admin.login("admin", admin_password.trim()).await?;
-    let fo = user(&node, &admin, "fo", "function_owner").await?;
-    let bank_a = user(&node, &admin, "bank-a", "data_owner").await?;
-    let bank_b = user(&node, &admin, "bank-b", "data_owner").await?;
+    let fo = user(&access, &admin, "fo", "function_owner").await?;
+    let bank_a = user(&access, &admin, "bank-a", "data_owner").await?;
+    let bank_b = user(&access, &admin, "bank-b", "data_owner").await?;
     log.step(
         "admin",
         "registered users fo (function owner), bank-a and bank-b (data owners)",

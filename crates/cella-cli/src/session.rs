@@ -31,8 +31,13 @@ const DIR_MODE: u32 = 0o700;
 pub(crate) struct Session {
     /// Node address, `host:port`.
     pub(crate) addr: String,
-    /// The node's pinned certificate, PEM.
+    /// The node's pinned certificate, PEM (empty when the session attests the node).
     pub(crate) cert_pem: String,
+    /// The attestation policy the node is checked against at every connection (TOML);
+    /// when present, it is used instead of the pinned certificate, which changes at every
+    /// start and renewal of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) policy_toml: Option<String>,
     /// The user logged in.
     pub(crate) user: String,
     /// The bearer token (secret).
@@ -161,9 +166,24 @@ impl Session {
         }
     }
 
+    /// How the session's node is trusted: its attestation policy, or the pinned
+    /// certificate.
+    pub(crate) fn trust(&self) -> anyhow::Result<cella_client::ServerTrust> {
+        match &self.policy_toml {
+            Some(text) => {
+                let policy = cella_attest::Policy::from_toml_str(text)
+                    .context("the session's attestation policy is invalid; run cella login")?;
+                Ok(cella_client::ServerTrust::attested(policy))
+            }
+            None => Ok(cella_client::ServerTrust::pinned_pem(
+                self.cert_pem.as_bytes(),
+            )?),
+        }
+    }
+
     /// A client for the session's node, carrying its token.
     pub(crate) async fn client(&self) -> anyhow::Result<cella_client::Client> {
-        let client = cella_client::Client::connect(&self.addr, self.cert_pem.as_bytes()).await?;
+        let client = cella_client::Client::connect_with_trust(&self.addr, self.trust()?).await?;
         Ok(client.with_token(&self.token)?)
     }
 }
@@ -176,6 +196,7 @@ mod tests {
         Session {
             addr: "localhost:7443".into(),
             cert_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+            policy_toml: None,
             user: "alice".into(),
             token: "secret-token".into(),
             expires_at_ms,

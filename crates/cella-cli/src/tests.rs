@@ -571,3 +571,21 @@ fn attest_takes_an_address_and_a_policy() {
         .is_ok()
     );
 }
+
+#[test]
+fn login_attests_with_a_policy_or_pins_a_certificate() {
+    let login = |extra: &[&str]| {
+        let mut args = vec!["login", "--addr", "localhost:7443", "--user", "alice"];
+        args.extend_from_slice(extra);
+        parse(&args)
+    };
+    let cli = login(&["--policy", "node/tls/attestation-policy.sim.toml"]).unwrap();
+    let Command::Login(args) = cli.command else {
+        panic!("not login")
+    };
+    assert!(args.policy.is_some() && args.cert.is_none());
+    assert!(login(&["--cert", "c.pem"]).is_ok());
+    // One of the two, not both, not neither.
+    assert!(login(&["--cert", "c.pem", "--policy", "p.toml"]).is_err());
+    assert!(login(&[]).is_err());
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use cella_client::Client;
+use cella_client::{Client, ServerTrust};
 use serde_json::json;
 
 use crate::cmd::Ctx;
@@ -18,9 +18,14 @@ pub(crate) struct LoginArgs {
     /// Node address: host:port or https://host:port.
     #[arg(long, value_name = "ADDR")]
     pub(crate) addr: String,
-    /// The node's certificate to pin (its <data_dir>/tls/cert.pem).
-    #[arg(long, value_name = "PEM_PATH")]
-    pub(crate) cert: PathBuf,
+    /// The node's certificate to pin (its <data_dir>/tls/cert.pem; it changes at every
+    /// start and renewal of the node: prefer --policy).
+    #[arg(long, value_name = "PEM_PATH", required_unless_present = "policy")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Attest the node under this attestation policy instead of pinning its certificate
+    /// (e.g. its <data_dir>/tls/attestation-policy.sim.toml); saved with the session.
+    #[arg(long, value_name = "FILE", conflicts_with = "cert")]
+    pub(crate) policy: Option<PathBuf>,
     /// User name.
     #[arg(long, value_name = "NAME", value_parser = parse::user_name)]
     pub(crate) user: String,
@@ -34,8 +39,21 @@ pub(crate) struct LoginArgs {
 
 /// Logs in and saves the session.
 pub(crate) async fn login(ctx: &Ctx, args: LoginArgs) -> anyhow::Result<Report> {
-    let cert_pem = std::fs::read_to_string(&args.cert)
-        .with_context(|| format!("cannot read certificate {}", args.cert.display()))?;
+    let (trust, cert_pem, policy_toml) = match (&args.policy, &args.cert) {
+        (Some(policy), _) => {
+            let text = std::fs::read_to_string(policy)
+                .with_context(|| format!("cannot read attestation policy {}", policy.display()))?;
+            let parsed = cella_attest::Policy::from_toml_str(&text)
+                .with_context(|| format!("attestation policy {}", policy.display()))?;
+            (ServerTrust::attested(parsed), String::new(), Some(text))
+        }
+        (None, Some(cert)) => {
+            let pem = std::fs::read_to_string(cert)
+                .with_context(|| format!("cannot read certificate {}", cert.display()))?;
+            (ServerTrust::pinned_pem(pem.as_bytes())?, pem, None)
+        }
+        (None, None) => anyhow::bail!("give --policy or --cert"),
+    };
     let prompt = format!("Password for {}: ", args.user);
     let source = match (&args.password_file, args.password_stdin) {
         (Some(path), _) => PasswordSource::File(path),
@@ -43,11 +61,12 @@ pub(crate) async fn login(ctx: &Ctx, args: LoginArgs) -> anyhow::Result<Report> 
         (None, false) => PasswordSource::Prompt(&prompt),
     };
     let password = read_password(source)?;
-    let mut client = Client::connect(&args.addr, cert_pem.as_bytes()).await?;
+    let mut client = Client::connect_with_trust(&args.addr, trust).await?;
     let info = client.login(&args.user, &password).await?;
     let session = Session {
         addr: client.addr().to_owned(),
         cert_pem,
+        policy_toml,
         user: info.user.clone(),
         token: info.token.clone(),
         expires_at_ms: info.expires_at_ms,
