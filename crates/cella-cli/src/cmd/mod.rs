@@ -6,6 +6,7 @@ pub(crate) mod file;
 pub(crate) mod function;
 pub(crate) mod login;
 pub(crate) mod node;
+pub(crate) mod receipt;
 pub(crate) mod task;
 pub(crate) mod user;
 

@@ -81,6 +81,22 @@ pub(crate) enum TaskCmd {
         #[arg(value_name = "ID", value_parser = parse::task_id)]
         id: String,
     },
+    /// Show a finished task's receipt; with --verify, check it offline: evidence →
+    /// attested key → signed receipt → digests (LibOS tasks).
+    Receipt {
+        /// The task's id.
+        #[arg(value_name = "ID", value_parser = parse::task_id)]
+        id: String,
+        /// Verify the receipt instead of printing it.
+        #[arg(long)]
+        verify: bool,
+        /// Appraise the instance's evidence against this attestation policy.
+        #[arg(long, value_name = "FILE", requires = "verify")]
+        policy: Option<PathBuf>,
+        /// Compare output digests with the files `task result` decrypted into D.
+        #[arg(long, value_name = "D", requires = "verify")]
+        out_dir: Option<PathBuf>,
+    },
     /// Download and decrypt your outputs of a finished task.
     Result {
         /// The task's id.
@@ -166,6 +182,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<Report> {
         TaskCmd::Invoke { id } => Ok(shown(&client.invoke_task(&id).await?, "invoked ")),
         TaskCmd::Cancel { id } => Ok(shown(&client.cancel_task(&id).await?, "canceled ")),
         TaskCmd::Watch { id } => watch(ctx, &client, &id).await,
+        TaskCmd::Receipt {
+            id,
+            verify,
+            policy,
+            out_dir,
+        } => crate::cmd::receipt::receipt(&client, &id, verify, policy, out_dir).await,
         TaskCmd::Result { id, out_dir, keys } => {
             result(&client, &session.user, &id, out_dir, keys).await
         }

@@ -1,0 +1,358 @@
+//! `cella task receipt ID [--verify]`: a task's receipt, and for LibOS tasks its offline
+//! verification, evidence → attested key → signed receipt → digests
+//! (`cella_libos::receipt`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use cella_client::Client;
+use cella_libos::receipt::{Expected, Policy, check_expected, verify_bundle};
+use serde_json::json;
+
+use crate::output::Report;
+
+fn hex_digest(s: &str, what: &str) -> anyhow::Result<[u8; 32]> {
+    let d: cella_types::Digest = s
+        .parse()
+        .with_context(|| format!("{what} {s:?} is not a SHA-256"))?;
+    Ok(*d.as_bytes())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Shows, and with `verify` checks, the receipt of task `id`. `policy` appraises the
+/// instance's evidence; `out_dir` holds outputs decrypted by `cella task result`, whose
+/// plaintext digests are compared with the receipt's.
+pub(crate) async fn receipt(
+    client: &Client,
+    id: &str,
+    verify: bool,
+    policy: Option<PathBuf>,
+    out_dir: Option<PathBuf>,
+) -> anyhow::Result<Report> {
+    let task = client.get_task(id).await?;
+    let Some(result) = task.result.as_ref().filter(|r| !r.receipt.is_empty()) else {
+        bail!("{id} has no receipt: receipts exist once a task is Finished");
+    };
+    if !verify {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&result.receipt);
+        return Ok(Report::new(
+            json!({ "task": id, "receipt": b64 }),
+            format!(
+                "receipt of {id} ({} bytes, not verified; add --verify)\n{b64}",
+                result.receipt.len()
+            ),
+        ));
+    }
+    let policy = policy
+        .map(|p| Policy::load(&p).with_context(|| format!("attestation policy {}", p.display())))
+        .transpose()?;
+    let verified = verify_bundle(&result.receipt, policy.as_ref())
+        .with_context(|| format!("the receipt of {id} does not verify"))?;
+    let mut outputs = BTreeMap::new();
+    if let Some(dir) = &out_dir {
+        for o in &result.outputs {
+            let path = dir.join(&o.slot);
+            if let Ok(data) = std::fs::read(&path) {
+                outputs.insert(o.slot.clone(), *cella_types::Digest::of(&data).as_bytes());
+            }
+        }
+        if outputs.is_empty() {
+            bail!(
+                "no decrypted output of {id} in {} (run `cella task result` first)",
+                dir.display()
+            );
+        }
+    }
+    let expected = Expected {
+        task_id: Some(task.task_id.clone()),
+        function_id: Some(task.function_id.clone()),
+        payload_sha256: (!task.function_payload_digest.is_empty())
+            .then(|| {
+                hex_digest(
+                    &task.function_payload_digest,
+                    "the function's payload digest",
+                )
+            })
+            .transpose()?,
+        output_slots: Some(result.outputs.iter().map(|o| o.slot.clone()).collect()),
+        outputs,
+    };
+    check_expected(&verified, &expected)
+        .with_context(|| format!("the receipt of {id} does not match the task"))?;
+    let body = &verified.body;
+    let entries = |e: &[cella_libos::receipt::Entry]| -> Vec<serde_json::Value> {
+        e.iter()
+            .map(|e| json!({ "name": e.name, "sha256": hex(&e.sha256) }))
+            .collect()
+    };
+    let exit = body.exit.map(|e| e.to_string()).unwrap_or_default();
+    let trust = match (verified.appraised, verified.sim_signer) {
+        (true, _) => "evidence appraised against the policy".to_owned(),
+        (false, Some(k)) => format!(
+            "simulation evidence signed by {k} (not hardware-backed; give --policy to check that key)"
+        ),
+        (false, None) => "evidence not appraised (give --policy)".to_owned(),
+    };
+    let human = format!(
+        "receipt of {id} verifies: evidence → key → receipt → digests\n  measurement  {} ({})\n  {trust}\n  program      {}\n  inputs       {}\n  outputs      {}{}\n  exit         {exit}",
+        verified.measurement,
+        verified.platform,
+        body.workload
+            .first()
+            .map(|w| hex(&w.sha256))
+            .unwrap_or_default(),
+        body.inputs
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        body.outputs
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if expected.outputs.is_empty() {
+            ""
+        } else {
+            " (decrypted files match)"
+        },
+    );
+    Ok(Report::new(
+        json!({
+            "task": id,
+            "verified": true,
+            "measurement": verified.measurement.to_string(),
+            "platform": verified.platform.name(),
+            "sim_signer": verified.sim_signer.map(|k| k.to_string()),
+            "appraised": verified.appraised,
+            "workload": entries(&body.workload),
+            "inputs": entries(&body.inputs),
+            "outputs": entries(&body.outputs),
+            "outputs_checked": expected.outputs.keys().collect::<Vec<_>>(),
+            "exit": exit,
+        }),
+        human,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cmd::task::TaskCmd;
+    use crate::{Cli, Command};
+
+    const TASK_ID: &str = "task-0b5bd5fe-2a0d-4a8e-9d59-3b1b7d1c1a6e";
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cella").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn task_receipt_parses_and_policy_needs_verify() {
+        let cli = parse(&[
+            "task",
+            "receipt",
+            TASK_ID,
+            "--verify",
+            "--policy",
+            "p.toml",
+            "--out-dir",
+            "d",
+        ])
+        .unwrap();
+        let Command::Task(TaskCmd::Receipt {
+            id,
+            verify,
+            policy,
+            out_dir,
+        }) = cli.command
+        else {
+            panic!("not task receipt");
+        };
+        assert_eq!(id, TASK_ID);
+        assert!(verify);
+        assert_eq!(policy.unwrap().to_str(), Some("p.toml"));
+        assert_eq!(out_dir.unwrap().to_str(), Some("d"));
+        assert!(parse(&["task", "receipt", TASK_ID, "--policy", "p.toml"]).is_err());
+        assert!(parse(&["task", "receipt", "nope", "--verify"]).is_err());
+    }
+
+    /// A node with a mock LibOS executor, one finished libos task, and the CLI's receipt
+    /// check against it: it verifies, matches the decrypted output, and refuses a file
+    /// that is not the output and a policy that does not trust the instance's key.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn task_receipt_verify_checks_a_real_libos_receipt() {
+        use std::collections::HashMap;
+        use std::net::SocketAddr;
+        use std::sync::Arc;
+
+        use cella_client::{Client, UploadSource, proto};
+        use cella_crypto::FileKey;
+        use cella_libos::{ExecutorConfig, RuntimeImage};
+        use cella_platform::NodeConfig;
+        use cella_server::{RunningNode, ServerConfig, default_executors};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = NodeConfig::new(dir.path().join("data"));
+        node.workers = 1;
+        let mut executors = default_executors(&node).unwrap();
+        let (libos, _mock) =
+            cella_libos::mock::executor(vec![RuntimeImage::native()], ExecutorConfig::default())
+                .unwrap();
+        executors.register(Arc::new(libos));
+        let config = ServerConfig::new(node.clone(), SocketAddr::from(([127, 0, 0, 1], 0)));
+        let running = RunningNode::start(config, executors).await.unwrap();
+        let addr = running.addr().to_string();
+        let mut admin = Client::connect(&addr, running.cert_pem().as_bytes())
+            .await
+            .unwrap();
+        let pw = std::fs::read_to_string(node.admin_password_path()).unwrap();
+        admin.login("admin", pw.trim()).await.unwrap();
+        let roles = ["function_owner".to_owned(), "data_owner".to_owned()];
+        admin
+            .register_user("fo", "a long password", &roles)
+            .await
+            .unwrap();
+        let mut fo = Client::connect(&addr, running.cert_pem().as_bytes())
+            .await
+            .unwrap();
+        fo.login("fo", "a long password").await.unwrap();
+
+        let slot = |name: &str| proto::SlotSpec {
+            name: name.into(),
+            optional: false,
+        };
+        let f = fo
+            .register_function(
+                proto::FunctionSpec {
+                    name: "upper".into(),
+                    executor: "libos".into(),
+                    runtime: "native".into(),
+                    inputs: vec![slot("in")],
+                    outputs: vec![slot("out")],
+                    public: true,
+                    ..Default::default()
+                },
+                b"upper in out\n".to_vec(),
+            )
+            .await
+            .unwrap();
+        let owners = |s: &str| proto::SlotOwners {
+            slot: s.into(),
+            owners: vec!["fo".into()],
+        };
+        let t = fo
+            .create_task(
+                &f.function_id,
+                HashMap::new(),
+                vec![owners("in")],
+                vec![owners("out")],
+            )
+            .await
+            .unwrap();
+        let crypto = |k: &FileKey| proto::FileCrypto {
+            schema: "cella-sealed-v1".into(),
+            key: k.as_bytes().to_vec(),
+        };
+        let in_key = FileKey::generate();
+        let ct = cella_crypto::stream::seal_to_vec(b"hello", &in_key).unwrap();
+        let digest = cella_types::Digest::of(&ct).to_hex();
+        let input = fo
+            .upload_input(
+                UploadSource::reader(std::io::Cursor::new(ct)),
+                crypto(&in_key),
+                &digest,
+                None,
+            )
+            .await
+            .unwrap()
+            .file_id;
+        let out_key = FileKey::generate();
+        let out = fo
+            .register_output(crypto(&out_key), None)
+            .await
+            .unwrap()
+            .file_id;
+        let file = |s: &str, id: &str| proto::SlotFile {
+            slot: s.into(),
+            file_id: id.into(),
+        };
+        let t = fo
+            .assign_data(
+                &t.task_id,
+                vec![file("in", &input)],
+                vec![file("out", &out)],
+            )
+            .await
+            .unwrap();
+        fo.approve_task(&t.task_id, &t.task_digest).await.unwrap();
+        fo.invoke_task(&t.task_id).await.unwrap();
+        let done = fo.wait_terminal(&t.task_id).await.unwrap();
+        assert!(done.result.is_some(), "{}", done.reason);
+
+        let shown = super::receipt(&fo, &t.task_id, false, None, None)
+            .await
+            .unwrap();
+        assert!(shown.human.contains("not verified"));
+        let report = super::receipt(&fo, &t.task_id, true, None, None)
+            .await
+            .unwrap();
+        assert_eq!(report.json["verified"], true);
+        assert!(
+            report.human.contains("simulation evidence signed by"),
+            "{}",
+            report.human
+        );
+
+        // The decrypted output matches; another file in its place does not.
+        let outputs = dir.path().join("outputs");
+        std::fs::create_dir(&outputs).unwrap();
+        std::fs::write(outputs.join("out"), b"HELLO").unwrap();
+        let report = super::receipt(&fo, &t.task_id, true, None, Some(outputs.clone()))
+            .await
+            .unwrap();
+        assert!(
+            report.human.contains("decrypted files match"),
+            "{}",
+            report.human
+        );
+        std::fs::write(outputs.join("out"), b"HELLO!").unwrap();
+        let err = super::receipt(&fo, &t.task_id, true, None, Some(outputs))
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("digest of output \"out\""),
+            "{err:#}"
+        );
+
+        // A policy that trusts another simulation key refuses the evidence.
+        let stranger = cella_attest_key();
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(
+            &policy,
+            format!(
+                "version = 1\n[roles.\"libos-instance\"]\nmax_evidence_age_secs = 600\n\
+                 allow_simulation = true\ntrusted_sim_keys = [\"{stranger}\"]\n\
+                 sim_measurements = [\"{}\"]\n",
+                report.json["measurement"].as_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let err = super::receipt(&fo, &t.task_id, true, Some(policy), None)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("evidence"), "{err:#}");
+        running.shutdown().await;
+    }
+
+    /// A simulation public key nobody uses, as 64 hex digits.
+    fn cella_attest_key() -> String {
+        "11".repeat(32)
+    }
+}
