@@ -51,19 +51,22 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     let running = RunningNode::start(config, executors)
         .await
         .with_context(|| format!("starting the node in {}", args.data_dir.display()))?;
-    let cert = args.data_dir.join("tls/cert.pem");
+    let policy = args.data_dir.join("tls/attestation-policy.sim.toml");
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "listening": running.addr().to_string(),
-                "cert": cert,
+                "attestation_policy": policy,
                 "admin_password_file": first_start.then_some(&admin_file),
             })
         );
     } else {
         eprintln!("cella node listening on {} (TLS)", running.addr());
-        eprintln!("  clients pin this certificate: {}", cert.display());
+        eprintln!(
+            "  clients attest it with: cella login --policy {}",
+            policy.display()
+        );
         if first_start {
             eprintln!(
                 "  first start: the admin password is in {}",
