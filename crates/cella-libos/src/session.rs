@@ -451,3 +451,279 @@ impl Running {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The states driven in memory, without a channel: an attested peer made with the
+    //! real issuer and verifier, and messages built by hand.
+
+    use std::sync::Arc;
+
+    use cella_attest::ratls::issue_certificate;
+    use cella_attest::sim::{SimEvidenceSource, SimSigner};
+    use cella_preload::protocol::{
+        Cancel, Chunk, ErrorMsg, FileMeta, Hello, Limits, Log, OutputMeta, Started,
+    };
+    use cella_preload::receipt::ReceiptSigner;
+
+    use super::*;
+    use crate::attest::ExecutorAttestation;
+
+    const NONCE: [u8; NONCE_LEN] = [7; NONCE_LEN];
+
+    /// An instance's identity and the executor's session with it, up to `Attested`.
+    fn attested_pair(
+        nonce_in_cert: [u8; NONCE_LEN],
+    ) -> (Result<Attested, SessionError>, ReceiptSigner) {
+        let hardware = Arc::new(SimSigner::generate().unwrap());
+        let measurement = Measurement::sha256(b"instance");
+        let source = SimEvidenceSource::new(Arc::clone(&hardware), measurement);
+        let cert = issue_certificate(
+            &source,
+            Some(nonce_in_cert.to_vec()),
+            rustls::pki_types::UnixTime::now(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let signer = ReceiptSigner::from_pkcs8(cert.key_pkcs8.secret_pkcs8_der()).unwrap();
+        let attestation =
+            ExecutorAttestation::simulated(hardware, Measurement::sha256(b"executor"));
+        let verifier = attestation.instance_verifier(measurement).unwrap();
+        let peer = verifier
+            .verify_certificate(
+                cella_attest::policy::roles::LIBOS_INSTANCE,
+                &cert.cert_der,
+                Some(&nonce_in_cert[..]),
+            )
+            .unwrap();
+        let hello: Envelope = Body::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            preload_version: "test".into(),
+        })
+        .into();
+        let session =
+            ExpectAttested::new(NONCE, measurement).handle(peer, cert.cert_der.to_vec(), hello);
+        (session, signer)
+    }
+
+    fn deploy() -> Deploy {
+        Deploy {
+            protocol_version: PROTOCOL_VERSION,
+            task_id: "task-1".into(),
+            function_id: "function-1".into(),
+            files: vec![FileMeta {
+                name: "program".into(),
+                size: 1,
+                sha256: sha256(b"p").to_vec(),
+                executable: true,
+            }],
+            inputs: vec![],
+            outputs: vec!["out".into()],
+            argv: vec!["./program".into()],
+            env: vec![],
+            limits: Some(Limits {
+                max_output_bytes: 8,
+                deadline_ms: 1000,
+            }),
+        }
+    }
+
+    fn running() -> (Running, ReceiptSigner, Deploy) {
+        let (attested, signer) = attested_pair(NONCE);
+        let d = deploy();
+        let running = attested
+            .unwrap()
+            .deploy(&d)
+            .handle(Body::Started(Started {}).into())
+            .unwrap();
+        (running, signer, d)
+    }
+
+    fn chunk(index: u32, data: &[u8]) -> Envelope {
+        Body::Chunk(Chunk {
+            target: ChunkTarget::Output as i32,
+            index,
+            data: data.to_vec(),
+        })
+        .into()
+    }
+
+    /// A `Finished` for output `out` = `data`, with the body altered by `alter` before
+    /// it is signed.
+    fn finished(
+        signer: &ReceiptSigner,
+        d: &Deploy,
+        data: &[u8],
+        alter: impl Fn(&mut ReceiptBody),
+    ) -> Envelope {
+        let exit = ExitStatus {
+            code: Some(0),
+            signal: None,
+        };
+        let mut body = ReceiptBody {
+            format: RECEIPT_FORMAT.into(),
+            task_id: d.task_id.clone(),
+            function_id: d.function_id.clone(),
+            measurement: Measurement::sha256(b"instance").as_bytes().to_vec(),
+            nonce: NONCE.to_vec(),
+            workload: vec![Entry::new("program", sha256(b"p"))],
+            inputs: vec![],
+            outputs: vec![Entry::new("out", sha256(data))],
+            exit: Some(exit),
+            return_value_sha256: sha256(b"").to_vec(),
+            command_sha256: command_digest(&d.argv, &d.env).to_vec(),
+            signed_at_unix_secs: 1,
+        };
+        alter(&mut body);
+        let receipt = body.encode_to_vec();
+        let signature = signer.sign(&receipt).unwrap();
+        Body::Finished(Finished {
+            exit: Some(exit),
+            outputs: vec![OutputMeta {
+                slot: "out".into(),
+                size: data.len() as u64,
+                sha256: sha256(data).to_vec(),
+            }],
+            usage: None,
+            return_value: vec![],
+            log_dropped: 0,
+            receipt,
+            signature,
+        })
+        .into()
+    }
+
+    fn step(r: Running, msg: Envelope) -> Result<Progress, SessionError> {
+        r.handle(msg, Instant::now())
+    }
+
+    #[test]
+    fn attestation_checks_the_nonce_and_the_first_message() {
+        assert!(attested_pair(NONCE).0.is_ok());
+        let (stale, _) = attested_pair([8; NONCE_LEN]);
+        assert!(matches!(stale, Err(SessionError::Attestation(m)) if m.contains("nonce")));
+    }
+
+    #[test]
+    fn a_run_reaches_done_with_a_verified_receipt() {
+        let (r, signer, d) = running();
+        let Progress::Running(r) = step(
+            r,
+            Body::Log(Log {
+                stream: 1,
+                line: "hi".into(),
+            })
+            .into(),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        let Progress::Running(r) = step(r, chunk(0, b"abc")).unwrap() else {
+            panic!()
+        };
+        let Progress::Done(done) = step(r, finished(&signer, &d, b"abc", |_| {})).unwrap() else {
+            panic!()
+        };
+        assert_eq!(done.outputs["out"], b"abc");
+        assert_eq!(done.log.lines(), ["hi"]);
+        let bundle = ReceiptBundle::decode(&done.receipt[..]).unwrap();
+        assert_eq!(bundle.format, crate::receipt::BUNDLE_FORMAT);
+    }
+
+    #[test]
+    fn out_of_place_and_oversized_messages_end_the_session() {
+        let (attested, _) = attested_pair(NONCE);
+        let r = attested.unwrap().deploy(&deploy()).handle(
+            Body::Log(Log {
+                stream: 0,
+                line: "early".into(),
+            })
+            .into(),
+        );
+        assert!(
+            matches!(r, Err(SessionError::Protocol(m)) if m.contains("Log while expecting Started"))
+        );
+        let (attested, _) = attested_pair(NONCE);
+        let r = attested
+            .unwrap()
+            .deploy(&deploy())
+            .handle(Body::Error(ErrorMsg::new(ErrorCode::DigestMismatch, "bad digest")).into());
+        assert!(matches!(
+            r,
+            Err(SessionError::Instance {
+                code: ErrorCode::DigestMismatch,
+                ..
+            })
+        ));
+
+        let (r, _, _) = running();
+        let long = Body::Log(Log {
+            stream: 0,
+            line: "x".repeat(MAX_LOG_LINE_BYTES + 1),
+        });
+        assert!(matches!(
+            step(r, long.into()),
+            Err(SessionError::Protocol(_))
+        ));
+        let (r, _, _) = running();
+        assert!(matches!(
+            step(r, chunk(1, b"x")),
+            Err(SessionError::Protocol(_))
+        ));
+        let (r, _, _) = running();
+        assert_eq!(
+            step(r, chunk(0, b"123456789")).err(),
+            Some(SessionError::OutputTooLarge {
+                slot: "out".into(),
+                size: 9,
+                limit: 8
+            })
+        );
+        let (r, _, _) = running();
+        assert!(matches!(
+            step(
+                r,
+                Body::Cancel(Cancel {
+                    reason: String::new()
+                })
+                .into()
+            ),
+            Err(SessionError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn a_finished_that_differs_from_what_ran_is_refused() {
+        type Alter = fn(&mut ReceiptBody);
+        let cases: [(&str, Alter); 8] = [
+            ("task_id", |b| b.task_id.push('x')),
+            ("function_id", |b| b.function_id.push('x')),
+            ("measurement", |b| b.measurement[0] ^= 1),
+            ("nonce", |b| b.nonce[0] ^= 1),
+            ("workload", |b| b.workload[0].sha256[0] ^= 1),
+            ("outputs", |b| b.outputs[0].sha256[0] ^= 1),
+            ("exit", |b| b.exit = None),
+            ("command_sha256", |b| b.command_sha256[0] ^= 1),
+        ];
+        for (field, alter) in cases {
+            let (r, signer, d) = running();
+            let Progress::Running(r) = step(r, chunk(0, b"abc")).unwrap() else {
+                panic!()
+            };
+            let err = step(r, finished(&signer, &d, b"abc", alter)).err();
+            assert!(
+                matches!(&err, Some(SessionError::Receipt(m)) if m.starts_with(field)),
+                "{field}: {err:?}"
+            );
+        }
+        // Output chunks that differ from what Finished describes.
+        let (r, signer, d) = running();
+        let Progress::Running(r) = step(r, chunk(0, b"abd")).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(
+            step(r, finished(&signer, &d, b"abc", |_| {})),
+            Err(SessionError::Protocol(m)) if m.contains("otherwise than its chunks")
+        ));
+    }
+}

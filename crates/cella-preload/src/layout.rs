@@ -192,11 +192,17 @@ enum Capped {
 /// Reads at most `limit` bytes, failing if there are more (whatever the file's size said:
 /// a program may still be writing through a descriptor it leaked to a child).
 fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, Capped> {
+    // No following a link swapped in after the caller's check, and no blocking on a FIFO
+    // swapped in either: open without waiting, then insist on a regular file.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
+        .custom_flags(flags.bits().cast_signed())
         .open(path)
         .map_err(Capped::Io)?;
+    if !file.metadata().map_err(Capped::Io)?.is_file() {
+        return Err(Capped::Io(std::io::Error::other("not a regular file")));
+    }
     let mut out = Vec::new();
     file.take(limit.saturating_add(1))
         .read_to_end(&mut out)
@@ -384,6 +390,20 @@ mod tests {
             layout.read_output("l", 1 << 20).unwrap_err().code,
             ErrorCode::OutputMissing
         );
+        // A FIFO is refused without blocking.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            layout.output_dir().join("f"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            layout.read_output("f", 10).unwrap_err().code,
+            ErrorCode::OutputMissing
+        );
+        assert!(read_capped(&layout.output_dir().join("f"), 10).is_err());
         assert_eq!(layout.read_return_value(10).unwrap(), b"");
         fs::write(layout.return_file(), b"rv").unwrap();
         assert_eq!(layout.read_return_value(10).unwrap(), b"rv");
