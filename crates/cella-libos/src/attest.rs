@@ -30,6 +30,11 @@ use cella_preload::PreloadConfig;
 /// fresh evidence for every launch, so only clock skew and a slow boot count against it.
 pub const MAX_EVIDENCE_AGE_SECS: u64 = 600;
 
+/// Oldest an instance's evidence may be when it signs a receipt, in the policy written
+/// for verifying receipts: a day, well above an instance's longest idle time in the pool
+/// (`Timeouts::max_idle`, 30 minutes by default) plus a task's deadline.
+pub const RECEIPT_EVIDENCE_AGE_SECS: u64 = 24 * 3600;
+
 /// Lifetime of the executor's per-launch certificate (an hour: the channel is checked
 /// when it opens, and a pooled instance may wait that long for a task).
 const EXECUTOR_CERT_VALIDITY: Duration = Duration::from_secs(3600);
@@ -81,6 +86,25 @@ impl ExecutorAttestation {
             executor_policy: role_policy(roles::CLIENT, &self.hardware, self.executor_measurement),
             executor_role: roles::CLIENT.into(),
         }
+    }
+
+    /// An attestation policy (TOML) for verifying receipts offline: role
+    /// `libos-instance` accepts simulation evidence signed by this node's key for any of
+    /// `measurements`, up to [`RECEIPT_EVIDENCE_AGE_SECS`] old when the receipt was signed.
+    pub fn receipt_policy(&self, measurements: impl IntoIterator<Item = Measurement>) -> String {
+        let list = measurements
+            .into_iter()
+            .map(|m| format!("\"{m}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "# Written by the cella node: accepts the SIMULATION evidence of its LibOS\n\
+             # instances (software-signed by the node's key, not hardware-backed).\n\
+             version = 1\n\n[roles.\"{}\"]\nmax_evidence_age_secs = {RECEIPT_EVIDENCE_AGE_SECS}\n\
+             allow_simulation = true\ntrusted_sim_keys = [\"{}\"]\nsim_measurements = [{list}]\n",
+            roles::LIBOS_INSTANCE,
+            self.hardware.public_key()
+        )
     }
 
     /// The verifier of instances whose measurement must be `expected`.

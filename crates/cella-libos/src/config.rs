@@ -18,6 +18,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::attest::ExecutorAttestation;
 use crate::executor::{ExecutorConfig, LibosExecutor, SetupError};
 use crate::image::RuntimeImage;
 use crate::pool::PoolConfig;
@@ -122,12 +123,31 @@ impl LibosConfig {
         Self::from_toml_str(&text)
     }
 
-    /// The executor this configuration describes.
+    /// The executor this configuration describes, with a fresh simulation key of its
+    /// own (lost when the process ends; a node passes its persistent key to
+    /// [`LibosConfig::build_with`]).
     ///
     /// # Errors
     ///
     /// [`SetupError`] if it cannot be set up.
     pub fn build(&self) -> Result<LibosExecutor, SetupError> {
+        let hardware =
+            cella_attest::sim::SimSigner::generate().map_err(|e| SetupError(e.to_string()))?;
+        self.build_with(ExecutorAttestation::simulated(
+            std::sync::Arc::new(hardware),
+            cella_attest::Measurement::sha256(b"cella-libos executor (unmeasured)"),
+        ))
+    }
+
+    /// The executor this configuration describes, attesting with `attestation`.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError`] if it cannot be set up.
+    pub fn build_with(
+        &self,
+        attestation: ExecutorAttestation,
+    ) -> Result<LibosExecutor, SetupError> {
         let pool = self.pool.map_or_else(PoolConfig::default, |p| PoolConfig {
             warm: p.warm,
             max: p.max,
@@ -138,7 +158,8 @@ impl LibosConfig {
         };
         match self.backend {
             BackendKind::Mock => {
-                crate::mock::executor(self.runtimes.clone(), config).map(|(e, _)| e)
+                crate::mock::executor_with(self.runtimes.clone(), config, attestation)
+                    .map(|(e, _)| e)
             }
         }
     }

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use cella_attest::Measurement;
 use cella_executor::{ExecutionError, ExecutionOutcome, Executor, StagedTask, TaskIo};
 use cella_types::ExecutorKind;
 
@@ -41,12 +42,14 @@ pub struct SetupError(pub String);
 
 struct Runtime {
     image: Arc<RuntimeImage>,
+    measurement: Measurement,
     pool: Pool,
 }
 
 /// Runs `libos` functions on LibOS instances of a backend.
 pub struct LibosExecutor {
     backend_name: String,
+    attestation: Arc<ExecutorAttestation>,
     runtimes: BTreeMap<String, Runtime>,
     timeouts: Timeouts,
     // Sockets live here until the executor is dropped (after its pools).
@@ -107,6 +110,7 @@ impl LibosExecutor {
             tracing::info!(runtime = %name, backend = backend.name(), measurement = %expected, "LibOS runtime image");
             let runtime = Runtime {
                 image,
+                measurement: expected,
                 pool: Pool::new(ctx, config.pool),
             };
             if runtimes.insert(name.clone(), runtime).is_some() {
@@ -117,6 +121,7 @@ impl LibosExecutor {
         }
         Ok(Self {
             backend_name: backend.name().to_owned(),
+            attestation,
             runtimes,
             timeouts: config.timeouts,
             _socket_dir: socket_dir,
@@ -126,6 +131,18 @@ impl LibosExecutor {
     /// The runtime images offered, sorted by name.
     pub fn runtimes(&self) -> impl Iterator<Item = &str> {
         self.runtimes.keys().map(String::as_str)
+    }
+
+    /// The measurement instances of `runtime` carry.
+    pub fn measurement(&self, runtime: &str) -> Option<Measurement> {
+        self.runtimes.get(runtime).map(|r| r.measurement)
+    }
+
+    /// An attestation policy (TOML) whose `libos-instance` role accepts exactly this
+    /// executor's instances, for `cella task receipt --verify --policy`.
+    pub fn instance_policy(&self) -> String {
+        self.attestation
+            .receipt_policy(self.runtimes.values().map(|r| r.measurement))
     }
 
     /// The counters of `runtime`'s pool.

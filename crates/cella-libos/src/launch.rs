@@ -35,16 +35,22 @@ pub struct Timeouts {
     pub started: Duration,
     /// Between `Cancel` and killing the instance's process group.
     pub cancel_grace: Duration,
+    /// Longest an attested instance waits idle in the pool before it is replaced by a
+    /// fresh one, so that the evidence behind a receipt is never older than this plus
+    /// the task's deadline.
+    pub max_idle: Duration,
 }
 
 impl Default for Timeouts {
-    /// 30 s, 30 s, and 500 ms: a cancel grace well under the platform's own 2 s past the
-    /// deadline, and under the one second a cancel must take.
+    /// 30 s, 30 s, 500 ms and 30 min: a cancel grace well under the platform's own 2 s
+    /// past the deadline and under the one second a cancel must take; idle instances
+    /// renewed twice an hour, as the node renews its own evidence.
     fn default() -> Self {
         Self {
             attest: Duration::from_secs(30),
             started: Duration::from_secs(30),
             cancel_grace: Duration::from_millis(500),
+            max_idle: Duration::from_secs(30 * 60),
         }
     }
 }

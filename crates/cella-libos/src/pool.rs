@@ -8,6 +8,8 @@
 //! - **Evicted when they die idle**: each idle instance sits in a task of its own that
 //!   watches its channel and its exit; an instance that exits, closes its channel or
 //!   sends anything while idle is killed and removed, and the pool refills.
+//! - **Fresh**: an instance idle for longer than `Timeouts::max_idle` is replaced, so the
+//!   evidence behind a receipt is at most that old when its task starts.
 //! - **Single-use**: an acquired instance never comes back; the executor kills it after
 //!   its task. (`reuse = same-function`, which would wipe scratch between tasks of one
 //!   function, needs a per-function opt-in in the function spec; it is not implemented.)
@@ -60,6 +62,8 @@ pub struct PoolStats {
     pub launched: u64,
     /// Idle instances evicted because they died or misbehaved.
     pub evicted: u64,
+    /// Idle instances replaced because they waited longer than `Timeouts::max_idle`.
+    pub renewed: u64,
     /// Launches that failed.
     pub launch_failures: u64,
 }
@@ -79,6 +83,7 @@ struct Inner {
     launching: AtomicUsize,
     launched: AtomicU64,
     evicted: AtomicU64,
+    renewed: AtomicU64,
     failures: AtomicU64,
     next_id: AtomicU64,
     started: AtomicBool,
@@ -109,6 +114,7 @@ enum IdleEvent {
     Take(Result<oneshot::Sender<ReadyInstance>, oneshot::error::RecvError>),
     Frame(String),
     Exit(crate::backend::InstanceExit),
+    Stale,
     Shutdown,
 }
 
@@ -131,6 +137,7 @@ impl Pool {
                 launching: AtomicUsize::new(0),
                 launched: AtomicU64::new(0),
                 evicted: AtomicU64::new(0),
+                renewed: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 next_id: AtomicU64::new(0),
                 started: AtomicBool::new(false),
@@ -161,6 +168,7 @@ impl Pool {
             busy: held.saturating_sub(idle + launching),
             launched: i.launched.load(Ordering::Acquire),
             evicted: i.evicted.load(Ordering::Acquire),
+            renewed: i.renewed.load(Ordering::Acquire),
             launch_failures: i.failures.load(Ordering::Acquire),
         }
     }
@@ -284,6 +292,7 @@ fn park(inner: &Arc<Inner>, mut ready: ReadyInstance) {
                 Err(e) => format!("channel failed while idle: {e}"),
             }),
             exit = ready.guard.wait() => IdleEvent::Exit(exit),
+            () = tokio::time::sleep(inner.ctx.timeouts.max_idle) => IdleEvent::Stale,
             () = inner.shutdown.cancelled() => IdleEvent::Shutdown,
         };
         let reason = match event {
@@ -294,6 +303,14 @@ fn park(inner: &Arc<Inner>, mut ready: ReadyInstance) {
             }
             IdleEvent::Take(Err(_)) | IdleEvent::Shutdown => {
                 inner.idle().retain(|h| h.id != id);
+                return;
+            }
+            IdleEvent::Stale => {
+                inner.idle().retain(|h| h.id != id);
+                inner.renewed.fetch_add(1, Ordering::AcqRel);
+                tracing::debug!(image = %inner.ctx.image.name, "renewing an idle LibOS instance");
+                drop(ready);
+                inner.refill.notify_one();
                 return;
             }
             IdleEvent::Frame(why) => why,

@@ -21,6 +21,7 @@ const TIMEOUTS: Timeouts = Timeouts {
     attest: Duration::from_secs(5),
     started: Duration::from_millis(500),
     cancel_grace: Duration::from_millis(200),
+    max_idle: Duration::from_secs(60),
 };
 
 fn executor(warm: usize, max: usize) -> (Arc<LibosExecutor>, Arc<MockBackend>) {
@@ -131,6 +132,13 @@ async fn runs_a_task_and_its_receipt_verifies() {
 
     let verified = verify_bundle(&out.receipt, None).unwrap();
     assert!(!verified.appraised);
+    // The policy the executor writes for verifiers appraises it.
+    let policy = cella_attest::Policy::from_toml_str(&e.instance_policy()).unwrap();
+    assert!(
+        verify_bundle(&out.receipt, Some(&policy))
+            .unwrap()
+            .appraised
+    );
     let body = &verified.body;
     assert_eq!(body.task_id, t.task_id.to_string());
     assert_eq!(body.function_id, t.function_id.to_string());
@@ -600,4 +608,32 @@ async fn bench_measures_overheads() {
         p50 > Duration::ZERO && p50 < Duration::from_secs(1),
         "{p50:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_are_renewed_after_max_idle() {
+    let (e, b) = crate::mock::executor(
+        vec![RuntimeImage::native()],
+        ExecutorConfig {
+            pool: PoolConfig { warm: 1, max: 2 },
+            timeouts: Timeouts {
+                max_idle: Duration::from_millis(100),
+                ..TIMEOUTS
+            },
+            ..ExecutorConfig::default()
+        },
+    )
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = e.pool_stats("native").unwrap();
+        if s.renewed >= 2 && s.idle == 1 {
+            assert_eq!(s.evicted, 0);
+            break;
+        }
+        assert!(Instant::now() < until, "{s:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(e);
+    settle(&b, 0).await;
 }

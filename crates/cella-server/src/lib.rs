@@ -11,5 +11,6 @@ mod status;
 pub mod tls;
 
 pub use node::{
-    RunningNode, ServerConfig, StartError, default_executors, libos_executor, wasm_executor,
+    LIBOS_DIR, LIBOS_POLICY_FILE, RunningNode, ServerConfig, StartError, default_executors,
+    libos_executor, wasm_executor,
 };

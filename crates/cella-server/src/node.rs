@@ -1,12 +1,13 @@
 //! A running node: the platform, its workers, and the gRPC server over TLS.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::sync::Arc;
 
+use cella_attest::sim::SimSigner;
 use cella_executor::Executors;
 use cella_executor::builtin::BuiltinExecutor;
-use cella_libos::{LibosConfig, LibosExecutor};
+use cella_libos::{ExecutorAttestation, LibosConfig, LibosExecutor};
 use cella_platform::scheduler::Workers;
 use cella_platform::{NodeConfig, Platform, PlatformError};
 use cella_proto::v1::auth_service_server::AuthServiceServer;
@@ -102,7 +103,18 @@ pub fn default_executors(config: &NodeConfig) -> Result<Executors, StartError> {
     Ok(e)
 }
 
-/// The LibOS executor described by the node's `libos_config` file, if it has one.
+/// Where, under the data dir, the LibOS executor keeps its simulation key (sealed) and
+/// the attestation policy that verifies its receipts.
+pub const LIBOS_DIR: &str = "libos";
+/// The policy file under [`LIBOS_DIR`], for `cella task receipt --verify --policy`.
+pub const LIBOS_POLICY_FILE: &str = "attestation-policy.libos.toml";
+/// Domain separation for the sealed LibOS simulation key.
+const LIBOS_SIM_KEY_AAD: &[u8] = b"cella/libos-sim-key/v1";
+
+/// The LibOS executor described by the node's `libos_config` file, if it has one. In
+/// simulation the node plays the instances' hardware with a key of its own, kept sealed
+/// in `<data_dir>/libos/sim-key.sealed`, so receipts stay verifiable across restarts; the
+/// policy accepting its instances is written to `<data_dir>/libos/`[`LIBOS_POLICY_FILE`].
 ///
 /// # Errors
 ///
@@ -116,7 +128,47 @@ pub fn libos_executor(config: &NodeConfig) -> Result<Option<LibosExecutor>, Star
         message,
     };
     let libos = LibosConfig::load(path).map_err(|e| fail(e.to_string()))?;
-    libos.build().map(Some).map_err(|e| fail(e.to_string()))
+    let dir = config.data_dir.join(LIBOS_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let sealing = cella_crypto::SealingKey::load_or_create(&config.sealing_key_path())
+        .map_err(|e| fail(format!("sealing key: {e}")))?;
+    let key_path = dir.join("sim-key.sealed");
+    if !key_path.exists() {
+        let key = SimSigner::generate().map_err(|e| fail(e.to_string()))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, &sealing.seal(LIBOS_SIM_KEY_AAD, key.pkcs8()))
+                    .and_then(|()| f.sync_all())
+            })
+            .map_err(|e| fail(format!("writing {}: {e}", key_path.display())))?;
+    }
+    let sealed = std::fs::read(&key_path)
+        .map_err(|e| fail(format!("reading {}: {e}", key_path.display())))?;
+    let pkcs8 = zeroize::Zeroizing::new(
+        sealing
+            .unseal(LIBOS_SIM_KEY_AAD, &sealed)
+            .map_err(|_| fail(format!("cannot unseal {}", key_path.display())))?,
+    );
+    let hardware = SimSigner::from_pkcs8(&pkcs8).map_err(|e| fail(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| fail(format!("locating this binary: {e}")))?;
+    let measurement = cella_attest::sim::measure_file(&exe)
+        .map_err(|e| fail(format!("measuring {}: {e}", exe.display())))?;
+    let attestation = ExecutorAttestation::simulated(Arc::new(hardware), measurement);
+    let executor = libos
+        .build_with(attestation)
+        .map_err(|e| fail(e.to_string()))?;
+    let policy = dir.join(LIBOS_POLICY_FILE);
+    std::fs::write(&policy, executor.instance_policy())
+        .map_err(|e| fail(format!("writing {}: {e}", policy.display())))?;
+    Ok(Some(executor))
 }
 
 /// The WebAssembly executor of a node: default limits, compiled modules cached in

@@ -263,6 +263,20 @@ pub fn executor(
         Arc::new(hardware),
         Measurement::sha256(b"cella-libos executor (mock node)"),
     );
+    executor_with(images, config, attestation)
+}
+
+/// A LibOS executor on a fresh mock backend attesting with `attestation` (a node's own
+/// simulation key and measurement); the backend is returned too.
+///
+/// # Errors
+///
+/// [`SetupError`] as [`LibosExecutor::new`].
+pub fn executor_with(
+    images: Vec<RuntimeImage>,
+    config: ExecutorConfig,
+    attestation: ExecutorAttestation,
+) -> Result<(LibosExecutor, Arc<MockBackend>), SetupError> {
     let backend = Arc::new(MockBackend::new(&attestation));
     let executor = LibosExecutor::new(
         Arc::clone(&backend) as Arc<dyn LibosBackend>,

@@ -263,6 +263,16 @@ async fn a_node_configured_with_a_libos_file_runs_libos_functions() {
     let t = wait(&fo, &task).await;
     assert_eq!(status(&t), TaskStatus::Finished, "{}", t.reason);
     assert_eq!(fetch(&fo, &out, &key).await, b"data");
+    // The node wrote the policy that appraises its instances' receipts.
+    let policy_file = node
+        .config
+        .node
+        .data_dir
+        .join(cella_server::LIBOS_DIR)
+        .join(cella_server::LIBOS_POLICY_FILE);
+    let policy = cella_libos::receipt::Policy::load(&policy_file).unwrap();
+    let receipt = t.result.unwrap().receipt;
+    assert!(verify_bundle(&receipt, Some(&policy)).unwrap().appraised);
 
     // A broken configuration stops the node from starting, naming the file's problem.
     let bad = dir.path().join("bad.toml");
