@@ -57,6 +57,35 @@ fn parse_owners(
         .collect()
 }
 
+/// A file record assigned to a slot, or NotFound naming it.
+fn load_file<R: Record>(tx: &WriteTx<'_>, kind: &str, key: &str) -> Result<R> {
+    tx.get::<R>(key)?
+        .ok_or_else(|| PlatformError::NotFound(format!("{kind} file {key}")))
+}
+
+/// Whether `caller` may put a file of `file_owner` into slot `slot` (`owners` is `None`
+/// when the task has no such slot).
+fn check_slot(
+    caller: &Caller,
+    task: &cella_types::Task,
+    kind: &str,
+    slot: &str,
+    owners: Option<&BTreeSet<UserName>>,
+    file_owner: &UserName,
+) -> Result<()> {
+    let slot_owners = owners.ok_or_else(|| {
+        PlatformError::InvalidArgument(format!("the function has no {kind} slot named {slot:?}"))
+    })?;
+    policy::check(
+        caller,
+        &Action::AssignSlot {
+            task,
+            slot_owners,
+            file_owner,
+        },
+    )
+}
+
 fn task_key(id: &str) -> Result<String> {
     Ok(id.parse::<TaskId>()?.to_string())
 }
@@ -267,51 +296,17 @@ impl Platform {
             policy::check(caller, &Action::ReadTask(task))?;
             let now = now_ms();
             for (slot, file_id) in inputs {
-                let file_key = file_id.parse::<cella_types::InputFileId>()?.to_string();
-                let file = tx
-                    .get::<InputFile>(&file_key)?
-                    .ok_or_else(|| PlatformError::NotFound(format!("input file {file_key}")))?;
-                let owners = task
-                    .inputs
-                    .get(slot)
-                    .map(|s| s.owners.clone())
-                    .ok_or_else(|| {
-                        PlatformError::InvalidArgument(format!(
-                            "the function has no input slot named {slot:?}"
-                        ))
-                    })?;
-                policy::check(
-                    caller,
-                    &Action::AssignSlot {
-                        task,
-                        slot_owners: &owners,
-                        file_owner: &file.owner,
-                    },
-                )?;
+                let key = file_id.parse::<cella_types::InputFileId>()?.to_string();
+                let file: InputFile = load_file(tx, "input", &key)?;
+                let owners = task.inputs.get(slot).map(|s| &s.owners);
+                check_slot(caller, task, "input", slot, owners, &file.owner)?;
                 task.assign_input(slot, file.id, file.ciphertext_digest, now)?;
             }
             for (slot, file_id) in outputs {
                 let file_key = file_id.parse::<cella_types::OutputFileId>()?.to_string();
-                let file = tx
-                    .get::<OutputFile>(&file_key)?
-                    .ok_or_else(|| PlatformError::NotFound(format!("output file {file_key}")))?;
-                let owners = task
-                    .outputs
-                    .get(slot)
-                    .map(|s| s.owners.clone())
-                    .ok_or_else(|| {
-                        PlatformError::InvalidArgument(format!(
-                            "the function has no output slot named {slot:?}"
-                        ))
-                    })?;
-                policy::check(
-                    caller,
-                    &Action::AssignSlot {
-                        task,
-                        slot_owners: &owners,
-                        file_owner: &file.owner,
-                    },
-                )?;
+                let file: OutputFile = load_file(tx, "output", &file_key)?;
+                let owners = task.outputs.get(slot).map(|s| &s.owners);
+                check_slot(caller, task, "output", slot, owners, &file.owner)?;
                 if let Some(c) = &file.content {
                     return Err(PlatformError::FailedPrecondition(format!(
                         "output file {file_key} was already written by {}",

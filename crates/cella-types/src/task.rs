@@ -236,6 +236,28 @@ fn join(users: &[UserName]) -> String {
         .join(", ")
 }
 
+/// Puts `value` into a slot that must exist (`target` is `None` when it does not) and be
+/// empty: slots are write-once.
+fn fill<T>(
+    target: Option<&mut Option<T>>,
+    kind: &'static str,
+    slot: &str,
+    value: T,
+) -> Result<(), TaskError> {
+    let target = target.ok_or_else(|| TaskError::NoSuchSlot {
+        kind,
+        slot: slot.to_owned(),
+    })?;
+    if target.is_some() {
+        return Err(TaskError::SlotAlreadyAssigned {
+            kind,
+            slot: slot.to_owned(),
+        });
+    }
+    *target = Some(value);
+    Ok(())
+}
+
 fn cut(mut reason: String) -> String {
     if reason.len() > MAX_REASON_LEN {
         let mut end = MAX_REASON_LEN;
@@ -387,25 +409,9 @@ impl Task {
         digest: Digest,
         now_ms: u64,
     ) -> Result<(), TaskError> {
-        self.require(
-            "assigning data",
-            &[TaskStatus::Created, TaskStatus::DataAssigned],
-            "Created or DataAssigned",
-        )?;
-        let s = self
-            .inputs
-            .get_mut(slot)
-            .ok_or_else(|| TaskError::NoSuchSlot {
-                kind: "input",
-                slot: slot.to_owned(),
-            })?;
-        if s.file.is_some() {
-            return Err(TaskError::SlotAlreadyAssigned {
-                kind: "input",
-                slot: slot.to_owned(),
-            });
-        }
-        s.file = Some((file, digest));
+        self.require_assignable()?;
+        let target = self.inputs.get_mut(slot).map(|s| &mut s.file);
+        fill(target, "input", slot, (file, digest))?;
         self.advance_if_data_complete(now_ms);
         Ok(())
     }
@@ -421,27 +427,19 @@ impl Task {
         file: OutputFileId,
         now_ms: u64,
     ) -> Result<(), TaskError> {
+        self.require_assignable()?;
+        let target = self.outputs.get_mut(slot).map(|s| &mut s.file);
+        fill(target, "output", slot, file)?;
+        self.advance_if_data_complete(now_ms);
+        Ok(())
+    }
+
+    fn require_assignable(&self) -> Result<(), TaskError> {
         self.require(
             "assigning data",
             &[TaskStatus::Created, TaskStatus::DataAssigned],
             "Created or DataAssigned",
-        )?;
-        let s = self
-            .outputs
-            .get_mut(slot)
-            .ok_or_else(|| TaskError::NoSuchSlot {
-                kind: "output",
-                slot: slot.to_owned(),
-            })?;
-        if s.file.is_some() {
-            return Err(TaskError::SlotAlreadyAssigned {
-                kind: "output",
-                slot: slot.to_owned(),
-            });
-        }
-        s.file = Some(file);
-        self.advance_if_data_complete(now_ms);
-        Ok(())
+        )
     }
 
     /// The task digest: SHA-256 over the canonical encoding of everything an approver
