@@ -7,7 +7,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = ["auth", "function", "file", "task", "node"]
         .map(|f| root.join(format!("cella/v1/{f}.proto")));
-    tonic_prost_build::configure().compile_with_config(config, &files, std::slice::from_ref(&root))?;
+    tonic_prost_build::configure().compile_with_config(
+        config,
+        &files,
+        std::slice::from_ref(&root),
+    )?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

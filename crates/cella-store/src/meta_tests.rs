@@ -534,7 +534,9 @@ fn group_commit_batches_writers_and_isolates_failures() {
         w.join().unwrap();
     }
     let items = store.read(|tx| tx.list::<QueueItem>()).unwrap();
-    let expected: Vec<u64> = (0..THREADS * WRITES).filter(|n| !n.is_multiple_of(5)).collect();
+    let expected: Vec<u64> = (0..THREADS * WRITES)
+        .filter(|n| !n.is_multiple_of(5))
+        .collect();
     assert_eq!(items.iter().map(|i| i.seq).collect::<Vec<_>>(), expected);
     let commits = store.commit_count() - before;
     assert!(
