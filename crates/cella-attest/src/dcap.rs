@@ -2,9 +2,8 @@
 //!
 //! Collateral (PCK CRL, root CA CRL, TCB info, QE identity and their issuer chains) is loaded
 //! from JSON files in the format `dcap-qvl` and PCCS clients write
-//! (`sgx_quote_collateral.json`), one per platform family (FMSPC). Fetching collateral from a
-//! PCCS is not supported in this build: it would pull an HTTP client (`reqwest`) into the
-//! trusted crate; [`fetch_collateral_from_pccs`] says so with a typed error.
+//! (`sgx_quote_collateral.json`), one per platform family (FMSPC), or fetched from a PCCS
+//! with [`crate::pccs::PccsClient`] (which caches it until its earliest `nextUpdate`).
 //!
 //! Errors separate the peer's fault ([`QuoteError`]: a quote that does not verify) from ours
 //! ([`CollateralError`]: missing, malformed or expired collateral).
@@ -133,15 +132,6 @@ pub enum CollateralError {
         /// The verification time.
         now: u64,
     },
-    /// PCCS fetching is not part of this build.
-    #[error(
-        "fetching collateral from a PCCS ({url}) is not supported in this build; \
-         download it (e.g. with `dcap-qvl`'s tools) and configure the JSON file instead"
-    )]
-    PccsNotSupported {
-        /// The PCCS URL asked for.
-        url: String,
-    },
 }
 
 /// A quote does not verify (the peer's fault).
@@ -218,7 +208,16 @@ impl Collateral {
         }
         let inner: QuoteCollateralV3 =
             serde_json::from_slice(json).map_err(|e| CollateralError::Malformed(e.to_string()))?;
+        Self::from_dcap_qvl(inner)
+    }
 
+    /// Check and wrap collateral assembled elsewhere (e.g. fetched from a PCCS): reads the
+    /// FMSPC and the validity window from its TCB info, QE identity and CRLs.
+    ///
+    /// # Errors
+    ///
+    /// [`CollateralError::Malformed`].
+    pub fn from_dcap_qvl(inner: QuoteCollateralV3) -> Result<Self, CollateralError> {
         let tcb: SignedItemDates = serde_json::from_str(&inner.tcb_info)
             .map_err(|e| CollateralError::Malformed(format!("tcb_info: {e}")))?;
         let qe: SignedItemDates = serde_json::from_str(&inner.qe_identity)
@@ -293,17 +292,6 @@ impl Collateral {
         }
         Ok(())
     }
-}
-
-/// Collateral from a PCCS. Not supported in this build (see the module documentation).
-///
-/// # Errors
-///
-/// Always [`CollateralError::PccsNotSupported`].
-pub fn fetch_collateral_from_pccs(url: &str, _quote: &[u8]) -> Result<Collateral, CollateralError> {
-    Err(CollateralError::PccsNotSupported {
-        url: url.to_owned(),
-    })
 }
 
 /// What a verified SGX quote says.

@@ -6,7 +6,8 @@
 //!   [`sim`] (software evidence signed by a node-local Ed25519 key, for development) and
 //!   [`gramine`] (SGX DCAP quotes read through Gramine's `/dev/attestation`);
 //! - [`dcap`]: verification of SGX DCAP quotes with `dcap-qvl` against collateral, at an
-//!   explicit time;
+//!   explicit time; [`pccs`]: that collateral fetched from a PCCS over HTTPS and cached
+//!   until its `nextUpdate`;
 //! - [`claims`] and [`ratls`]: RA-TLS certificates in Gramine's interoperable format (TCG
 //!   DICE tagged evidence, CBOR tag 60000) and the legacy Gramine extension, generation and
 //!   parsing, and the binding between the evidence and the certificate's key;
@@ -38,6 +39,7 @@ pub mod ed25519;
 pub mod evidence;
 pub mod gramine;
 pub mod measurement;
+pub mod pccs;
 pub mod policy;
 pub mod ratls;
 pub mod renew;

@@ -5,7 +5,6 @@ use std::time::Duration;
 use cella_attest::Measurement;
 use cella_attest::dcap::{
     Collateral, CollateralError, DcapError, DcapVerifier, QuoteError, TcbStatus,
-    fetch_collateral_from_pccs,
 };
 use cella_attest::policy::{PolicyViolation, RolePolicy};
 use rustls::pki_types::UnixTime;
@@ -148,7 +147,7 @@ fn tcb_status_and_advisories_outside_the_policy_are_rejected() {
 }
 
 #[test]
-fn missing_collateral_and_pccs_are_configuration_errors() {
+fn missing_collateral_is_a_configuration_error() {
     let err = DcapVerifier::new()
         .verify(&sample_quote(), sample_time())
         .unwrap_err();
@@ -156,9 +155,6 @@ fn missing_collateral_and_pccs_are_configuration_errors() {
         matches!(err, DcapError::Collateral(CollateralError::Missing { ref fmspc }) if fmspc == "00A067110000"),
         "{err:?}"
     );
-    let err = fetch_collateral_from_pccs("https://pccs.example", &sample_quote()).unwrap_err();
-    assert!(matches!(err, CollateralError::PccsNotSupported { .. }));
-    assert!(err.to_string().contains("not supported in this build"));
 }
 
 #[test]

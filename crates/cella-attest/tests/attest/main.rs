@@ -4,5 +4,6 @@ mod common;
 mod dcap;
 mod gramine_source;
 mod handshake;
+mod pccs;
 mod policy_signing;
 mod ratls_vectors;
