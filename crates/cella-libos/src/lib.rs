@@ -17,7 +17,7 @@
 //! - [`LibosExecutor`]: the `Executor` of `ExecutorKind::Libos`.
 //! - [`receipt`]: the self-contained receipt bundle and its offline verification.
 //! - [`config`]: the node's LibOS configuration file.
-//! - [`bench`]: dispatch overhead on a warm pooled instance.
+//! - [`bench`](mod@bench): dispatch overhead on a warm pooled instance.
 //!
 //! The wire protocol is `cella_preload::protocol`, specified in `docs/libos-protocol.md`;
 //! the design and its decisions are in `docs/libos.md`.

@@ -5,7 +5,7 @@
 //! Every frame carries exactly one [`Envelope`]; its `body` says which message it is.
 //! Messages are only *decoded* here; whether one is allowed at a given point of a session
 //! is the business of the state machines (the executor's `cella_libos::session` and the
-//! instance's [`crate::instance`]), and [`super::check`] checks what the encoding cannot
+//! instance's [`crate::instance`]), and [`super::check_deploy`] checks what the encoding cannot
 //! say (names, sizes, counts).
 
 /// One frame's message.
