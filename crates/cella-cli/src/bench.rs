@@ -223,6 +223,16 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     let instantiate_p50_us = percentile(&instantiate, 0.5) * 1e3;
     eprintln!("wasm instantiate of a cached module: p50 {instantiate_p50_us:.1} µs");
 
+    // LibOS dispatch overhead on a warm pooled mock instance.
+    let mut dispatch = cella_libos::bench::dispatch_overhead(300)
+        .await
+        .map_err(|e| anyhow::anyhow!("libos dispatch benchmark: {e}"))?;
+    dispatch.sort();
+    let (libos_p50, libos_p99) = (percentile(&dispatch, 0.5), percentile(&dispatch, 0.99));
+    eprintln!(
+        "libos dispatch overhead (warm mock instance): p50 {libos_p50:.2} ms, p99 {libos_p99:.2} ms"
+    );
+
     // Throughput: concurrent clients, each on its own connection.
     let ids = bench
         .approved_tasks(&bench.echo, args.throughput_tasks)
@@ -273,6 +283,8 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
         "wasm_e2e_p50_ms": wasm_p50,
         "wasm_e2e_p99_ms": wasm_p99,
         "wasm_instantiate_p50_us": instantiate_p50_us,
+        "libos_dispatch_p50_ms": libos_p50,
+        "libos_dispatch_p99_ms": libos_p99,
         "tasks_per_s": tasks_per_s,
         "clients": args.clients,
         "workers": args.workers,
