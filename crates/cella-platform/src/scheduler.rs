@@ -377,11 +377,6 @@ impl Platform {
         Ok(())
     }
 
-    /// A receiver of the ids of tasks as they change.
-    pub fn subscribe(&self) -> broadcast::Receiver<TaskId> {
-        self.sched.subscribe()
-    }
-
     /// Current load.
     ///
     /// # Errors

@@ -435,3 +435,91 @@ async fn quota_and_disabled_functions() {
     assert_eq!(code(&e), Code::InvalidArgument);
     assert!(e.to_string().contains("unknown builtin"), "{e}");
 }
+
+/// Deleting what an unfinished task uses is refused; once the task ended it works. An
+/// output registered at a `file://` URL is written there, sealed, and only once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_in_use_are_refused_and_url_outputs_are_written_once() {
+    let node = TestNode::start_with(|c| {
+        let root = c.data_dir.parent().unwrap().join("exports");
+        std::fs::create_dir_all(&root).unwrap();
+        c.file_url_roots = vec![root];
+    })
+    .await;
+    let root = node.config.node.file_url_roots[0].clone();
+    let admin = node.admin().await;
+    let fo = node
+        .user(&admin, "fo", &["function_owner", "data_owner"])
+        .await;
+    let f = fo
+        .register_function(spec("echo", "builtin", &["in"], &["out"]), b"echo".to_vec())
+        .await
+        .unwrap();
+    let t = fo
+        .create_task(
+            &f.function_id,
+            HashMap::new(),
+            vec![slot("in", &["fo"])],
+            vec![slot("out", &["fo"])],
+        )
+        .await
+        .unwrap();
+    let input = upload(&fo, b"data").await;
+    let key = cella_crypto::FileKey::generate();
+    let target = root.join("result.sealed");
+    let url = format!("file://{}", target.display());
+    let out = fo
+        .register_output(crypto(&key), Some(&url))
+        .await
+        .unwrap()
+        .file_id;
+    let t = fo
+        .assign_data(
+            &t.task_id,
+            vec![file("in", &input)],
+            vec![file("out", &out)],
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        code(fo.delete_function(&f.function_id).await.unwrap_err()),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        code(fo.delete_file(&input).await.unwrap_err()),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        code(fo.delete_file(&out).await.unwrap_err()),
+        Code::FailedPrecondition
+    );
+    assert!(fo.get_file(&input).await.is_ok());
+
+    fo.approve_task(&t.task_id, &t.task_digest).await.unwrap();
+    fo.invoke_task(&t.task_id).await.unwrap();
+    let done = wait(&fo, &t.task_id).await;
+    assert_eq!(status(&done), TaskStatus::Finished, "{}", done.reason);
+    let sealed = std::fs::read(&target).unwrap();
+    assert_eq!(
+        cella_crypto::stream::unseal_to_vec(&sealed, &key).unwrap(),
+        b""
+    );
+    // The same place cannot be registered again: outputs are write-once.
+    assert_eq!(
+        code(
+            fo.register_output(crypto(&key), Some(&url))
+                .await
+                .unwrap_err()
+        ),
+        Code::AlreadyExists
+    );
+
+    fo.delete_file(&input).await.unwrap();
+    assert_eq!(code(fo.get_file(&input).await.unwrap_err()), Code::NotFound);
+    fo.delete_function(&f.function_id).await.unwrap();
+    assert_eq!(
+        code(fo.get_function(&f.function_id, false).await.unwrap_err()),
+        Code::NotFound
+    );
+}
