@@ -1,0 +1,1 @@
+//! The Gramine backend: see `docs/gramine.md`.

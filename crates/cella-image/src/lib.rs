@@ -1,0 +1,1 @@
+//! Runtime images: see `docs/images.md`.

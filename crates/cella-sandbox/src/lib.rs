@@ -1,0 +1,1 @@
+//! The sandbox backend: see `docs/sandbox.md`.
