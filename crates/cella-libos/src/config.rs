@@ -1,18 +1,34 @@
 //! The node's LibOS configuration file (`--libos-config`, TOML): the backend, the pool
-//! sizes, and the runtime images the node offers.
+//! sizes, the runtime images the node offers, and the sandbox's limits.
 //!
 //! ```toml
-//! backend = "mock"            # the only backend so far; "sandbox" and "gramine" come later
+//! backend = "sandbox"         # "mock" (tests, development) or "sandbox"; "gramine" later
+//! images = ["python3"]        # images built with `cella image build`, in <data_dir>/images
 //!
 //! [pool]                      # optional
 //! warm = 2                    # idle attested instances kept per runtime image
 //! max = 8                     # most instances per runtime image
 //!
-//! [[runtime]]
+//! [sandbox]                   # optional, backend = "sandbox" only; these are the defaults
+//! memory_bytes = 2147483648   # address space per process (RLIMIT_AS) and the cgroup's memory
+//! processes = 256             # processes and threads (RLIMIT_NPROC, cgroup pids.max)
+//! open_files = 1024           # RLIMIT_NOFILE
+//! file_size_bytes = 1073741824 # largest file written (RLIMIT_FSIZE)
+//! cpu_seconds = 600           # CPU time per process (RLIMIT_CPU)
+//! work_bytes = 1073741824     # tmpfs /cella: the workload and its inputs
+//! outputs_bytes = 1073741824  # tmpfs /cella/outputs
+//! scratch_bytes = 1073741824  # tmpfs /cella/scratch
+//! tmp_bytes = 67108864        # tmpfs /tmp
+//!
+//! [[runtime]]                 # inline images: a description only (no files on disk)
 //! name = "native"
 //! argv = ["./program"]        # run in the workload directory, where the payload is `program`
 //! files = []                  # [{ path = "...", sha256 = "<64 hex>" }], measured
 //! ```
+//!
+//! `cella-libos` builds the `mock` backend itself ([`LibosConfig::build_with`]); the node
+//! (`cella-server`) builds the others, which live in crates of their own
+//! (`cella-sandbox`), from [`LibosConfig::executor_config`] and the sections here.
 
 use std::path::Path;
 
@@ -34,6 +50,96 @@ pub enum BackendKind {
     /// In-process instances running script workloads: development and tests only. It
     /// isolates nothing and runs no real program.
     Mock,
+    /// Linux isolation (namespaces, seccomp, Landlock, rlimits, cgroups): the
+    /// `cella-sandbox` crate, built by the node.
+    Sandbox,
+    // `Gramine` goes here (the `cella-gramine` crate, built by the node).
+}
+
+impl BackendKind {
+    /// The backend's name, as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Mock => "mock",
+            BackendKind::Sandbox => "sandbox",
+        }
+    }
+}
+
+/// The `[sandbox]` section: limits of each sandbox instance, and where the jailer and
+/// the pre-load module come from. Every field is optional; see [`SandboxSection::default`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    /// Address space of each process (`RLIMIT_AS`), and the instance's cgroup memory limit.
+    pub memory_bytes: u64,
+    /// Processes and threads of the instance (`RLIMIT_NPROC`, cgroup `pids.max`).
+    pub processes: u64,
+    /// Open files per process (`RLIMIT_NOFILE`).
+    pub open_files: u64,
+    /// Largest file a process may write (`RLIMIT_FSIZE`).
+    pub file_size_bytes: u64,
+    /// CPU seconds per process (`RLIMIT_CPU`).
+    pub cpu_seconds: u64,
+    /// Size of the `/cella` tmpfs: the workload and its inputs.
+    pub work_bytes: u64,
+    /// Size of the `/cella/outputs` tmpfs.
+    pub outputs_bytes: u64,
+    /// Size of the `/cella/scratch` tmpfs.
+    pub scratch_bytes: u64,
+    /// Size of the `/tmp` tmpfs.
+    pub tmp_bytes: u64,
+    /// The jailer binary; default: the running `cella` executable (multi-call).
+    pub jailer: Option<std::path::PathBuf>,
+    /// The pre-load binary copied into the data dir and measured; default: the running
+    /// `cella` executable (multi-call).
+    pub preload: Option<std::path::PathBuf>,
+}
+
+impl Default for SandboxSection {
+    /// 2 GiB of memory, 256 processes, 1024 open files, 1 GiB files, 10 CPU minutes;
+    /// 1 GiB for the workload, the outputs and scratch each, 64 MiB of `/tmp`.
+    fn default() -> Self {
+        Self {
+            memory_bytes: 2 << 30,
+            processes: 256,
+            open_files: 1024,
+            file_size_bytes: 1 << 30,
+            cpu_seconds: 600,
+            work_bytes: 1 << 30,
+            outputs_bytes: 1 << 30,
+            scratch_bytes: 1 << 30,
+            tmp_bytes: 64 << 20,
+            jailer: None,
+            preload: None,
+        }
+    }
+}
+
+impl SandboxSection {
+    /// Checks that no limit is zero.
+    ///
+    /// # Errors
+    ///
+    /// The name of the first zero limit.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("memory_bytes", self.memory_bytes),
+            ("processes", self.processes),
+            ("open_files", self.open_files),
+            ("file_size_bytes", self.file_size_bytes),
+            ("cpu_seconds", self.cpu_seconds),
+            ("work_bytes", self.work_bytes),
+            ("outputs_bytes", self.outputs_bytes),
+            ("scratch_bytes", self.scratch_bytes),
+            ("tmp_bytes", self.tmp_bytes),
+        ] {
+            if v == 0 {
+                return Err(format!("[sandbox] {name} must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Pool sizes as written in the file.
@@ -55,9 +161,16 @@ pub struct LibosConfig {
     /// Pool sizes; [`PoolConfig::default`] if absent.
     #[serde(default)]
     pub pool: Option<PoolSection>,
-    /// The runtime images offered.
+    /// The runtime images offered, described inline.
     #[serde(default, rename = "runtime")]
     pub runtimes: Vec<RuntimeImage>,
+    /// Runtime images built into the node's data dir (`cella image build`), by name,
+    /// loaded and verified by the node at start.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// The sandbox backend's limits (`backend = "sandbox"` only).
+    #[serde(default)]
+    pub sandbox: Option<SandboxSection>,
 }
 
 /// The configuration could not be read.
@@ -91,11 +204,29 @@ impl LibosConfig {
     /// [`ConfigError::Invalid`] naming the problem.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if config.runtimes.is_empty() {
-            return Err(ConfigError::Invalid("no [[runtime]] is declared".into()));
+        if config.runtimes.is_empty() && config.images.is_empty() {
+            return Err(ConfigError::Invalid(
+                "no runtime image: declare images = [\"python3\", …] or a [[runtime]]".into(),
+            ));
         }
         for image in &config.runtimes {
             image.validate().map_err(ConfigError::Invalid)?;
+        }
+        for name in &config.images {
+            if !cella_preload::protocol::valid_name(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "images: {name:?} is not a valid image name"
+                )));
+            }
+        }
+        if let Some(sandbox) = &config.sandbox {
+            if config.backend != BackendKind::Sandbox {
+                return Err(ConfigError::Invalid(format!(
+                    "a [sandbox] section needs backend = \"sandbox\", not {:?}",
+                    config.backend.name()
+                )));
+            }
+            sandbox.validate().map_err(ConfigError::Invalid)?;
         }
         Ok(config)
     }
@@ -144,24 +275,48 @@ impl LibosConfig {
     /// # Errors
     ///
     /// [`SetupError`] if it cannot be set up.
+    ///
+    /// Only the `mock` backend with inline `[[runtime]]`s is built here: the other backends
+    /// and images from the data dir are built by the node, which knows their crates.
     pub fn build_with(
         &self,
         attestation: ExecutorAttestation,
     ) -> Result<LibosExecutor, SetupError> {
+        if !self.images.is_empty() {
+            return Err(SetupError(
+                "images from the data dir are loaded by the node, not by cella-libos".into(),
+            ));
+        }
+        match self.backend {
+            BackendKind::Mock => crate::mock::executor_with(
+                self.runtimes.clone(),
+                self.executor_config(),
+                attestation,
+            )
+            .map(|(e, _)| e),
+            other => Err(SetupError(format!(
+                "the {} backend is built by the node (cella-server), not by cella-libos",
+                other.name()
+            ))),
+        }
+    }
+
+    /// The executor's settings from this file: the pool sizes, default timeouts, and the
+    /// sandbox's memory and process limits as the instances' limits.
+    pub fn executor_config(&self) -> ExecutorConfig {
         let pool = self.pool.map_or_else(PoolConfig::default, |p| PoolConfig {
             warm: p.warm,
             max: p.max,
         });
-        let config = ExecutorConfig {
+        let mut config = ExecutorConfig {
             pool,
             ..ExecutorConfig::default()
         };
-        match self.backend {
-            BackendKind::Mock => {
-                crate::mock::executor_with(self.runtimes.clone(), config, attestation)
-                    .map(|(e, _)| e)
-            }
+        if let Some(s) = &self.sandbox {
+            config.limits.memory_bytes = s.memory_bytes;
+            config.limits.max_processes = u32::try_from(s.processes).unwrap_or(u32::MAX);
         }
+        config
     }
 }
 
@@ -178,8 +333,23 @@ mod tests {
         assert_eq!(c.backend, BackendKind::Mock);
         assert_eq!(c.pool, Some(PoolSection { warm: 1, max: 3 }));
         assert_eq!(c.runtimes, vec![RuntimeImage::native()]);
+        let s = LibosConfig::from_toml_str(
+            "backend = \"sandbox\"\nimages = [\"python3\"]\n[sandbox]\nprocesses = 32\n",
+        )
+        .unwrap();
+        assert_eq!(s.backend, BackendKind::Sandbox);
+        assert_eq!(s.images, vec!["python3".to_owned()]);
+        let section = s.sandbox.clone().unwrap();
+        assert_eq!(section.processes, 32);
+        assert_eq!(section.memory_bytes, SandboxSection::default().memory_bytes);
+        assert_eq!(s.executor_config().limits.max_processes, 32);
+        assert!(s.build().unwrap_err().0.contains("by the node"));
         for bad in [
             "backend = \"gramine\"\n[[runtime]]\nname = \"n\"\nargv = [\"x\"]\n",
+            "backend = \"sandbox\"\nimages = [\"../x\"]\n",
+            "backend = \"sandbox\"\nimages = [\"p\"]\n[sandbox]\ncpu_seconds = 0\n",
+            "backend = \"sandbox\"\nimages = [\"p\"]\n[sandbox]\nswap = 1\n",
+            "backend = \"mock\"\nimages = [\"p\"]\n[sandbox]\n",
             "backend = \"mock\"\n",
             "backend = \"mock\"\n[[runtime]]\nname = \"../n\"\nargv = [\"x\"]\n",
             "backend = \"mock\"\nextra = 1\n[[runtime]]\nname = \"n\"\nargv = [\"x\"]\n",
