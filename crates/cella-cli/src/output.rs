@@ -96,6 +96,7 @@ pub(crate) fn spec_json(s: &proto::FunctionSpec) -> Value {
         "description": s.description,
         "executor": s.executor,
         "runtime": s.runtime,
+        "reuse": s.reuse,
         "arguments": s.arguments.iter().map(argument_json).collect::<Vec<_>>(),
         "inputs": s.inputs.iter().map(slot_json).collect::<Vec<_>>(),
         "outputs": s.outputs.iter().map(slot_json).collect::<Vec<_>>(),
@@ -161,6 +162,12 @@ pub(crate) fn function_text(f: &proto::FunctionInfo) -> String {
     let _ = write!(out, "\n  description:    {}", s.description);
     if !s.runtime.is_empty() {
         let _ = write!(out, "\n  runtime:        {}", s.runtime);
+        if s.reuse == "same-function" {
+            let _ = write!(
+                out,
+                "\n  reuse:          same-function (instances serve several tasks, wiped in between)"
+            );
+        }
     }
     let _ = write!(
         out,
@@ -257,6 +264,7 @@ pub(crate) fn task_json(t: &proto::TaskInfo) -> Value {
         "function_id": t.function_id,
         "function_owner": t.function_owner,
         "function_payload_digest": t.function_payload_digest,
+        "function_reuse": t.function_reuse,
         "arguments": arguments,
         "inputs": t.inputs.iter().map(task_slot_json).collect::<Vec<_>>(),
         "outputs": t.outputs.iter().map(task_slot_json).collect::<Vec<_>>(),
@@ -308,6 +316,9 @@ pub(crate) fn task_text(t: &proto::TaskInfo) -> String {
         "\n  function    {} (owner {}, payload sha256 {})\n  creator     {}",
         t.function_id, t.function_owner, t.function_payload_digest, t.creator
     );
+    if t.function_reuse == "same-function" {
+        out.push_str("\n  reuse       same-function: its LibOS instance may have served earlier tasks of this function");
+    }
     for (k, v) in sorted_arguments(t) {
         let _ = write!(out, "\n  argument    {k}={v:?}");
     }

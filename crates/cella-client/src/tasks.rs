@@ -6,7 +6,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cella_types::task::{InputSlot, OutputSlot, TaskDigest};
-use cella_types::{Digest, FunctionId, InputFileId, OutputFileId, TaskStatus, UserName};
+use cella_types::{
+    Digest, FunctionId, InputFileId, InstanceReuse, OutputFileId, TaskStatus, UserName,
+};
 use futures::{Stream, StreamExt};
 
 use crate::Client;
@@ -64,6 +66,10 @@ pub fn compute_task_digest(task: &proto::TaskInfo) -> Result<String> {
         .function_payload_digest
         .parse()
         .map_err(|e| bad(format!("{e}")))?;
+    let reuse: InstanceReuse = task
+        .function_reuse
+        .parse()
+        .map_err(|e| bad(format!("{e}")))?;
     let arguments: BTreeMap<String, String> = task
         .arguments
         .iter()
@@ -118,6 +124,7 @@ pub fn compute_task_digest(task: &proto::TaskInfo) -> Result<String> {
     let digest = TaskDigest {
         function_id,
         payload_digest,
+        reuse,
         arguments: &arguments,
         inputs: &inputs,
         outputs: &outputs,
@@ -407,6 +414,7 @@ mod tests {
         let expected = TaskDigest {
             function_id,
             payload_digest: payload,
+            reuse: InstanceReuse::Never,
             arguments: &arguments,
             inputs: &inputs,
             outputs: &outputs,
@@ -444,6 +452,12 @@ mod tests {
         task.outputs[0].owners.push("mallory".to_owned());
         assert_ne!(compute_task_digest(&task).unwrap(), expected);
         task.outputs[0].owners.pop();
+        assert_eq!(compute_task_digest(&task).unwrap(), expected);
+        task.function_reuse = "same-function".to_owned();
+        assert_ne!(compute_task_digest(&task).unwrap(), expected);
+        task.function_reuse = "sometimes".to_owned();
+        assert!(compute_task_digest(&task).is_err());
+        task.function_reuse = "never".to_owned();
         assert_eq!(compute_task_digest(&task).unwrap(), expected);
 
         // Missing or malformed fields are refused, not guessed.

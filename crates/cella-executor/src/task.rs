@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cella_types::{Digest, ExecutorKind, FunctionId, TaskId};
+use cella_types::{Digest, ExecutorKind, FunctionId, InstanceReuse, TaskId};
 
 /// What an executor needs to know about a task.
 #[derive(Clone)]
@@ -29,6 +29,8 @@ pub struct StagedTask {
     pub payload_digest: Digest,
     /// The runtime image name, for libos functions only.
     pub runtime: Option<String>,
+    /// Whether a LibOS instance may serve other tasks of this function afterwards.
+    pub reuse: InstanceReuse,
     /// Resolved arguments: the function's defaults merged with the task's values.
     pub arguments: BTreeMap<String, String>,
     /// Wall-clock budget for the run.
@@ -47,6 +49,7 @@ impl fmt::Debug for StagedTask {
             .field("payload_len", &self.payload.len())
             .field("payload_digest", &self.payload_digest)
             .field("runtime", &self.runtime)
+            .field("reuse", &self.reuse)
             .field("arguments", &self.arguments.keys().collect::<Vec<_>>())
             .field("deadline", &self.deadline)
             .finish()
@@ -67,6 +70,7 @@ mod tests {
             payload: Arc::from(&b"echo"[..]),
             payload_digest: Digest::of(b"echo"),
             runtime: None,
+            reuse: cella_types::InstanceReuse::Never,
             arguments: BTreeMap::from([("message".into(), "secret-value".into())]),
             deadline: Duration::from_secs(1),
         };

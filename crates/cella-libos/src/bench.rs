@@ -53,6 +53,7 @@ pub async fn dispatch_overhead(samples: usize) -> Result<Vec<Duration>, SetupErr
             payload: Arc::clone(&payload),
             payload_digest: Digest::of(SCRIPT),
             runtime: Some("native".into()),
+            reuse: cella_types::InstanceReuse::Never,
             arguments: BTreeMap::new(),
             deadline: Duration::from_secs(10),
         };

@@ -1,6 +1,8 @@
 //! [`LibosExecutor`]: the `libos` executor family. One pool of warm attested instances
 //! per runtime image; each task takes one instance, deploys, runs, verifies the receipt,
-//! and the instance is killed afterwards.
+//! and the instance is killed afterwards — unless the function opted in to
+//! `reuse = same-function`, in which case the instance is reset and parked for the
+//! function's next task.
 //!
 //! The function's runtime image is named in its spec, not in its payload, so
 //! [`Executor::validate_payload`] cannot check it: a task whose function names a runtime
@@ -16,13 +18,13 @@ use std::sync::Arc;
 
 use cella_attest::Measurement;
 use cella_executor::{ExecutionError, ExecutionOutcome, Executor, StagedTask, TaskIo};
-use cella_types::ExecutorKind;
+use cella_types::{ExecutorKind, InstanceReuse};
 
 use crate::attest::ExecutorAttestation;
-use crate::backend::{InstanceLimits, LibosBackend};
+use crate::backend::{InstanceEvidence, InstanceLimits, LibosBackend};
 use crate::image::RuntimeImage;
 use crate::launch::{LaunchCtx, Timeouts};
-use crate::pool::{Pool, PoolConfig, PoolStats};
+use crate::pool::{Pool, PoolConfig, PoolStats, ReuseKey};
 
 /// How the executor runs its pools and instances.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +52,7 @@ struct Runtime {
 pub struct LibosExecutor {
     backend_name: String,
     attestation: Arc<ExecutorAttestation>,
+    evidence: InstanceEvidence,
     runtimes: BTreeMap<String, Runtime>,
     timeouts: Timeouts,
     // Sockets live here until the executor is dropped (after its pools).
@@ -86,6 +89,7 @@ impl LibosExecutor {
                 .map_err(|e| SetupError(format!("socket directory: {e}")))?,
         );
         let attestation = Arc::new(attestation);
+        let evidence = backend.instance_evidence();
         let mut runtimes = BTreeMap::new();
         for image in images {
             image.validate().map_err(SetupError)?;
@@ -93,7 +97,7 @@ impl LibosExecutor {
                 .measure(&image)
                 .map_err(|e| SetupError(e.to_string()))?;
             let verifier = attestation
-                .instance_verifier(expected)
+                .instance_verifier_for(expected, &evidence)
                 .map_err(|e| SetupError(e.to_string()))?;
             let name = image.name.clone();
             let image = Arc::new(image);
@@ -122,6 +126,7 @@ impl LibosExecutor {
         Ok(Self {
             backend_name: backend.name().to_owned(),
             attestation,
+            evidence,
             runtimes,
             timeouts: config.timeouts,
             _socket_dir: socket_dir,
@@ -141,8 +146,10 @@ impl LibosExecutor {
     /// An attestation policy (TOML) whose `libos-instance` role accepts exactly this
     /// executor's instances, for `cella task receipt --verify --policy`.
     pub fn instance_policy(&self) -> String {
-        self.attestation
-            .receipt_policy(self.runtimes.values().map(|r| r.measurement))
+        self.attestation.receipt_policy_for(
+            self.runtimes.values().map(|r| r.measurement),
+            &self.evidence,
+        )
     }
 
     /// The counters of `runtime`'s pool.
@@ -206,13 +213,17 @@ impl LibosExecutor {
         let started = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + task.deadline;
         let runtime = self.runtime(task)?;
-        let ready = tokio::time::timeout_at(deadline, runtime.pool.acquire())
+        let key = (task.reuse == InstanceReuse::SameFunction).then(|| ReuseKey {
+            function: task.function_id,
+            payload: task.payload_digest,
+        });
+        let ready = tokio::time::timeout_at(deadline, runtime.pool.acquire(key.as_ref()))
             .await
             .map_err(|_| ExecutionError::DeadlineExceeded {
                 limit: task.deadline,
             })?
             .map_err(|e| ExecutionError::internal(e.to_string()))?;
-        crate::run::run_task(
+        let (result, reusable) = crate::run::run_task(
             ready,
             task,
             io,
@@ -221,6 +232,17 @@ impl LibosExecutor {
             deadline,
             started,
         )
-        .await
+        .await;
+        if let (Some(reusable), Some(key)) = (reusable, key) {
+            // Off the task's path: its result does not wait for the instance's wipe.
+            let returner = runtime.pool.returner();
+            let within = self.timeouts.started;
+            tokio::spawn(async move {
+                if let Some(ready) = reusable.reset(within).await {
+                    returner.park(key, ready);
+                }
+            });
+        }
+        result
     }
 }

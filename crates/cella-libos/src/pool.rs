@@ -10,9 +10,12 @@
 //!   sends anything while idle is killed and removed, and the pool refills.
 //! - **Fresh**: an instance idle for longer than `Timeouts::max_idle` is replaced, so the
 //!   evidence behind a receipt is at most that old when its task starts.
-//! - **Single-use**: an acquired instance never comes back; the executor kills it after
-//!   its task. (`reuse = same-function`, which would wipe scratch between tasks of one
-//!   function, needs a per-function opt-in in the function spec; it is not implemented.)
+//! - **Single-use by default**: an acquired instance never comes back; the executor kills
+//!   it after its task. A function registered with `reuse = same-function` opts in to
+//!   reuse: after its task the instance is `Reset` (its files wiped) and parked under the
+//!   function's [`ReuseKey`], where only tasks of the same function and payload take it;
+//!   it still holds its permit, is watched like any idle instance, and is given up when
+//!   a launch needs its permit, when idle too long, or [`MAX_REUSE_AGE`] after its launch.
 //! - **Never waits on the background**: when no instance is idle, `acquire` launches one
 //!   itself if the cap allows, so a launch failure reaches the task that needed it.
 
@@ -21,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cella_types::{Digest, FunctionId};
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +35,19 @@ use crate::launch::{LaunchCtx, LaunchError, ReadyInstance};
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest pause between failed background launches.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Longest an instance is reused after its launch: its evidence, which every receipt it
+/// signs leans on, is never older than this plus a deadline when it signs.
+pub(crate) const MAX_REUSE_AGE: Duration = Duration::from_secs(3600);
+
+/// Which tasks may take a reused instance: those of one function with one payload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ReuseKey {
+    /// The function.
+    pub(crate) function: FunctionId,
+    /// Its payload digest (an updated payload is another program).
+    pub(crate) payload: Digest,
+}
 
 /// How many instances a pool keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,12 +81,17 @@ pub struct PoolStats {
     pub evicted: u64,
     /// Idle instances replaced because they waited longer than `Timeouts::max_idle`.
     pub renewed: u64,
+    /// Instances parked for another task of the same function after a `Reset` (they
+    /// count in `idle`).
+    pub reused: u64,
     /// Launches that failed.
     pub launch_failures: u64,
 }
 
 struct IdleHandle {
     id: u64,
+    /// `None` for a fresh instance, which any task may take.
+    key: Option<ReuseKey>,
     take: oneshot::Sender<oneshot::Sender<ReadyInstance>>,
 }
 
@@ -84,6 +106,7 @@ struct Inner {
     launched: AtomicU64,
     evicted: AtomicU64,
     renewed: AtomicU64,
+    reused: AtomicU64,
     failures: AtomicU64,
     next_id: AtomicU64,
     started: AtomicBool,
@@ -93,6 +116,56 @@ struct Inner {
 impl Inner {
     fn idle(&self) -> std::sync::MutexGuard<'_, VecDeque<IdleHandle>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fresh idle instances (the warm target counts only these).
+    fn fresh_idle(&self) -> usize {
+        self.idle().iter().filter(|h| h.key.is_none()).count()
+    }
+
+    /// The idle instance a task with `key` should take: one parked for its function, else
+    /// a fresh one.
+    fn pop_idle(&self, key: Option<&ReuseKey>) -> Option<IdleHandle> {
+        let mut idle = self.idle();
+        let at = key
+            .and_then(|k| idle.iter().position(|h| h.key.as_ref() == Some(k)))
+            .or_else(|| idle.iter().position(|h| h.key.is_none()))?;
+        idle.remove(at)
+    }
+
+    /// Gives up the oldest instance parked for another function, so that its permit can
+    /// serve a launch. Returns whether there was one.
+    fn evict_parked(&self) -> bool {
+        let handle = {
+            let mut idle = self.idle();
+            let Some(at) = idle.iter().position(|h| h.key.is_some()) else {
+                return false;
+            };
+            idle.remove(at)
+        };
+        // Dropping the taker wakes the instance's watcher, which drops the instance and
+        // with it the permit.
+        drop(handle);
+        true
+    }
+}
+
+/// Parks reset instances back into their pool, without keeping the pool alive.
+#[derive(Clone)]
+pub(crate) struct Returner(std::sync::Weak<Inner>);
+
+impl Returner {
+    /// Parks `ready`, reset after a task of `key`'s function, for the next such task.
+    /// An instance past [`MAX_REUSE_AGE`], or whose pool is gone, is dropped (killed).
+    pub(crate) fn park(&self, key: ReuseKey, ready: ReadyInstance) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        if inner.shutdown.is_cancelled() || ready.launched_at.elapsed() > MAX_REUSE_AGE {
+            return;
+        }
+        inner.reused.fetch_add(1, Ordering::AcqRel);
+        park(&inner, ready, Some(key));
     }
 }
 
@@ -138,6 +211,7 @@ impl Pool {
                 launched: AtomicU64::new(0),
                 evicted: AtomicU64::new(0),
                 renewed: AtomicU64::new(0),
+                reused: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 next_id: AtomicU64::new(0),
                 started: AtomicBool::new(false),
@@ -156,6 +230,11 @@ impl Pool {
         }
     }
 
+    /// Where reset instances go back to.
+    pub(crate) fn returner(&self) -> Returner {
+        Returner(Arc::downgrade(&self.inner))
+    }
+
     /// The pool's counters.
     pub(crate) fn stats(&self) -> PoolStats {
         let i = &self.inner;
@@ -169,22 +248,27 @@ impl Pool {
             launched: i.launched.load(Ordering::Acquire),
             evicted: i.evicted.load(Ordering::Acquire),
             renewed: i.renewed.load(Ordering::Acquire),
+            reused: i.reused.load(Ordering::Acquire),
             launch_failures: i.failures.load(Ordering::Acquire),
         }
     }
 
-    /// An attested instance: an idle one if there is one, else one launched now (waiting
-    /// for a permit if the pool is at its cap).
+    /// An attested instance: one parked for `key`'s function if there is one, else a
+    /// fresh idle one, else one launched now (waiting for a permit if the pool is at its
+    /// cap, after giving up instances parked for other functions).
     ///
     /// # Errors
     ///
     /// [`LaunchError`] if the instance launched for this call fails to launch or attest.
-    pub(crate) async fn acquire(&self) -> Result<ReadyInstance, LaunchError> {
+    pub(crate) async fn acquire(
+        &self,
+        key: Option<&ReuseKey>,
+    ) -> Result<ReadyInstance, LaunchError> {
         self.ensure_started();
         let inner = &self.inner;
         loop {
             loop {
-                let Some(handle) = inner.idle().pop_front() else {
+                let Some(handle) = inner.pop_idle(key) else {
                     break;
                 };
                 let (tx, rx) = oneshot::channel();
@@ -195,6 +279,10 @@ impl Pool {
                     inner.refill.notify_one();
                     return Ok(ready);
                 }
+            }
+            if inner.permits.available_permits() == 0 && inner.evict_parked() {
+                // Its permit comes back once its watcher has dropped it.
+                tokio::task::yield_now().await;
             }
             tokio::select! {
                 permit = Arc::clone(&inner.permits).acquire_owned() => {
@@ -240,7 +328,7 @@ impl LaunchCtx {
 async fn refill_loop(inner: Arc<Inner>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        while inner.idle().len() + inner.launching.load(Ordering::Acquire) < inner.config.warm {
+        while inner.fresh_idle() + inner.launching.load(Ordering::Acquire) < inner.config.warm {
             let Ok(permit) = Arc::clone(&inner.permits).try_acquire_owned() else {
                 break;
             };
@@ -255,7 +343,7 @@ async fn refill_loop(inner: Arc<Inner>) {
                     backoff = FIRST_BACKOFF;
                     inner.launched.fetch_add(1, Ordering::AcqRel);
                     ready.permit = Some(permit);
-                    park(&inner, ready);
+                    park(&inner, ready, None);
                 }
                 Err(e) => {
                     inner.failures.fetch_add(1, Ordering::AcqRel);
@@ -276,12 +364,12 @@ async fn refill_loop(inner: Arc<Inner>) {
     }
 }
 
-/// Puts `ready` in the idle list, watched by a task of its own until it is taken, dies,
-/// misbehaves or the pool shuts down.
-fn park(inner: &Arc<Inner>, mut ready: ReadyInstance) {
+/// Puts `ready` in the idle list (for any task, or parked for `key`'s function), watched
+/// by a task of its own until it is taken, dies, misbehaves or the pool shuts down.
+fn park(inner: &Arc<Inner>, mut ready: ReadyInstance, key: Option<ReuseKey>) {
     let id = inner.next_id.fetch_add(1, Ordering::AcqRel);
     let (take, mut taken) = oneshot::channel::<oneshot::Sender<ReadyInstance>>();
-    inner.idle().push_back(IdleHandle { id, take });
+    inner.idle().push_back(IdleHandle { id, key, take });
     inner.idle_ready.notify_one();
     let inner = Arc::clone(inner);
     tokio::spawn(async move {

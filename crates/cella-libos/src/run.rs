@@ -15,16 +15,18 @@ use std::time::Duration;
 use cella_executor::{ExecutionError, ExecutionOutcome, IoError, StagedTask, TaskIo};
 use cella_preload::protocol::{
     Body, Cancel, Chunk, ChunkTarget, Deploy, EnvVar, Envelope, ErrorCode, FileMeta, FrameError,
-    FrameReader, Limits, MAX_CHUNK_LEN, PROTOCOL_VERSION, append_frame, write_frame, write_frames,
+    FrameReader, Limits, MAX_CHUNK_LEN, PROTOCOL_VERSION, Reset, append_frame, write_frame,
+    write_frames,
 };
 use cella_preload::receipt::sha256;
-use cella_types::Usage;
-use tokio::io::{AsyncWrite, ReadHalf};
+use cella_types::{InstanceReuse, Usage};
+use tokio::io::{AsyncWrite, ReadHalf, WriteHalf};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 
 use crate::image::{PROGRAM_FILE, RuntimeImage};
 use crate::launch::{InstanceGuard, ReadyInstance, Timeouts, Tls};
-use crate::session::{Done, Progress, SessionError};
+use crate::session::{Done, ExpectReset, Progress, SessionError};
 
 /// Prefix of the environment variable carrying each task argument: `CELLA_ARG_<name>`.
 pub const ARG_ENV_PREFIX: &str = "CELLA_ARG_";
@@ -241,8 +243,53 @@ enum Event {
     Exit(crate::backend::InstanceExit),
 }
 
+/// A finished instance that is to serve another task of the same function once `Reset`.
+pub(crate) struct Reusable {
+    guard: InstanceGuard,
+    reader: FrameReader<ReadHalf<Tls>>,
+    writer: WriteHalf<Tls>,
+    expect: ExpectReset,
+    permit: Option<OwnedSemaphorePermit>,
+    launched_at: std::time::Instant,
+}
+
+impl Reusable {
+    /// Sends `Reset` and waits (at most `within`) for the instance's `Hello`: the instance
+    /// ready for the next task, or `None` (and the instance killed) if it did not answer
+    /// as it should.
+    pub(crate) async fn reset(mut self, within: Duration) -> Option<ReadyInstance> {
+        let reset: Envelope = Body::Reset(Reset {}).into();
+        let answer = timeout(within, async {
+            write_frame(&mut self.writer, &reset).await?;
+            self.reader.read_frame().await
+        })
+        .await;
+        let failure = match answer {
+            Ok(Ok(hello)) => match self.expect.handle(hello) {
+                Ok(session) => {
+                    return Some(ReadyInstance {
+                        guard: self.guard,
+                        reader: self.reader,
+                        writer: self.writer,
+                        session,
+                        permit: self.permit,
+                        launched_at: self.launched_at,
+                    });
+                }
+                Err(e) => e.to_string(),
+            },
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no Hello within {within:?} of Reset"),
+        };
+        tracing::warn!(reason = %failure, "a LibOS instance could not be reset for reuse");
+        None
+    }
+}
+
 /// Runs `task` on `ready` and fills `io` with its outputs; also returns the program's
-/// own run time as the instance measured it, in microseconds.
+/// own run time as the instance measured it, in microseconds, and, for a function with
+/// `reuse = same-function` whose run ended with a verified `Finished`, the instance to
+/// reset for its next task (otherwise the instance is retired).
 pub(crate) async fn run_task(
     ready: ReadyInstance,
     task: &StagedTask,
@@ -251,21 +298,74 @@ pub(crate) async fn run_task(
     timeouts: Timeouts,
     deadline: Instant,
     started: std::time::Instant,
-) -> Result<(ExecutionOutcome, u64), ExecutionError> {
+) -> (
+    Result<(ExecutionOutcome, u64), ExecutionError>,
+    Option<Reusable>,
+) {
     let ReadyInstance {
         mut guard,
         mut reader,
         mut writer,
         session,
         permit,
+        launched_at,
     } = ready;
-    let _permit = permit;
+    let done = match run_session(
+        &mut guard,
+        &mut reader,
+        &mut writer,
+        session,
+        task,
+        io,
+        image,
+        timeouts,
+        deadline,
+    )
+    .await
+    {
+        Ok(done) => done,
+        Err(e) => return (Err(e), None),
+    };
+    let mut done = done;
+    let reusable = match task.reuse {
+        InstanceReuse::SameFunction => done.reset().map(|expect| Reusable {
+            guard,
+            reader,
+            writer,
+            expect,
+            permit,
+            launched_at,
+        }),
+        InstanceReuse::Never => {
+            guard.retire(timeouts.cancel_grace);
+            None
+        }
+    };
+    (finish(*done, io, started), reusable)
+}
+
+/// The session of one run, from `Deploy` to a verified `Finished`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one instance, taken apart by the caller"
+)]
+async fn run_session(
+    guard: &mut InstanceGuard,
+    reader: &mut FrameReader<ReadHalf<Tls>>,
+    writer: &mut WriteHalf<Tls>,
+    session: crate::session::Attested,
+    task: &StagedTask,
+    io: &mut TaskIo,
+    image: &RuntimeImage,
+    timeouts: Timeouts,
+    deadline: Instant,
+) -> Result<Box<Done>, ExecutionError> {
     let deploy = build_deploy(task, io, image)?;
     let expect = session.deploy(&deploy);
 
     // Deploy and its content.
     let sent = tokio::select! {
-        r = timeout_at(deadline, send_deploy(&mut writer, &deploy, task, io)) => r,
+        r = timeout_at(deadline, send_deploy(writer, &deploy, task, io)) => r,
         exit = guard.wait() => {
             return Err(internal(format!("{exit} while receiving the workload")));
         }
@@ -273,12 +373,12 @@ pub(crate) async fn run_task(
     match sent {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            return Err(reason_for_broken_channel(&mut reader)
+            return Err(reason_for_broken_channel(reader)
                 .await
                 .unwrap_or_else(|| frame_failure(&e, Phase::Deploying, None)));
         }
         Err(_) => {
-            stop(&mut guard, &mut writer, &mut reader, timeouts.cancel_grace).await;
+            stop(guard, writer, reader, timeouts.cancel_grace).await;
             return Err(ExecutionError::DeadlineExceeded {
                 limit: task.deadline,
             });
@@ -312,7 +412,7 @@ pub(crate) async fn run_task(
                 )));
             }
             Event::Deadline => {
-                stop(&mut guard, &mut writer, &mut reader, timeouts.cancel_grace).await;
+                stop(guard, writer, reader, timeouts.cancel_grace).await;
                 return Err(ExecutionError::DeadlineExceeded {
                     limit: task.deadline,
                 });
@@ -350,15 +450,14 @@ pub(crate) async fn run_task(
                 exited = Some(exit);
             }
             Event::Deadline => {
-                stop(&mut guard, &mut writer, &mut reader, timeouts.cancel_grace).await;
+                stop(guard, writer, reader, timeouts.cancel_grace).await;
                 return Err(ExecutionError::DeadlineExceeded {
                     limit: task.deadline,
                 });
             }
         }
     };
-    guard.retire(timeouts.cancel_grace);
-    finish(*done, io, started)
+    Ok(done)
 }
 
 fn finish(
@@ -374,16 +473,22 @@ fn finish(
         ));
     }
     if !done.exit.success() {
-        let last = log
-            .lines()
-            .last()
-            .map(|l| {
-                format!(
-                    "; its last log line: {}",
-                    l.chars().take(200).collect::<String>()
-                )
-            })
-            .unwrap_or_default();
+        // The last lines of stderr say why, in most programs; a program that only wrote
+        // to stdout gets its last log line.
+        let tail: Vec<&str> = if done.stderr_tail.is_empty() {
+            log.lines().last().map(String::as_str).into_iter().collect()
+        } else {
+            done.stderr_tail.iter().map(String::as_str).collect()
+        };
+        let last = if tail.is_empty() {
+            String::new()
+        } else {
+            let lines: Vec<String> = tail
+                .iter()
+                .map(|l| l.chars().take(300).collect::<String>())
+                .collect();
+            format!("; its last lines of output:\n{}", lines.join("\n"))
+        };
         return Err(ExecutionError::function(format!(
             "the program ended with {}{last}",
             done.exit

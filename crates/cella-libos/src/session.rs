@@ -6,6 +6,7 @@
 //! ExpectAttested ──(verified evidence, Hello)──► Attested ──deploy()──► ExpectStarted
 //!      ──Started──► Running ──Log / output Chunk──► Running
 //!                           ──Finished (receipt verified)──► Done
+//! Done ──reset()──► ExpectReset ──Hello──► Attested   (reuse = same-function only)
 //! any state ──Error / unexpected message / bad receipt──► SessionError
 //! ```
 //!
@@ -15,7 +16,7 @@
 //! received (outputs, return value, exit), and against the attested key and measurement,
 //! before [`Done`] exists.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use cella_attest::{Measurement, VerifiedEvidence};
@@ -90,6 +91,9 @@ fn unexpected(body: Option<Body>, state: &str) -> SessionError {
     }
 }
 
+/// Lines of stderr kept for the reason of a failed task.
+pub const STDERR_TAIL_LINES: usize = 5;
+
 /// Waiting for the instance's attested channel and its `Hello`.
 #[derive(Debug)]
 pub struct ExpectAttested {
@@ -134,6 +138,7 @@ impl ExpectAttested {
                 cert_der,
                 nonce: self.nonce,
                 preload_version: h.preload_version,
+                runs: 0,
             }),
             Some(Body::Hello(h)) => Err(SessionError::Version {
                 got: h.protocol_version,
@@ -150,6 +155,32 @@ pub struct Attested {
     cert_der: Vec<u8>,
     nonce: [u8; NONCE_LEN],
     preload_version: String,
+    /// Runs the instance has finished (more than 0 only after `Reset`).
+    runs: u32,
+}
+
+/// `Reset` sent after a `Done`; waiting for the instance's new `Hello`.
+#[derive(Debug)]
+pub struct ExpectReset {
+    next: Attested,
+}
+
+impl ExpectReset {
+    /// Takes the instance's answer to `Reset`.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Instance`] if it gave up (it could not wipe its files),
+    /// [`SessionError::Version`] or [`SessionError::Protocol`] for anything but `Hello`.
+    pub fn handle(self, msg: Envelope) -> Result<Attested, SessionError> {
+        match msg.body {
+            Some(Body::Hello(h)) if h.protocol_version == PROTOCOL_VERSION => Ok(self.next),
+            Some(Body::Hello(h)) => Err(SessionError::Version {
+                got: h.protocol_version,
+            }),
+            other => Err(unexpected(other, "expecting Hello after Reset")),
+        }
+    }
 }
 
 /// What the executor sent, to hold the instance's answers against.
@@ -158,6 +189,8 @@ struct Expectations {
     peer: VerifiedEvidence,
     cert_der: Vec<u8>,
     nonce: [u8; NONCE_LEN],
+    preload_version: String,
+    run_index: u32,
     task_id: String,
     function_id: String,
     workload: Vec<Entry>,
@@ -178,6 +211,11 @@ impl Attested {
         &self.preload_version
     }
 
+    /// Runs the instance has finished so far.
+    pub fn runs(&self) -> u32 {
+        self.runs
+    }
+
     /// Records that `deploy` is being sent (the caller sends it and its chunks).
     pub fn deploy(self, deploy: &Deploy) -> ExpectStarted {
         let entries = |files: &[cella_preload::protocol::FileMeta]| {
@@ -194,6 +232,8 @@ impl Attested {
                 peer: self.peer,
                 cert_der: self.cert_der,
                 nonce: self.nonce,
+                preload_version: self.preload_version,
+                run_index: self.runs + 1,
                 task_id: deploy.task_id.clone(),
                 function_id: deploy.function_id.clone(),
                 workload: entries(&deploy.files),
@@ -227,6 +267,7 @@ impl ExpectStarted {
                 log: LogBuffer::new(),
                 window_start: None,
                 window_bytes: 0,
+                stderr_tail: VecDeque::new(),
             }),
             other => Err(unexpected(other, "expecting Started")),
         }
@@ -241,6 +282,7 @@ pub struct Running {
     log: LogBuffer,
     window_start: Option<Instant>,
     window_bytes: u64,
+    stderr_tail: VecDeque<String>,
 }
 
 /// The next state of a running session.
@@ -263,6 +305,9 @@ pub struct Done {
     pub return_value: Vec<u8>,
     /// The log.
     pub log: LogBuffer,
+    /// The program's last lines of stderr (at most [`STDERR_TAIL_LINES`]), for the
+    /// reason of a failed task.
+    pub stderr_tail: Vec<String>,
     /// Lines the instance dropped for its rate limit.
     pub log_dropped: u64,
     /// What the instance measured.
@@ -271,6 +316,16 @@ pub struct Done {
     pub receipt: Vec<u8>,
     /// The decoded receipt body.
     pub body: ReceiptBody,
+    /// The instance, to serve another task of the same function after a `Reset`.
+    next: Option<Attested>,
+}
+
+impl Done {
+    /// Records that `Reset` is being sent: the instance is to serve another task of the
+    /// same function. `None` if it was already called.
+    pub fn reset(&mut self) -> Option<ExpectReset> {
+        self.next.take().map(|next| ExpectReset { next })
+    }
 }
 
 impl Running {
@@ -307,6 +362,12 @@ impl Running {
                     return Err(SessionError::Protocol(format!(
                         "log over {MAX_LOG_BYTES_PER_WINDOW} bytes in one second (the pre-load module ignores its rate limit)"
                     )));
+                }
+                if l.stream == LogStream::Stderr as i32 {
+                    if self.stderr_tail.len() == STDERR_TAIL_LINES {
+                        self.stderr_tail.pop_front();
+                    }
+                    self.stderr_tail.push_back(l.line.clone());
                 }
                 self.log.push(&l.line);
                 Ok(Progress::Running(self))
@@ -433,6 +494,16 @@ impl Running {
         if body.command_sha256 != exp.command {
             return Err(mismatch("command_sha256"));
         }
+        if body.run_index != exp.run_index {
+            return Err(mismatch("run_index"));
+        }
+        let next = Attested {
+            peer: exp.peer,
+            cert_der: exp.cert_der.clone(),
+            nonce: exp.nonce,
+            preload_version: exp.preload_version,
+            runs: exp.run_index,
+        };
         let bundle = ReceiptBundle::new(exp.cert_der, f.receipt, f.signature).encode_to_vec();
         let outputs = if exit.success() {
             exp.outputs.into_iter().zip(self.outputs).collect()
@@ -444,10 +515,12 @@ impl Running {
             outputs,
             return_value: f.return_value,
             log: self.log,
+            stderr_tail: self.stderr_tail.into(),
             log_dropped: f.log_dropped,
             usage: f.usage.unwrap_or_default(),
             receipt: bundle,
             body,
+            next: Some(next),
         })
     }
 }
@@ -573,6 +646,7 @@ mod tests {
             return_value_sha256: sha256(b"").to_vec(),
             command_sha256: command_digest(&d.argv, &d.env).to_vec(),
             signed_at_unix_secs: 1,
+            run_index: 1,
         };
         alter(&mut body);
         let receipt = body.encode_to_vec();
@@ -628,6 +702,69 @@ mod tests {
         assert_eq!(done.log.lines(), ["hi"]);
         let bundle = ReceiptBundle::decode(&done.receipt[..]).unwrap();
         assert_eq!(bundle.format, crate::receipt::BUNDLE_FORMAT);
+    }
+
+    #[test]
+    fn reset_serves_a_second_run_whose_receipt_counts_it() {
+        let (r, signer, d) = running();
+        let Progress::Running(r) = step(r, chunk(0, b"abc")).unwrap() else {
+            panic!()
+        };
+        let Progress::Done(mut done) = step(r, finished(&signer, &d, b"abc", |_| {})).unwrap()
+        else {
+            panic!()
+        };
+        // Only Hello answers Reset.
+        let refused = done
+            .reset()
+            .unwrap()
+            .handle(Body::Started(Started {}).into());
+        assert!(done.reset().is_none(), "a second Reset of one run");
+        assert!(matches!(refused, Err(SessionError::Protocol(m)) if m.contains("after Reset")));
+
+        let (r, signer, d) = running();
+        let Progress::Running(r) = step(r, chunk(0, b"abc")).unwrap() else {
+            panic!()
+        };
+        let Progress::Done(mut done) = step(r, finished(&signer, &d, b"abc", |_| {})).unwrap()
+        else {
+            panic!()
+        };
+        let hello = Body::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            preload_version: "v".into(),
+        });
+        let again = done.reset().unwrap().handle(hello.into()).unwrap();
+        assert_eq!(again.runs(), 1);
+        let run2 = |alter: fn(&mut ReceiptBody)| {
+            let r = again_running(&again, &d);
+            let Progress::Running(r) = step(r, chunk(0, b"xyz")).unwrap() else {
+                panic!()
+            };
+            step(r, finished(&signer, &d, b"xyz", alter))
+        };
+        // The second run's receipt must say it is the second run: a receipt claiming
+        // a fresh instance is refused.
+        assert!(matches!(
+            run2(|b| b.run_index = 1),
+            Err(SessionError::Receipt(m)) if m.contains("run_index")
+        ));
+        assert!(matches!(run2(|b| b.run_index = 2), Ok(Progress::Done(_))));
+    }
+
+    /// A second deployment on an instance rebuilt from `again`'s parts (the states are
+    /// consumed, so the test clones what it needs through a fresh `Attested`).
+    fn again_running(again: &Attested, d: &Deploy) -> Running {
+        Attested {
+            peer: again.peer.clone(),
+            cert_der: again.cert_der.clone(),
+            nonce: again.nonce,
+            preload_version: again.preload_version.clone(),
+            runs: again.runs,
+        }
+        .deploy(d)
+        .handle(Body::Started(Started {}).into())
+        .unwrap()
     }
 
     #[test]

@@ -9,7 +9,7 @@ use cella_executor::{
     ExecutionError, ExecutionOutcome, Executor, IoError, IoLimits, StagedTask, TaskIo,
 };
 use cella_preload::receipt::{ReceiptBody, sha256};
-use cella_types::{Digest, ExecutorKind, FunctionId, TaskId};
+use cella_types::{Digest, ExecutorKind, FunctionId, InstanceReuse, TaskId};
 use prost::Message;
 
 use crate::mock::{Fault, MockBackend};
@@ -46,6 +46,7 @@ fn task(script: &str, deadline: Duration) -> StagedTask {
         payload: Arc::from(script.as_bytes()),
         payload_digest: Digest::of(script.as_bytes()),
         runtime: Some("native".into()),
+        reuse: cella_types::InstanceReuse::Never,
         arguments: BTreeMap::from([("message".to_owned(), "hi there".to_owned())]),
         deadline,
     }
@@ -421,6 +422,102 @@ async fn a_pool_of_n_refills_after_n_tasks() {
     assert_eq!(b.launched(), 2 * n as u64, "{stats:?}");
     assert_eq!(stats.launch_failures, 0);
     settle(&b, n).await;
+    drop(e);
+    settle(&b, 0).await;
+}
+
+fn run_index(outcome: &ExecutionOutcome) -> u32 {
+    let bundle = ReceiptBundle::decode(&outcome.receipt[..]).unwrap();
+    ReceiptBody::decode(&bundle.body[..]).unwrap().run_index
+}
+
+/// Waits until `n` instances have been parked for reuse.
+async fn reused(e: &LibosExecutor, n: u64) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while e.pool_stats("native").unwrap().reused != n {
+        assert!(Instant::now() < until, "{:?}", e.pool_stats("native"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_function_reuse_serves_the_function_again_with_scratch_wiped() {
+    let (e, b) = executor(0, 2);
+    let script = "kept secret out\nkeep secret\n";
+    let mut t = task(script, Duration::from_secs(10));
+    t.reuse = InstanceReuse::SameFunction;
+    let mut first = io(100);
+    let o1 = e.execute(&t, &mut first).await.unwrap();
+    assert_eq!(first.output("out"), Some(&b"absent"[..]));
+    assert_eq!(run_index(&o1), 1);
+    reused(&e, 1).await;
+    assert_eq!(b.launched(), 1);
+
+    // The same function again: the same instance, its scratch wiped, and the receipt
+    // says it is the instance's second run.
+    t.task_id = TaskId::new();
+    let mut second = io(100);
+    let o2 = e.execute(&t, &mut second).await.unwrap();
+    assert_eq!(
+        second.output("out"),
+        Some(&b"absent"[..]),
+        "scratch survived a Reset"
+    );
+    assert_eq!(run_index(&o2), 2);
+    assert_eq!(b.launched(), 1);
+    reused(&e, 2).await;
+
+    // Another function never takes it, nor does the same function with another payload;
+    // at the cap (2), the parked instance gives up its permit to their launches.
+    let mut other = task(script, Duration::from_secs(10));
+    other.reuse = InstanceReuse::SameFunction;
+    let o3 = e.execute(&other, &mut io(100)).await.unwrap();
+    assert_eq!(run_index(&o3), 1);
+    let mut changed = task("write out 1\n", Duration::from_secs(10));
+    changed.function_id = t.function_id;
+    changed.reuse = InstanceReuse::SameFunction;
+    let o4 = e.execute(&changed, &mut io(100)).await.unwrap();
+    assert_eq!(run_index(&o4), 1);
+    assert_eq!(b.launched(), 3);
+    assert!(b.live_instances() <= 2);
+    drop(e);
+    settle(&b, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_use_functions_never_get_a_reused_instance() {
+    let (e, b) = executor(0, 2);
+    let mut t = task("kept secret out\nkeep secret\n", Duration::from_secs(10));
+    t.reuse = InstanceReuse::SameFunction;
+    e.execute(&t, &mut io(100)).await.unwrap();
+    reused(&e, 1).await;
+    // Same function id, but this task's function is single-use (its digest said so).
+    t.reuse = InstanceReuse::Never;
+    t.task_id = TaskId::new();
+    let o = e.execute(&t, &mut io(100)).await.unwrap();
+    assert_eq!(run_index(&o), 1);
+    assert_eq!(b.launched(), 2);
+    drop(e);
+    settle(&b, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_program_is_reset_too_and_a_crashed_instance_is_not_reused() {
+    let (e, b) = executor(0, 2);
+    let mut t = task(
+        "keep secret\nerr it broke\nexit 3\n",
+        Duration::from_secs(10),
+    );
+    t.reuse = InstanceReuse::SameFunction;
+    let m = function(&e.execute(&t, &mut io(100)).await);
+    assert!(m.contains("status 3") && m.contains("it broke"), "{m}");
+    reused(&e, 1).await;
+    // An instance that dies mid-run is not parked again.
+    let mut crash = task("write out 1\n", Duration::from_secs(10));
+    crash.reuse = InstanceReuse::SameFunction;
+    b.push_fault(Fault::CrashAfterStarted);
+    let _failed = e.execute(&crash, &mut io(100)).await;
+    assert_eq!(e.pool_stats("native").unwrap().reused, 1);
     drop(e);
     settle(&b, 0).await;
 }

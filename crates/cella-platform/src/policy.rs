@@ -166,6 +166,7 @@ mod tests {
                 description: String::new(),
                 executor: cella_types::ExecutorKind::Builtin,
                 runtime: None,
+                reuse: cella_types::InstanceReuse::Never,
                 arguments: vec![],
                 inputs: vec![],
                 outputs: vec![],

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cella_store::{Record, WriteTx};
-use cella_types::{Digest, Function, InputFile, NewTask, OutputFile, Task, TaskId, User, UserName};
+use cella_types::{
+    Digest, Function, InputFile, InstanceReuse, NewTask, OutputFile, Task, TaskId, User, UserName,
+};
 use tokio::sync::broadcast;
 
 use crate::audit::audit;
@@ -25,6 +27,8 @@ pub struct TaskView {
     pub digest: Option<Digest>,
     /// The function's current payload digest, which the task digest covers.
     pub payload_digest: Option<Digest>,
+    /// The function's current instance reuse mode, which the task digest covers.
+    pub reuse: InstanceReuse,
     /// Participants whose approval matches the current digest.
     pub approved_by: Vec<UserName>,
 }
@@ -91,7 +95,7 @@ fn task_key(id: &str) -> Result<String> {
 }
 
 fn view_of(function: Option<&Function>, task: Task) -> TaskView {
-    let digest = function.map(|f| task.digest(&f.payload_digest));
+    let digest = function.map(|f| task.digest(&f.payload_digest, f.spec.reuse));
     let approved_by = match &digest {
         Some(d) => task
             .participants
@@ -105,6 +109,7 @@ fn view_of(function: Option<&Function>, task: Task) -> TaskView {
         task,
         digest,
         payload_digest: function.map(|f| f.payload_digest),
+        reuse: function.map(|f| f.spec.reuse).unwrap_or_default(),
         approved_by,
     }
 }
@@ -332,7 +337,7 @@ impl Platform {
             let function = function.ok_or_else(|| {
                 PlatformError::FailedPrecondition("the task's function was deleted".into())
             })?;
-            let current = task.digest(&function.payload_digest);
+            let current = task.digest(&function.payload_digest, function.spec.reuse);
             task.approve(&caller.user, given, current, now_ms())?;
             Ok(())
         })
@@ -363,7 +368,7 @@ impl Platform {
                     function.spec.quota.unwrap_or_default()
                 )));
             }
-            let current = task.digest(&function.payload_digest);
+            let current = task.digest(&function.payload_digest, function.spec.reuse);
             let now = now_ms();
             task.stage(&current, now)?;
             function.usage += 1;

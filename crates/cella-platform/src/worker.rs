@@ -201,6 +201,7 @@ impl Platform {
             payload,
             payload_digest: job.function.payload_digest,
             runtime: job.function.spec.runtime.clone(),
+            reuse: job.function.spec.reuse,
             arguments: job.task.arguments.clone(),
             deadline: self.config.task_deadline,
         };

@@ -3,11 +3,12 @@
 //! ```text
 //! send Hello ─► ExpectDeploy ─Deploy─► ReceiveFiles ─all chunks, digests ok─► send Started
 //!   ─► Running (Log frames out; Cancel in ─► stop, send Error{CANCELED})
-//!   ─► program ended ─► output Chunks, Finished{exit, outputs, receipt} ─► close
+//!   ─► program ended ─► output Chunks, Finished{exit, outputs, receipt}
+//!   ─► channel closed: the end | Reset ─► wipe the run's files ─► send Hello again
 //! ```
 //!
-//! Anything out of place is answered with `Error` and the session ends: the instance is
-//! single-use, so there is nothing to recover.
+//! Anything out of place is answered with `Error` and the session ends: there is nothing
+//! to recover, the executor starts a fresh instance.
 
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -114,8 +115,11 @@ fn unexpected(body: Option<Body>, expected: &str) -> Result<(ErrorCode, String),
     }
 }
 
-/// Serves one session on an attested channel: receives `Deploy`, lays the workload out
-/// under `root` (an empty directory), runs it with `runner`, and reports.
+/// Serves an attested channel: says `Hello`, receives `Deploy`, lays the workload out
+/// under `root` (an empty directory, or one holding only empty `outputs/` and `scratch/`
+/// mount points), runs it with `runner`, and reports. After `Finished`, a `Reset` wipes
+/// the run's files and starts over with `Hello` (functions with `reuse =
+/// same-function`); the channel closing ends the session.
 ///
 /// # Errors
 ///
@@ -137,18 +141,69 @@ where
         preload_version: env!("CARGO_PKG_VERSION").into(),
     })
     .into();
-    write_frame(&mut wr, &hello).await?;
-    // The directories do not depend on the workload: make them while idle.
-    let layout = match Layout::create(root) {
-        Ok(l) => l,
-        Err(e) => return Err(give_up(&mut wr, e.code, e.message).await),
-    };
+    let mut run_index = 1;
+    loop {
+        write_frame(&mut wr, &hello).await?;
+        // The directories do not depend on the workload: make them while idle.
+        let layout = match Layout::create(root) {
+            Ok(l) => l,
+            Err(e) => return Err(give_up(&mut wr, e.code, e.message).await),
+        };
+        let served = serve_run(
+            &mut rd,
+            &mut wr,
+            identity,
+            layout.clone(),
+            runner,
+            run_index,
+        )
+        .await?;
+        if served == Served::Canceled {
+            return Ok(served);
+        }
+        // Finished: a Reset for another run, or the end of the session.
+        match rd.read_frame().await {
+            Ok(Envelope {
+                body: Some(Body::Reset(_)),
+            }) => {
+                if let Err(e) = layout.wipe() {
+                    return Err(give_up(&mut wr, e.code, e.message).await);
+                }
+                run_index += 1;
+            }
+            Ok(other) => {
+                let (code, msg) = unexpected(other.body, "Reset")?;
+                return Err(give_up(&mut wr, code, msg).await);
+            }
+            Err(e) if e.is_malformed() => {
+                return Err(give_up(&mut wr, ErrorCode::Protocol, e.to_string()).await);
+            }
+            Err(_) => {
+                let _closed = wr.shutdown().await;
+                return Ok(served);
+            }
+        }
+    }
+}
 
+/// One run: `Deploy` to `Finished` (or a cancel).
+async fn serve_run<R, W>(
+    rd: &mut FrameReader<R>,
+    wr: &mut W,
+    identity: &Identity,
+    layout: Layout,
+    runner: &dyn Runner,
+    run_index: u32,
+) -> Result<Served, PreloadError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     // ExpectDeploy.
     let first = match rd.read_frame().await {
         Ok(f) => f,
         Err(e) if e.is_malformed() => {
-            return Err(give_up(&mut wr, ErrorCode::Protocol, e.to_string()).await);
+            return Err(give_up(wr, ErrorCode::Protocol, e.to_string()).await);
         }
         Err(e) => return Err(e.into()),
     };
@@ -156,7 +211,7 @@ where
         Some(Body::Deploy(d)) => d,
         other => {
             let (code, msg) = unexpected(other, "Deploy")?;
-            return Err(give_up(&mut wr, code, msg).await);
+            return Err(give_up(wr, code, msg).await);
         }
     };
     if let Err(e) = check_deploy(&deploy) {
@@ -164,21 +219,21 @@ where
             crate::protocol::CheckError::Version { .. } => ErrorCode::Version,
             _ => ErrorCode::Protocol,
         };
-        return Err(give_up(&mut wr, code, e.to_string()).await);
+        return Err(give_up(wr, code, e.to_string()).await);
     }
     let limits = deploy.limits.unwrap_or_default();
 
     // ReceiveFiles.
-    let received = match receive_files(&mut rd, &deploy, layout).await {
+    let received = match receive_files(rd, &deploy, layout).await {
         Ok(r) => r,
-        Err(Receive::Fail(code, msg)) => return Err(give_up(&mut wr, code, msg).await),
+        Err(Receive::Fail(code, msg)) => return Err(give_up(wr, code, msg).await),
         Err(Receive::Canceled) => {
-            let _gone = give_up(&mut wr, ErrorCode::Canceled, "canceled before start".into()).await;
+            let _gone = give_up(wr, ErrorCode::Canceled, "canceled before start".into()).await;
             return Ok(Served::Canceled);
         }
         Err(Receive::Fatal(e)) => return Err(e),
     };
-    write_frame(&mut wr, &Body::Started(Started {}).into()).await?;
+    write_frame(wr, &Body::Started(Started {}).into()).await?;
 
     // Running.
     let mut env: Vec<(String, String)> = deploy
@@ -204,7 +259,7 @@ where
         tokio::select! {
             r = &mut run => break r,
             Some((stream, line)) = log_rx.recv() => {
-                send_log(&mut wr, &mut budget, stream, line).await?;
+                send_log(wr, &mut budget, stream, line).await?;
             }
             frame = rd.read_frame(), if !canceled && !executor_gone => match frame {
                 Ok(Envelope { body: Some(Body::Cancel(c)) }) => {
@@ -215,32 +270,32 @@ where
                 Ok(other) => {
                     cancel.cancel();
                     let (code, msg) = unexpected(other.body, "Cancel")?;
-                    return Err(give_up(&mut wr, code, msg).await);
+                    return Err(give_up(wr, code, msg).await);
                 }
                 Err(e) => {
                     // The executor is gone or broke the framing: stop the program.
                     executor_gone = true;
                     cancel.cancel();
                     if e.is_malformed() {
-                        return Err(give_up(&mut wr, ErrorCode::Protocol, e.to_string()).await);
+                        return Err(give_up(wr, ErrorCode::Protocol, e.to_string()).await);
                     }
                 }
             },
         }
     };
     while let Ok((stream, line)) = log_rx.try_recv() {
-        send_log(&mut wr, &mut budget, stream, line).await?;
+        send_log(wr, &mut budget, stream, line).await?;
     }
     if executor_gone {
         return Err(PreloadError::ExecutorGaveUp("the channel closed".into()));
     }
     if canceled {
-        let _sent = give_up(&mut wr, ErrorCode::Canceled, "canceled".into()).await;
+        let _sent = give_up(wr, ErrorCode::Canceled, "canceled".into()).await;
         return Ok(Served::Canceled);
     }
     let exit = match result {
         Ok(exit) => exit,
-        Err(e) => return Err(give_up(&mut wr, ErrorCode::Spawn, e.to_string()).await),
+        Err(e) => return Err(give_up(wr, ErrorCode::Spawn, e.to_string()).await),
     };
     let wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
 
@@ -255,7 +310,7 @@ where
             }
             Err(e) => {
                 let (code, msg) = layout_failure(e);
-                return Err(give_up(&mut wr, code, msg).await);
+                return Err(give_up(wr, code, msg).await);
             }
         }
     }
@@ -273,7 +328,7 @@ where
             .into();
             append_frame(&mut batch, &chunk)?;
             if batch.len() >= BATCH_BYTES {
-                write_frames(&mut wr, &batch).await?;
+                write_frames(wr, &batch).await?;
                 batch.clear();
             }
         }
@@ -304,11 +359,12 @@ where
         signed_at_unix_secs: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
+        run_index,
     }
     .encode_to_vec();
     let signature = match identity.signer().sign(&body) {
         Ok(s) => s,
-        Err(e) => return Err(give_up(&mut wr, ErrorCode::Internal, e.to_string()).await),
+        Err(e) => return Err(give_up(wr, ErrorCode::Internal, e.to_string()).await),
     };
     let output_bytes = metas.iter().map(|m| m.size).sum();
     let finished: Envelope = Body::Finished(Finished {
@@ -326,8 +382,7 @@ where
     })
     .into();
     append_frame(&mut batch, &finished)?;
-    write_frames(&mut wr, &batch).await?;
-    let _closed = wr.shutdown().await;
+    write_frames(wr, &batch).await?;
     Ok(Served::Finished(exit))
 }
 

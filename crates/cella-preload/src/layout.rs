@@ -60,13 +60,22 @@ impl Layout {
         let layout = Self {
             root: root.to_path_buf(),
         };
-        for dir in [
-            layout.workload_dir(),
-            layout.input_dir(),
-            layout.output_dir(),
-            layout.scratch_dir(),
+        for (dir, may_exist) in [
+            (layout.workload_dir(), false),
+            (layout.input_dir(), false),
+            (layout.output_dir(), true),
+            (layout.scratch_dir(), true),
         ] {
-            fs::create_dir(&dir).map_err(|e| LayoutError::io("creating", &dir, &e))?;
+            // A backend may mount size-capped file systems at outputs/ and scratch/; they
+            // are accepted if empty. Anything else already there is refused.
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e)
+                    if may_exist
+                        && e.kind() == std::io::ErrorKind::AlreadyExists
+                        && fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none()) => {}
+                Err(e) => return Err(LayoutError::io("creating", &dir, &e)),
+            }
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
                 .map_err(|e| LayoutError::io("setting permissions of", &dir, &e))?;
         }
@@ -155,6 +164,36 @@ impl Layout {
         })
     }
 
+    /// Removes every file of the last run, so that [`Layout::create`] can run again
+    /// (`Reset`, for functions with `reuse = same-function`): the workload, the inputs,
+    /// the return value and everything else directly under the root are removed;
+    /// `outputs/` and `scratch/` are emptied in place, since a backend may have mounted
+    /// them. Directories the program made unwritable are made writable first.
+    ///
+    /// # Errors
+    ///
+    /// [`LayoutError`] with [`ErrorCode::Layout`], naming what could not be removed.
+    pub fn wipe(&self) -> Result<(), LayoutError> {
+        let keep = [self.output_dir(), self.scratch_dir()];
+        for dir in &keep {
+            for entry in fs::read_dir(dir).map_err(|e| LayoutError::io("listing", dir, &e))? {
+                let entry = entry.map_err(|e| LayoutError::io("listing", dir, &e))?;
+                remove_tree(&entry.path())?;
+            }
+        }
+        for entry in
+            fs::read_dir(&self.root).map_err(|e| LayoutError::io("listing", &self.root, &e))?
+        {
+            let path = entry
+                .map_err(|e| LayoutError::io("listing", &self.root, &e))?
+                .path();
+            if !keep.contains(&path) {
+                remove_tree(&path)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The return value, empty if the program wrote none.
     ///
     /// # Errors
@@ -181,6 +220,29 @@ impl Layout {
             ),
             Capped::Io(e) => LayoutError::io("reading", &path, &e),
         })
+    }
+}
+
+/// Removes `path` and, if it is a directory (not a link to one), everything under it,
+/// first making every directory under it writable (the program may have made one 0500).
+fn remove_tree(path: &Path) -> Result<(), LayoutError> {
+    let meta = fs::symlink_metadata(path).map_err(|e| LayoutError::io("reading", path, &e))?;
+    if meta.is_dir() {
+        // Iterative, so a deep tree made by the program cannot exhaust the stack.
+        let mut dirs = vec![path.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| LayoutError::io("setting permissions of", &dir, &e))?;
+            for entry in fs::read_dir(&dir).map_err(|e| LayoutError::io("listing", &dir, &e))? {
+                let entry = entry.map_err(|e| LayoutError::io("listing", &dir, &e))?;
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+        fs::remove_dir_all(path).map_err(|e| LayoutError::io("removing", path, &e))
+    } else {
+        fs::remove_file(path).map_err(|e| LayoutError::io("removing", path, &e))
     }
 }
 
@@ -411,5 +473,37 @@ mod tests {
             layout.read_return_value(1).unwrap_err().code,
             ErrorCode::OutputTooLarge
         );
+    }
+
+    #[test]
+    fn wipe_leaves_an_empty_root_but_the_mount_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        fs::write(layout.workload_dir().join("program"), b"p").unwrap();
+        fs::write(layout.input_dir().join("in"), b"secret").unwrap();
+        layout.seal_read_only().unwrap();
+        fs::write(layout.output_dir().join("o"), b"o").unwrap();
+        fs::write(layout.return_file(), b"rv").unwrap();
+        // A tree the program made hard to remove: deep, and a directory without write.
+        let deep = layout.scratch_dir().join("a/b/c");
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path(), layout.scratch_dir().join("up")).unwrap();
+        fs::set_permissions(
+            layout.scratch_dir().join("a/b"),
+            fs::Permissions::from_mode(0o500),
+        )
+        .unwrap();
+        layout.wipe().unwrap();
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["outputs", "scratch"]);
+        assert_eq!(fs::read_dir(layout.output_dir()).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(layout.scratch_dir()).unwrap().count(), 0);
+        // The link was removed, not followed.
+        assert!(dir.path().exists());
     }
 }

@@ -92,6 +92,10 @@ pub struct ReceiptBody {
     /// When the instance signed, seconds since the Unix epoch, by the instance's clock.
     #[prost(uint64, tag = "12")]
     pub signed_at_unix_secs: u64,
+    /// Which run of the instance this was: 1 for its first task; more only for a
+    /// function registered with `reuse = same-function`.
+    #[prost(uint32, tag = "13")]
+    pub run_index: u32,
 }
 
 /// The command line and environment, as hashed into [`ReceiptBody::command_sha256`].

@@ -47,6 +47,10 @@ pub(crate) fn function_spec(spec: Option<pb::FunctionSpec>) -> Result<FunctionSp
         description: spec.description,
         executor,
         runtime: (!spec.runtime.is_empty()).then_some(spec.runtime),
+        reuse: spec
+            .reuse
+            .parse()
+            .map_err(|e: cella_types::SpecError| invalid(format!("spec.reuse: {e}")))?,
         arguments: spec
             .arguments
             .into_iter()
@@ -91,6 +95,7 @@ pub(crate) fn function_info(f: &Function, payload: Option<Vec<u8>>) -> pb::Funct
             description: f.spec.description.clone(),
             executor: f.spec.executor.to_string(),
             runtime: f.spec.runtime.clone().unwrap_or_default(),
+            reuse: f.spec.reuse.as_str().to_owned(),
             arguments: f
                 .spec
                 .arguments
@@ -253,6 +258,7 @@ pub(crate) fn task_info(v: &TaskView) -> pb::TaskInfo {
             .collect(),
         attempts: t.attempts,
         function_payload_digest: v.payload_digest.map(|d| d.to_hex()).unwrap_or_default(),
+        function_reuse: v.reuse.as_str().to_owned(),
     }
 }
 

@@ -60,6 +60,55 @@ impl FromStr for ExecutorKind {
     }
 }
 
+/// Whether a LibOS instance may serve more than one task.
+///
+/// Single-use is the default: every task gets a fresh instance, so nothing of one task
+/// can reach another. `SameFunction` lets an instance that finished a task of this
+/// function (same id, same payload) serve the next task of the same function after its
+/// scratch state is wiped: faster, but a function that wants to could carry state from
+/// one task to the next inside the instance. It is part of the task digest, so every
+/// participant approves it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceReuse {
+    /// A fresh instance per task.
+    #[default]
+    Never,
+    /// Instances are reused across tasks of this function only, wiped in between.
+    SameFunction,
+}
+
+impl InstanceReuse {
+    /// The name used on the wire and in the CLI: `never`, `same-function`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InstanceReuse::Never => "never",
+            InstanceReuse::SameFunction => "same-function",
+        }
+    }
+}
+
+impl fmt::Display for InstanceReuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for InstanceReuse {
+    type Err = SpecError;
+
+    /// Parses `never` (or the empty string) and `same-function`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "" | "never" => Ok(Self::Never),
+            "same-function" => Ok(Self::SameFunction),
+            _ => Err(SpecError::Reuse(
+                "instance reuse is \"never\" or \"same-function\"",
+            )),
+        }
+    }
+}
+
 /// One declared argument of a function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArgumentSpec {
@@ -101,6 +150,9 @@ pub struct FunctionSpec {
     pub executor: ExecutorKind,
     /// The runtime image name, for `libos` functions only.
     pub runtime: Option<String>,
+    /// Whether LibOS instances may serve several tasks of this function (`libos` only).
+    #[serde(default)]
+    pub reuse: InstanceReuse,
     /// Declared arguments.
     pub arguments: Vec<ArgumentSpec>,
     /// Declared input slots.
@@ -234,6 +286,9 @@ pub enum SpecError {
     /// A libos function without runtime, or a runtime on another executor.
     #[error("{0}")]
     Runtime(&'static str),
+    /// An unknown instance reuse mode, or reuse on an executor without instances.
+    #[error("{0}")]
+    Reuse(&'static str),
     /// An argument without default that may not be overridden could never be set.
     #[error("argument {0:?} has no default and is not overridable, so it could never be set")]
     UnsettableArgument(String),
@@ -326,6 +381,9 @@ impl FunctionSpec {
                 return Err(SpecError::UnsettableArgument(a.name.clone()));
             }
         }
+        if self.reuse != InstanceReuse::Never && self.executor != ExecutorKind::Libos {
+            return Err(SpecError::Reuse("only libos functions can reuse instances"));
+        }
         match (self.executor, &self.runtime) {
             (ExecutorKind::Libos, None) => Err(SpecError::Runtime(
                 "a libos function needs a runtime image name",
@@ -349,6 +407,7 @@ mod tests {
             description: "intersect".into(),
             executor: ExecutorKind::Builtin,
             runtime: None,
+            reuse: InstanceReuse::Never,
             arguments: vec![
                 ArgumentSpec {
                     name: "sep".into(),
@@ -411,6 +470,11 @@ mod tests {
         assert!(matches!(s.validate(), Err(SpecError::Runtime(_))));
         s.runtime = Some("python3".into());
         assert_eq!(s.validate(), Ok(()));
+        s.reuse = InstanceReuse::SameFunction;
+        assert_eq!(s.validate(), Ok(()));
+        let mut s = spec();
+        s.reuse = InstanceReuse::SameFunction;
+        assert!(matches!(s.validate(), Err(SpecError::Reuse(_))));
         let mut s = spec();
         s.name = "../etc".into();
         assert!(matches!(s.validate(), Err(SpecError::InvalidName { .. })));
@@ -428,6 +492,20 @@ mod tests {
             })
             .collect();
         assert!(matches!(s.validate(), Err(SpecError::TooMany { .. })));
+    }
+
+    #[test]
+    fn reuse_names_round_trip_and_default_to_never() {
+        for r in [InstanceReuse::Never, InstanceReuse::SameFunction] {
+            assert_eq!(r.as_str().parse::<InstanceReuse>(), Ok(r));
+        }
+        assert_eq!("".parse::<InstanceReuse>(), Ok(InstanceReuse::Never));
+        assert!("always".parse::<InstanceReuse>().is_err());
+        // Specs stored before the field existed read as single-use.
+        let mut json = serde_json::to_value(spec()).unwrap();
+        json.as_object_mut().unwrap().remove("reuse");
+        let old: FunctionSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(old.reuse, InstanceReuse::Never);
     }
 
     #[test]

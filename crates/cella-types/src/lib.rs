@@ -13,7 +13,8 @@ pub mod user;
 pub use digest::{DIGEST_LEN, Digest, Hasher};
 pub use file::{FileSchema, InputFile, KeyMaterial, Location, OutputContent, OutputFile};
 pub use function::{
-    ArgumentSpec, ExecutorKind, Function, FunctionSpec, SlotSpec, SpecError, Visibility,
+    ArgumentSpec, ExecutorKind, Function, FunctionSpec, InstanceReuse, SlotSpec, SpecError,
+    Visibility,
 };
 pub use id::{FunctionId, InputFileId, OutputFileId, ParseIdError, TaskId};
 pub use task::{

@@ -9,7 +9,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Digest, FunctionId, Hasher, InputFileId, OutputFileId, TaskId, UserName};
+use crate::{
+    Digest, FunctionId, Hasher, InputFileId, InstanceReuse, OutputFileId, TaskId, UserName,
+};
 
 /// How many times a task may be leased: the first run and one retry after a lost lease.
 pub const MAX_ATTEMPTS: u32 = 2;
@@ -443,12 +445,13 @@ impl Task {
     }
 
     /// The task digest: SHA-256 over the canonical encoding of everything an approver
-    /// approves (`docs/formats/task-digest.md`). `payload_digest` is the function's
-    /// current payload digest, so a changed payload changes the digest.
-    pub fn digest(&self, payload_digest: &Digest) -> Digest {
+    /// approves (`docs/formats/task-digest.md`). `payload_digest` and `reuse` are the
+    /// function's current ones, so changing either changes the digest.
+    pub fn digest(&self, payload_digest: &Digest, reuse: InstanceReuse) -> Digest {
         TaskDigest {
             function_id: self.function_id,
             payload_digest: *payload_digest,
+            reuse,
             arguments: &self.arguments,
             inputs: &self.inputs,
             outputs: &self.outputs,
@@ -591,6 +594,8 @@ pub struct TaskDigest<'a> {
     pub function_id: FunctionId,
     /// The function's current payload digest.
     pub payload_digest: Digest,
+    /// The function's current instance reuse mode.
+    pub reuse: InstanceReuse,
     /// Resolved arguments.
     pub arguments: &'a BTreeMap<String, String>,
     /// Input slots.
@@ -603,9 +608,13 @@ impl TaskDigest<'_> {
     /// SHA-256 over the canonical encoding of `docs/formats/task-digest.md`.
     pub fn compute(&self) -> Digest {
         let mut h = Hasher::new();
-        put_str(&mut h, "cella/task-digest/v1");
+        put_str(&mut h, "cella/task-digest/v2");
         put_str(&mut h, &self.function_id.to_string());
         h.update(self.payload_digest.as_bytes());
+        h.update(&[match self.reuse {
+            InstanceReuse::Never => 0,
+            InstanceReuse::SameFunction => 1,
+        }]);
         put_len(&mut h, self.arguments.len());
         for (k, v) in self.arguments {
             put_str(&mut h, k);
@@ -754,7 +763,7 @@ mod tests {
     fn approvals_bind_the_digest() {
         let mut t = assigned();
         let payload = Digest::of(b"payload");
-        let d = t.digest(&payload);
+        let d = t.digest(&payload, InstanceReuse::Never);
         assert!(matches!(
             t.stage(&d, 3),
             Err(TaskError::NotApproved { missing }) if missing.len() == 3
@@ -769,7 +778,7 @@ mod tests {
         }
         assert_eq!(t.status(), TaskStatus::Approved);
         // The function owner changes the payload: every approval is void.
-        let new_d = t.digest(&Digest::of(b"payload v2"));
+        let new_d = t.digest(&Digest::of(b"payload v2"), InstanceReuse::Never);
         assert_ne!(new_d, d);
         assert!(
             matches!(t.stage(&new_d, 4), Err(TaskError::NotApproved { missing }) if missing.len() == 3)
@@ -783,21 +792,22 @@ mod tests {
     fn digest_covers_every_field() {
         let t = assigned();
         let p = Digest::of(b"p");
-        let base = t.digest(&p);
+        let base = t.digest(&p, InstanceReuse::Never);
         let mut t2 = t.clone();
         t2.arguments.insert("k".into(), "w".into());
-        assert_ne!(t2.digest(&p), base);
+        assert_ne!(t2.digest(&p, InstanceReuse::Never), base);
         let mut t3 = t.clone();
         t3.outputs.get_mut("out_a").unwrap().owners.insert(u("z"));
-        assert_ne!(t3.digest(&p), base);
+        assert_ne!(t3.digest(&p, InstanceReuse::Never), base);
         let mut t4 = t.clone();
         t4.assign_input("in_opt", InputFileId::new(), Digest::of(b"o"), 5)
             .unwrap();
-        assert_ne!(t4.digest(&p), base);
+        assert_ne!(t4.digest(&p, InstanceReuse::Never), base);
         let mut t5 = t.clone();
         t5.function_id = FunctionId::new();
-        assert_ne!(t5.digest(&p), base);
-        assert_eq!(t.clone().digest(&p), base);
+        assert_ne!(t5.digest(&p, InstanceReuse::Never), base);
+        assert_ne!(t.digest(&p, InstanceReuse::SameFunction), base);
+        assert_eq!(t.clone().digest(&p, InstanceReuse::Never), base);
     }
 
     /// The encoding of docs/formats/task-digest.md, written out byte by byte for a task
@@ -833,9 +843,10 @@ mod tests {
             v.extend_from_slice(x.as_bytes());
         }
         let mut e = Vec::new();
-        s(&mut e, "cella/task-digest/v1");
+        s(&mut e, "cella/task-digest/v2");
         s(&mut e, &fid.to_string());
         e.extend_from_slice(payload.as_bytes());
+        e.push(1);
         e.extend_from_slice(&1u32.to_be_bytes());
         s(&mut e, "k");
         s(&mut e, "v");
@@ -855,6 +866,7 @@ mod tests {
         let computed = TaskDigest {
             function_id: fid,
             payload_digest: payload,
+            reuse: InstanceReuse::SameFunction,
             arguments: &arguments,
             inputs: &inputs,
             outputs: &outputs,
@@ -866,7 +878,7 @@ mod tests {
     #[test]
     fn lease_retry_then_fail() {
         let mut t = assigned();
-        let d = t.digest(&Digest::of(b"p"));
+        let d = t.digest(&Digest::of(b"p"), InstanceReuse::Never);
         for who in ["a", "b", "fo"] {
             t.approve(&u(who), d, d, 3).unwrap();
         }

@@ -73,6 +73,7 @@ pub async fn echo_task_latency(samples: usize) -> Result<Vec<Duration>, BenchErr
         payload: Arc::from(ECHO_WASM),
         payload_digest: Digest::of(ECHO_WASM),
         runtime: None,
+        reuse: cella_types::InstanceReuse::Never,
         arguments: BTreeMap::from([("message".to_owned(), "hello".to_owned())]),
         deadline: Duration::from_secs(10),
     };

@@ -47,6 +47,7 @@ pub(crate) fn task(payload: &[u8], args: &[(&str, &str)]) -> StagedTask {
         payload: Arc::from(payload),
         payload_digest: Digest::of(payload),
         runtime: None,
+        reuse: cella_types::InstanceReuse::Never,
         arguments: args
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -13,6 +13,8 @@ use crate::parse;
 
 /// The executor families, as the CLI spells them.
 const EXECUTORS: [&str; 3] = ["builtin", "wasm", "libos"];
+/// Instance reuse modes of libos functions.
+const REUSE: [&str; 2] = ["never", "same-function"];
 
 /// `cella function` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -90,6 +92,10 @@ pub(crate) struct RegisterArgs {
     /// Runtime image for libos functions, such as python3.
     #[arg(long, value_name = "R")]
     pub(crate) runtime: Option<String>,
+    /// libos only: `same-function` lets an instance serve several tasks of this
+    /// function, wiped in between (default `never`: a fresh instance per task).
+    #[arg(long, value_name = "MODE", value_parser = REUSE)]
+    pub(crate) reuse: Option<String>,
     /// An argument: name (required), name=default, or name=default:fixed.
     #[arg(long = "arg", value_name = "name[=default][:fixed]", value_parser = parse::arg_decl)]
     pub(crate) args: Vec<proto::ArgumentSpec>,
@@ -127,6 +133,10 @@ pub(crate) struct UpdateArgs {
     /// New runtime image (libos).
     #[arg(long, value_name = "R")]
     pub(crate) runtime: Option<String>,
+    /// New instance reuse mode (libos): never or same-function. Changing it voids the
+    /// approvals of tasks that use the function.
+    #[arg(long, value_name = "MODE", value_parser = REUSE)]
+    pub(crate) reuse: Option<String>,
     /// Replace the arguments with these.
     #[arg(long = "arg", value_name = "name[=default][:fixed]", value_parser = parse::arg_decl)]
     pub(crate) args: Vec<proto::ArgumentSpec>,
@@ -180,6 +190,7 @@ pub(crate) fn validate_spec(spec: &proto::FunctionSpec) -> anyhow::Result<()> {
         description: spec.description.clone(),
         executor,
         runtime: (!spec.runtime.is_empty()).then(|| spec.runtime.clone()),
+        reuse: spec.reuse.parse()?,
         arguments: spec
             .arguments
             .iter()
@@ -227,6 +238,7 @@ pub(crate) fn register_spec(args: &RegisterArgs) -> anyhow::Result<(proto::Funct
         description: args.description.clone(),
         executor,
         runtime: args.runtime.clone().unwrap_or_default(),
+        reuse: args.reuse.clone().unwrap_or_default(),
         arguments: args.args.clone(),
         inputs: args.inputs.clone(),
         outputs: args.outputs.clone(),
@@ -257,6 +269,9 @@ pub(crate) fn updated_spec(
     }
     if let Some(runtime) = &args.runtime {
         spec.runtime = runtime.clone();
+    }
+    if let Some(reuse) = &args.reuse {
+        spec.reuse = reuse.clone();
     }
     if args.no_args || !args.args.is_empty() {
         spec.arguments = args.args.clone();

@@ -230,6 +230,11 @@ async fn approve(client: &Client, id: &str, digest: Option<String>) -> anyhow::R
         "\n  function    {} {name} (owner {}), payload sha256 {}",
         task.function_id, task.function_owner, task.function_payload_digest
     ));
+    if task.function_reuse == "same-function" {
+        human.push_str(
+            "\n  reuse       same-function: instances serve several tasks of this function",
+        );
+    }
     for (k, v) in task.arguments.iter().collect::<BTreeMap<_, _>>() {
         human.push_str(&format!("\n  argument    {k}={v:?}"));
     }

@@ -298,6 +298,7 @@ pub(crate) mod test_support {
             payload: Arc::from(name.as_bytes()),
             payload_digest: Digest::of(name.as_bytes()),
             runtime: None,
+            reuse: cella_types::InstanceReuse::Never,
             arguments: args
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

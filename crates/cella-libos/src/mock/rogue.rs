@@ -81,6 +81,7 @@ fn finished(identity: &Identity, deploy: &Deploy, partial: bool) -> Result<Finis
         return_value_sha256: sha256(b"").to_vec(),
         command_sha256: command_digest(&deploy.argv, &deploy.env).to_vec(),
         signed_at_unix_secs: 0,
+        run_index: 1,
     }
     .encode_to_vec();
     let signature = identity

@@ -13,6 +13,8 @@
 //! | `fill OUT N` | output `OUT` := `N` bytes `x` |
 //! | `arg NAME OUT` | output `OUT` := the task argument `NAME` (`CELLA_ARG_NAME`) |
 //! | `return TEXT` | the return value := `TEXT` |
+//! | `keep NAME` | leaves a file `NAME` in scratch (what a reused instance must wipe) |
+//! | `kept NAME OUT` | output `OUT` := `present` or `absent`: whether scratch holds `NAME` |
 //! | `sleep MS` | wait `MS` milliseconds |
 //! | `flood N MS` | `N` log lines, one every `MS` milliseconds |
 //! | `hang` | wait until cancelled |
@@ -125,6 +127,12 @@ impl Runner for ScriptRunner {
                     output(&o, value.as_bytes())
                 }
                 "return" => std::fs::write(job.layout.return_file(), rest.as_bytes()),
+                "keep" => std::fs::write(job.layout.scratch_dir().join(arg()), b"left over"),
+                "kept" => {
+                    let (name, o) = (arg(), arg());
+                    let there = job.layout.scratch_dir().join(name).exists();
+                    output(&o, if there { b"present" } else { b"absent" })
+                }
                 "sleep" => {
                     if !wait(arg().parse().unwrap_or(0), &cancel).await {
                         return Ok(CANCELED);

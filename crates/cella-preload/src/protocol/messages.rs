@@ -12,7 +12,7 @@
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Envelope {
     /// The message; a frame without one is malformed.
-    #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub body: Option<Body>,
 }
 
@@ -43,6 +43,10 @@ pub enum Body {
     /// Either way: the sender gives up, and says why. The channel closes after it.
     #[prost(message, tag = "8")]
     Error(ErrorMsg),
+    /// Executor → instance, only right after `Finished`: wipe the run's files and serve
+    /// another task of the same function; the instance answers with `Hello`.
+    #[prost(message, tag = "9")]
+    Reset(Reset),
 }
 
 impl Body {
@@ -57,6 +61,7 @@ impl Body {
             Body::Cancel(_) => "Cancel",
             Body::Finished(_) => "Finished",
             Body::Error(_) => "Error",
+            Body::Reset(_) => "Reset",
         }
     }
 }
@@ -181,6 +186,11 @@ pub struct Chunk {
 /// The workload is laid out, every digest verified, and the program started.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
 pub struct Started {}
+
+/// Serve another task: the instance removes every file of the last run (workload,
+/// inputs, outputs, scratch, return value) and says `Hello` again.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct Reset {}
 
 /// Which output stream a log line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
@@ -423,6 +433,7 @@ mod tests {
                     m.body = Some(Body::Finished(Finished::default()))
                 }),
                 ("error", |m| m.body = Some(Body::Error(ErrorMsg::default()))),
+                ("reset", |m| m.body = Some(Body::Reset(Reset {}))),
             ],
         );
         check::<Hello>(
@@ -481,6 +492,7 @@ mod tests {
                 ("return_value_sha256", |m| m.return_value_sha256 = vec![1]),
                 ("command_sha256", |m| m.command_sha256 = vec![1]),
                 ("signed_at_unix_secs", |m| m.signed_at_unix_secs = 1),
+                ("run_index", |m| m.run_index = 2),
             ],
         );
     }

@@ -20,7 +20,7 @@ pub use frame::{
 };
 pub use messages::{
     Body, Cancel, Chunk, ChunkTarget, Deploy, EnvVar, Envelope, ErrorCode, ErrorMsg, ExitStatus,
-    FileMeta, Finished, Hello, Limits, Log, LogStream, OutputMeta, ResourceUsage, Started,
+    FileMeta, Finished, Hello, Limits, Log, LogStream, OutputMeta, Reset, ResourceUsage, Started,
 };
 
 /// The protocol version this crate speaks, carried in `Hello` and `Deploy`. A peer with

@@ -282,3 +282,85 @@ async fn a_node_configured_with_a_libos_file_runs_libos_functions() {
     let err = default_executors(&c).err().unwrap();
     assert!(err.to_string().contains("libos"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_is_approved_with_the_task_and_reused_instances_say_so_in_receipts() {
+    let (node, backend) = libos_node(0, |_| {}).await;
+    let admin = node.admin().await;
+    let fo = node
+        .user(&admin, "fo", &["function_owner", "data_owner"])
+        .await;
+    // Reuse is for libos functions only, and spelled exactly.
+    let builtin = proto::FunctionSpec {
+        reuse: "same-function".into(),
+        ..spec("b", "builtin", &["in"], &["out"])
+    };
+    let e = fo
+        .register_function(builtin, b"echo".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), tonic::Code::InvalidArgument);
+    assert!(e.to_string().contains("reuse"), "{e}");
+    let typo = proto::FunctionSpec {
+        reuse: "always".into(),
+        ..libos_spec("u", "native")
+    };
+    assert_eq!(
+        code(
+            fo.register_function(typo, b"copy in out\n".to_vec())
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::InvalidArgument
+    );
+
+    let reusing = proto::FunctionSpec {
+        reuse: "same-function".into(),
+        ..libos_spec("upper", "native")
+    };
+    let f = fo
+        .register_function(reusing.clone(), b"upper in out\n".to_vec())
+        .await
+        .unwrap();
+    let mut run_indices = Vec::new();
+    for _ in 0..2 {
+        let (task, _out, _key) = approved_task(&f.function_id, &fo, "fo").await;
+        let t = fo.get_task(&task).await.unwrap();
+        assert_eq!(t.function_reuse, "same-function");
+        assert_eq!(
+            cella_client::compute_task_digest(&t).unwrap(),
+            t.task_digest
+        );
+        fo.invoke_task(&task).await.unwrap();
+        let t = wait(&fo, &task).await;
+        assert_eq!(status(&t), TaskStatus::Finished, "{}", t.reason);
+        let receipt = verify_bundle(&t.result.unwrap().receipt, None).unwrap();
+        run_indices.push(receipt.body.run_index);
+        // The instance is parked again before the next task takes it.
+        let until = Instant::now() + Duration::from_secs(5);
+        while mock(&backend).live_instances() != 1 {
+            assert!(Instant::now() < until);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(run_indices, [1, 2]);
+    assert_eq!(mock(&backend).launched(), 1);
+
+    // Turning reuse off changes the digest: approvals given before no longer count.
+    let (task, _out, _key) = approved_task(&f.function_id, &fo, "fo").await;
+    let before = fo.get_task(&task).await.unwrap().task_digest;
+    let single = proto::FunctionSpec {
+        reuse: "never".into(),
+        ..reusing
+    };
+    fo.update_function(&f.function_id, single, None)
+        .await
+        .unwrap();
+    let after = fo.get_task(&task).await.unwrap();
+    assert_ne!(after.task_digest, before);
+    assert_eq!(after.function_reuse, "never");
+    assert_eq!(
+        code(fo.invoke_task(&task).await.unwrap_err()),
+        tonic::Code::FailedPrecondition
+    );
+}
