@@ -584,6 +584,7 @@ mod tests {
             protocol_version: PROTOCOL_VERSION,
             task_id: "task-1".into(),
             function_id: "function-1".into(),
+            function_name: "f".into(),
             files: vec![FileMeta {
                 name: "program".into(),
                 size: 1,
@@ -704,16 +705,21 @@ mod tests {
         assert_eq!(bundle.format, crate::receipt::BUNDLE_FORMAT);
     }
 
-    #[test]
-    fn reset_serves_a_second_run_whose_receipt_counts_it() {
+    /// A run that reached `Done`, with its signer and `Deploy`.
+    fn a_done_run() -> (Box<Done>, ReceiptSigner, Deploy) {
         let (r, signer, d) = running();
         let Progress::Running(r) = step(r, chunk(0, b"abc")).unwrap() else {
             panic!()
         };
-        let Progress::Done(mut done) = step(r, finished(&signer, &d, b"abc", |_| {})).unwrap()
-        else {
+        let Progress::Done(done) = step(r, finished(&signer, &d, b"abc", |_| {})).unwrap() else {
             panic!()
         };
+        (done, signer, d)
+    }
+
+    #[test]
+    fn reset_serves_a_second_run_whose_receipt_counts_it() {
+        let (mut done, _, _) = a_done_run();
         // Only Hello answers Reset.
         let refused = done
             .reset()
@@ -722,14 +728,7 @@ mod tests {
         assert!(done.reset().is_none(), "a second Reset of one run");
         assert!(matches!(refused, Err(SessionError::Protocol(m)) if m.contains("after Reset")));
 
-        let (r, signer, d) = running();
-        let Progress::Running(r) = step(r, chunk(0, b"abc")).unwrap() else {
-            panic!()
-        };
-        let Progress::Done(mut done) = step(r, finished(&signer, &d, b"abc", |_| {})).unwrap()
-        else {
-            panic!()
-        };
+        let (mut done, signer, d) = a_done_run();
         let hello = Body::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
             preload_version: "v".into(),
