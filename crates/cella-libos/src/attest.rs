@@ -13,11 +13,14 @@
 //!   configuration ([`cella_preload::PreloadConfig`]), so an instance cannot be pointed at
 //!   another executor without its measurement changing.
 //!
-//! SGX backends will add `mr_enclave` entries to the same policies.
+//! SGX backends ([`InstanceEvidence::SgxDcap`]) are appraised instead by an `mr_enclave`
+//! policy: DCAP quotes whose `MRENCLAVE` is the measurement the backend computed (the one
+//! `gramine-sgx-sigstruct-view` reads from the signed enclave), with accepted TCB statuses.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use cella_attest::policy::RolePolicy;
 use cella_attest::policy::roles;
 use cella_attest::ratls::issue_certificate;
 use cella_attest::renew::CertResolver;
@@ -25,6 +28,8 @@ use cella_attest::sim::{SimEvidenceSource, SimSigner};
 use cella_attest::tls::{AttestedClientVerifier, server_config};
 use cella_attest::{Measurement, Policy, Verifier};
 use cella_preload::PreloadConfig;
+
+use crate::backend::{InstanceEvidence, SgxAppraisal};
 
 /// Oldest evidence either side accepts at the handshake: ten minutes. Both sides make
 /// fresh evidence for every launch, so only clock skew and a slow boot count against it.
@@ -50,6 +55,37 @@ pub struct ExecutorAttestation {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("attestation setup: {0}")]
 pub struct AttestSetupError(pub String);
+
+/// The `libos-instance` role accepting SGX quotes of `mr_enclave`.
+fn sgx_role(sgx: &SgxAppraisal, mr_enclave: Vec<Measurement>, max_age: u64) -> RolePolicy {
+    RolePolicy {
+        max_evidence_age_secs: max_age,
+        allow_debug: sgx.allow_debug,
+        allow_simulation: false,
+        trusted_sim_keys: Vec::new(),
+        sim_measurements: Vec::new(),
+        mr_enclave,
+        mr_signer: Vec::new(),
+        accepted_tcb_statuses: sgx.accepted_tcb_statuses.clone(),
+        accepted_advisory_ids: sgx.accepted_advisory_ids.clone(),
+    }
+}
+
+/// A policy file with one role, `libos-instance`, serialised (never templated).
+fn policy_toml(role: RolePolicy) -> String {
+    #[derive(serde::Serialize)]
+    struct File {
+        version: u32,
+        roles: std::collections::BTreeMap<&'static str, RolePolicy>,
+    }
+    let file = File {
+        version: cella_attest::policy::POLICY_VERSION,
+        roles: [(roles::LIBOS_INSTANCE, role)].into_iter().collect(),
+    };
+    // Serialising plain strings, numbers and lists cannot fail; an empty policy would be
+    // refused by whoever parses it.
+    toml::to_string(&file).unwrap_or_default()
+}
 
 fn role_policy(role: &str, key: &SimSigner, measurement: Measurement) -> String {
     format!(
@@ -105,6 +141,61 @@ impl ExecutorAttestation {
             roles::LIBOS_INSTANCE,
             self.hardware.public_key()
         )
+    }
+
+    /// An attestation policy (TOML) whose role `libos-instance` accepts instances with any
+    /// of `measurements` presenting `evidence`: [`ExecutorAttestation::receipt_policy`] for
+    /// simulated evidence, an `mr_enclave` policy for SGX quotes (evidence up to
+    /// [`RECEIPT_EVIDENCE_AGE_SECS`] old when the receipt was signed).
+    pub fn receipt_policy_for(
+        &self,
+        measurements: impl IntoIterator<Item = Measurement>,
+        evidence: &InstanceEvidence,
+    ) -> String {
+        match evidence {
+            InstanceEvidence::Simulated => self.receipt_policy(measurements),
+            InstanceEvidence::SgxDcap(sgx) => {
+                let role = sgx_role(
+                    sgx,
+                    measurements.into_iter().collect(),
+                    RECEIPT_EVIDENCE_AGE_SECS,
+                );
+                format!(
+                    "# Written by the cella node: accepts the SGX DCAP quotes of its LibOS\n\
+                     # instances (gramine-sgx), by MRENCLAVE.\n{}",
+                    policy_toml(role)
+                )
+            }
+        }
+    }
+
+    /// The verifier of instances whose measurement must be `expected`, presenting
+    /// `evidence`: [`ExecutorAttestation::instance_verifier`] for simulated evidence; for
+    /// SGX quotes, a verifier whose role `libos-instance` accepts exactly `expected` as
+    /// `MRENCLAVE`, with the appraisal's TCB statuses, collateral and clock.
+    ///
+    /// # Errors
+    ///
+    /// [`AttestSetupError`] if the generated policy does not parse (no TCB status
+    /// accepted, for example).
+    pub fn instance_verifier_for(
+        &self,
+        expected: Measurement,
+        evidence: &InstanceEvidence,
+    ) -> Result<Arc<Verifier>, AttestSetupError> {
+        match evidence {
+            InstanceEvidence::Simulated => self.instance_verifier(expected),
+            InstanceEvidence::SgxDcap(sgx) => {
+                let role = sgx_role(sgx, vec![expected], MAX_EVIDENCE_AGE_SECS);
+                let policy = Policy::from_toml_str(&policy_toml(role))
+                    .map_err(|e| AttestSetupError(format!("SGX instance policy: {e}")))?;
+                let mut verifier = Verifier::new(policy).with_dcap(sgx.dcap.clone());
+                if let Some(clock) = &sgx.clock {
+                    verifier = verifier.with_clock(Arc::clone(clock));
+                }
+                Ok(Arc::new(verifier))
+            }
+        }
     }
 
     /// The verifier of instances whose measurement must be `expected`.

@@ -17,7 +17,7 @@
 //!    `cella-preload` with [`LaunchSpec::socket`], [`LaunchSpec::nonce`] and an empty
 //!    working directory, and nothing else first: it is the pre-load module that connects
 //!    back, attests, and receives the workload.
-//! 3. **No untrusted I/O.** The instance reaches the executor's socket and nothing else
+//! 3. **No untrusted I/O.** The instance reaches the executor's endpoint and nothing else
 //!    of the host (stated per backend: the mock is in-process and isolates nothing).
 //! 4. **Killing is total and immediate.** [`Instance::kill_group`] ends the instance and
 //!    everything it started; it is synchronous, idempotent and safe to call from `Drop`.
@@ -27,9 +27,11 @@
 //!    removed).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use cella_attest::Measurement;
+use cella_attest::dcap::{DcapVerifier, TcbStatus};
+use cella_attest::{Clock, Measurement};
+use cella_preload::Endpoint;
 use cella_preload::receipt::sha256;
 
 use crate::image::RuntimeImage;
@@ -43,8 +45,9 @@ pub struct LaunchSpec<'a> {
     /// Fresh random bytes the instance must carry in its certificate's claims: proves the
     /// evidence was made for this launch.
     pub nonce: [u8; NONCE_LEN],
-    /// The executor's Unix socket, where the instance connects back.
-    pub socket: PathBuf,
+    /// The executor's endpoint, where the instance connects back: a Unix socket, or a
+    /// loopback TCP port for a backend whose [`LibosBackend::connect_back`] asks for it.
+    pub socket: Endpoint,
     /// The runtime image to start.
     pub image: &'a RuntimeImage,
     /// Resource limits of the whole instance.
@@ -104,9 +107,63 @@ pub trait Instance: Send + Sync + fmt::Debug {
     /// Kills the instance's main process (SIGKILL), without waiting. Idempotent.
     fn kill(&mut self);
 
+    /// Asks the instance to stop on its own, without waiting (the executor kills its group
+    /// if it has not stopped after a grace period). Gramine instances get one SIGTERM (a
+    /// Gramine enclave honours one); the default does nothing.
+    fn terminate(&mut self) {}
+
     /// Kills the instance and everything it started (SIGKILL to its process group),
     /// without waiting. Idempotent; safe in `Drop`.
     fn kill_group(&mut self);
+}
+
+/// How an instance reaches its executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectBack {
+    /// A fresh Unix socket per launch, in a directory only the executor can write.
+    #[default]
+    Unix,
+    /// A fresh TCP port on 127.0.0.1 per launch: for LibOSes that cannot reach a Unix
+    /// socket of the host (Gramine). Any local process can connect to it; RA-TLS with the
+    /// launch nonce decides who is the instance (a stranger only makes the launch fail).
+    Tcp,
+}
+
+/// What evidence the executor accepts from a backend's instances.
+#[derive(Debug, Clone, Default)]
+pub enum InstanceEvidence {
+    /// Simulation evidence signed by the node's key, for the measurement
+    /// [`LibosBackend::measure`] computed (mock, sandbox, gramine-direct).
+    #[default]
+    Simulated,
+    /// SGX DCAP quotes whose `MRENCLAVE` is the measurement [`LibosBackend::measure`]
+    /// returned (gramine-sgx).
+    SgxDcap(SgxAppraisal),
+}
+
+/// How SGX DCAP quotes of instances are appraised.
+#[derive(Clone)]
+pub struct SgxAppraisal {
+    /// Verifies quotes (with the platform's collateral).
+    pub dcap: DcapVerifier,
+    /// TCB statuses accepted.
+    pub accepted_tcb_statuses: Vec<TcbStatus>,
+    /// Intel advisories accepted.
+    pub accepted_advisory_ids: Vec<String>,
+    /// Accept debug enclaves (never in production).
+    pub allow_debug: bool,
+    /// The clock of the verifier (`None`: the system's).
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl fmt::Debug for SgxAppraisal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SgxAppraisal")
+            .field("accepted_tcb_statuses", &self.accepted_tcb_statuses)
+            .field("accepted_advisory_ids", &self.accepted_advisory_ids)
+            .field("allow_debug", &self.allow_debug)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A backend refused or failed to launch or measure.
@@ -132,6 +189,17 @@ pub trait LibosBackend: Send + Sync + fmt::Debug {
     ///
     /// [`BackendError`] if a file to measure cannot be read.
     fn measure(&self, image: &RuntimeImage) -> Result<Measurement, BackendError>;
+
+    /// How its instances reach the executor (default: a Unix socket).
+    fn connect_back(&self) -> ConnectBack {
+        ConnectBack::Unix
+    }
+
+    /// What evidence its instances present (default: simulation evidence signed by the
+    /// node's key).
+    fn instance_evidence(&self) -> InstanceEvidence {
+        InstanceEvidence::Simulated
+    }
 
     /// Launches an instance of `spec.image`, whose pre-load module will connect to
     /// `spec.socket`. Returns once the instance is started, not attested.

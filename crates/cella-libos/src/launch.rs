@@ -1,5 +1,6 @@
 //! Launching one instance and bringing its session to [`Attested`]: a fresh nonce and a
-//! private socket, the backend's launch, the instance connecting back, the mutual RA-TLS
+//! private endpoint (a Unix socket, or a loopback TCP port for backends that ask for
+//! one), the backend's launch, the instance connecting back, the mutual RA-TLS
 //! handshake, and `Hello`. Anything that fails on the way kills the instance.
 
 use std::path::PathBuf;
@@ -9,21 +10,41 @@ use std::time::Duration;
 use cella_attest::policy::roles;
 use cella_attest::tls::{attestation_failure, verified_peer};
 use cella_attest::{Measurement, Verifier};
+use cella_preload::endpoint::{Endpoint, Stream};
 use cella_preload::protocol::{Envelope, FrameReader};
 use ring::rand::SecureRandom;
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
 
 use crate::attest::ExecutorAttestation;
-use crate::backend::{Instance, InstanceLimits, LaunchSpec, LibosBackend, NONCE_LEN};
+use crate::backend::{ConnectBack, Instance, InstanceLimits, LaunchSpec, LibosBackend, NONCE_LEN};
 use crate::image::RuntimeImage;
 use crate::session::{Attested, ExpectAttested};
 
 /// The executor's end of an instance's channel.
-pub(crate) type Tls = tokio_rustls::server::TlsStream<UnixStream>;
+pub(crate) type Tls = tokio_rustls::server::TlsStream<Stream>;
+
+/// The executor's listener for one launch.
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Stream> {
+        match self {
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Ok(Stream::Tcp(s))
+            }
+        }
+    }
+}
 
 /// How long the steps of an instance's life may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +125,7 @@ impl InstanceGuard {
         let Some(mut instance) = self.inner.take() else {
             return;
         };
+        instance.terminate();
         let reap = async move {
             if tokio::time::timeout(grace, instance.wait()).await.is_err() {
                 instance.kill_group();
@@ -138,6 +160,8 @@ pub(crate) struct ReadyInstance {
     pub(crate) writer: WriteHalf<Tls>,
     pub(crate) session: Attested,
     pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// When it was launched: a reused instance is retired past `pool::MAX_REUSE_AGE`.
+    pub(crate) launched_at: std::time::Instant,
 }
 
 /// What launching needs; one per pool.
@@ -196,17 +220,32 @@ impl LaunchCtx {
         ring::rand::SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| self.fail("nonce", "the random number generator failed"))?;
-        let socket = self
-            .socket_dir
-            .path()
-            .join(format!("{}.sock", hex::encode(&nonce[..8])));
-        let listener =
-            UnixListener::bind(&socket).map_err(|e| self.fail("socket", e.to_string()))?;
-        let _unlink = Unlink(socket.clone());
+        let (listener, socket, _unlink) = match self.backend.connect_back() {
+            ConnectBack::Unix => {
+                let path = self
+                    .socket_dir
+                    .path()
+                    .join(format!("{}.sock", hex::encode(&nonce[..8])));
+                let l =
+                    UnixListener::bind(&path).map_err(|e| self.fail("socket", e.to_string()))?;
+                let unlink = Unlink(path.clone());
+                (Listener::Unix(l), Endpoint::Unix(path), Some(unlink))
+            }
+            ConnectBack::Tcp => {
+                let l = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                    .await
+                    .map_err(|e| self.fail("socket", e.to_string()))?;
+                let addr = l
+                    .local_addr()
+                    .map_err(|e| self.fail("socket", e.to_string()))?;
+                (Listener::Tcp(l), Endpoint::Tcp(addr), None)
+            }
+        };
         let tls = self
             .attestation
             .server_config(Arc::clone(&self.verifier), &nonce)
             .map_err(|e| self.fail("attestation setup", e.to_string()))?;
+        let launched_at = std::time::Instant::now();
         let instance = self
             .backend
             .launch(LaunchSpec {
@@ -221,9 +260,9 @@ impl LaunchCtx {
         let deadline = Instant::now() + self.timeouts.attest;
         let late = |what: &str| format!("{what} within {:?}", self.timeouts.attest);
 
-        let unix = tokio::select! {
+        let channel = tokio::select! {
             r = timeout_at(deadline, listener.accept()) => match r {
-                Ok(Ok((s, _))) => s,
+                Ok(Ok(s)) => s,
                 Ok(Err(e)) => return Err(self.fail("accept", e.to_string())),
                 Err(_) => return Err(self.fail("connect", late("the instance did not connect"))),
             },
@@ -233,7 +272,7 @@ impl LaunchCtx {
         };
         drop(listener);
         let stream = tokio::select! {
-            r = timeout_at(deadline, TlsAcceptor::from(tls).accept(unix)) => match r {
+            r = timeout_at(deadline, TlsAcceptor::from(tls).accept(channel)) => match r {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return Err(self.fail("attest", handshake_failure(&e))),
                 Err(_) => return Err(self.fail("attest", late("no TLS handshake"))),
@@ -276,6 +315,7 @@ impl LaunchCtx {
             writer,
             session,
             permit: None,
+            launched_at,
         })
     }
 }

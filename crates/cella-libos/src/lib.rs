@@ -41,7 +41,10 @@ pub mod session;
 mod tests;
 
 pub use attest::ExecutorAttestation;
-pub use backend::{BackendError, Instance, InstanceExit, LaunchSpec, LibosBackend};
+pub use backend::{
+    BackendError, ConnectBack, Instance, InstanceEvidence, InstanceExit, LaunchSpec, LibosBackend,
+    SgxAppraisal,
+};
 pub use config::LibosConfig;
 pub use executor::{ExecutorConfig, LibosExecutor, SetupError};
 pub use image::RuntimeImage;

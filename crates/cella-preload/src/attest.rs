@@ -1,9 +1,8 @@
 //! The instance's side of mutual attestation: a fresh key whose certificate carries
 //! evidence over {key, launch nonce}, the executor checked against a policy that is part
 //! of the instance's measured configuration, and the TLS 1.3 connection back to the
-//! executor's Unix socket.
+//! executor's endpoint (a Unix socket, or a loopback TCP port under Gramine).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +11,11 @@ use cella_attest::sim::SimEvidence;
 use cella_attest::tls::{AttestedServerVerifier, client_config};
 use cella_attest::{Evidence, EvidenceSource, Policy, SystemClock, Verifier};
 use rustls::pki_types::ServerName;
-use tokio::net::UnixStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::PreloadError;
+use crate::endpoint::{Endpoint, Stream};
 use crate::receipt::{ReceiptSigner, sha256};
 
 /// Lifetime of the instance's certificate. An instance serves one task; a day bounds it
@@ -136,19 +135,19 @@ impl Identity {
     }
 }
 
-/// Connects to the executor's socket and completes mutual attestation: TLS 1.3, our
+/// Connects to the executor's endpoint and completes mutual attestation: TLS 1.3, our
 /// certificate as client certificate, the executor's checked against `config`.
 ///
 /// # Errors
 ///
-/// [`PreloadError::Config`] for an unusable policy, [`PreloadError::Connect`] if the socket
-/// cannot be reached, [`PreloadError::Tls`] if the handshake fails (including the
+/// [`PreloadError::Config`] for an unusable policy, [`PreloadError::Connect`] if the
+/// endpoint cannot be reached, [`PreloadError::Tls`] if the handshake fails (including the
 /// executor's evidence being refused, or ours).
 pub async fn connect(
-    socket: &Path,
+    endpoint: &Endpoint,
     identity: &Identity,
     config: &PreloadConfig,
-) -> Result<TlsStream<UnixStream>, PreloadError> {
+) -> Result<TlsStream<Stream>, PreloadError> {
     let policy = Policy::from_toml_str(&config.executor_policy)
         .map_err(|e| PreloadError::Config(format!("executor policy: {e}")))?;
     let verifier = Arc::new(Verifier::new(policy).with_clock(Arc::new(SystemClock)));
@@ -158,13 +157,14 @@ pub async fn connect(
     ));
     let tls = client_config(server, Some(Arc::clone(&identity.resolver)))
         .map_err(|e| PreloadError::Config(format!("TLS configuration: {e}")))?;
-    let unix = UnixStream::connect(socket)
+    let channel = endpoint
+        .connect()
         .await
-        .map_err(|e| PreloadError::Connect(format!("{}: {e}", socket.display())))?;
+        .map_err(|e| PreloadError::Connect(format!("{endpoint}: {e}")))?;
     let name =
         ServerName::try_from(EXECUTOR_NAME).map_err(|e| PreloadError::Config(e.to_string()))?;
     TlsConnector::from(Arc::new(tls))
-        .connect(name, unix)
+        .connect(name, channel)
         .await
         .map_err(|e| PreloadError::Tls(e.to_string()))
 }

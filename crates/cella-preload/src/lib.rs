@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attest;
+pub mod endpoint;
 pub mod instance;
 pub mod layout;
 pub mod protocol;
@@ -32,6 +33,7 @@ use std::path::PathBuf;
 use cella_attest::EvidenceSource;
 
 pub use attest::{Identity, PreloadConfig};
+pub use endpoint::Endpoint;
 pub use instance::{Served, serve};
 pub use protocol::ErrorCode;
 pub use runner::{ProcessRunner, Runner};
@@ -70,8 +72,8 @@ pub enum PreloadError {
 /// Where and how an instance was launched.
 #[derive(Debug, Clone)]
 pub struct Launch {
-    /// The executor's Unix socket.
-    pub socket: PathBuf,
+    /// The executor's endpoint: a Unix socket, or a loopback TCP port.
+    pub socket: Endpoint,
     /// The launch nonce, to be carried in the certificate's claims.
     pub nonce: Vec<u8>,
     /// An empty directory for the workload's files.

@@ -4,7 +4,7 @@
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `CELLA_PRELOAD_SOCKET` | the executor's Unix socket |
+//! | `CELLA_PRELOAD_SOCKET` | the executor's endpoint: a Unix socket's path, or `tcp:127.0.0.1:<port>` |
 //! | `CELLA_PRELOAD_NONCE` | the launch nonce, hex |
 //! | `CELLA_PRELOAD_WORK_DIR` | an empty directory for the workload |
 //! | `CELLA_PRELOAD_POLICY` | the executor's attestation policy file (measured with the image) |
@@ -31,7 +31,8 @@ fn launch() -> Result<(Launch, PreloadConfig), String> {
         .map_err(|e| format!("reading {}: {e}", policy_path.display()))?;
     Ok((
         Launch {
-            socket: var("CELLA_PRELOAD_SOCKET")?.into(),
+            socket: cella_preload::Endpoint::parse(&var("CELLA_PRELOAD_SOCKET")?)
+                .map_err(|e| format!("CELLA_PRELOAD_SOCKET: {e}"))?,
             nonce,
             work_dir: var("CELLA_PRELOAD_WORK_DIR")?.into(),
         },
