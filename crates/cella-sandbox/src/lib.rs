@@ -1,1 +1,3 @@
 //! The sandbox backend: see `docs/sandbox.md`.
+
+pub mod jail;
