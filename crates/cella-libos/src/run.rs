@@ -29,7 +29,7 @@ use crate::launch::{InstanceGuard, ReadyInstance, Timeouts, Tls};
 use crate::session::{Done, ExpectReset, Progress, SessionError};
 
 /// Prefix of the environment variable carrying each task argument: `CELLA_ARG_<name>`.
-pub const ARG_ENV_PREFIX: &str = "CELLA_ARG_";
+pub const ARG_ENV_PREFIX: &str = cella_preload::task::ARG_ENV_PREFIX;
 
 /// How long a dead instance's channel is read for frames it sent before dying.
 const DRAIN: Duration = Duration::from_millis(200);
@@ -113,6 +113,7 @@ pub(crate) fn build_deploy(
         protocol_version: PROTOCOL_VERSION,
         task_id: task.task_id.to_string(),
         function_id: task.function_id.to_string(),
+        function_name: task.function_name.clone(),
         files: vec![FileMeta {
             name: PROGRAM_FILE.into(),
             size: len(&task.payload),

@@ -196,6 +196,21 @@ async fn arguments_reach_the_program() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_file_and_the_command_line_carry_the_arguments() {
+    let (r, io) = run("task out\n", None).await;
+    r.unwrap();
+    assert_eq!(
+        io.output("out").unwrap(),
+        b"{\"function\":\"t\",\"arguments\":{\"message\":\"hi there\"},\
+          \"inputs\":[\"in\"],\"outputs\":[\"out\"]}\n"
+    );
+    let (r, io) = run("argv out\n", None).await;
+    r.unwrap();
+    let argv = String::from_utf8(io.output("out").unwrap().to_vec()).unwrap();
+    assert_eq!(argv, "./program\n--message=hi there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_program_fails_its_task_with_its_status_and_last_line() {
     let (r, _) = run("err boom\nexit 3\n", None).await;
     let m = function(&r);

@@ -233,6 +233,9 @@ where
         }
         Err(Receive::Fatal(e)) => return Err(e),
     };
+    if let Err(e) = crate::task::write_task_file(&received.layout, &deploy) {
+        return Err(give_up(wr, e.code, e.message).await);
+    }
     write_frame(wr, &Body::Started(Started {}).into()).await?;
 
     // Running.
@@ -242,9 +245,10 @@ where
         .map(|e| (e.name.clone(), e.value.clone()))
         .collect();
     env.extend(received.layout.env());
+    let argv = crate::task::program_argv(&deploy);
     let job = Job {
         layout: &received.layout,
-        argv: &deploy.argv,
+        argv: &argv,
         env: &env,
     };
     let started = Instant::now();

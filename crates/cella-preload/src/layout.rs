@@ -9,6 +9,7 @@
 //! <root>/outputs/<slot>    writable, collected after the run
 //! <root>/scratch/          writable, HOME
 //! <root>/return            the return value, if the program writes it
+//! <root>/task.json         the task's description (crate::task), read-only (0400)
 //! ```
 //!
 //! Mode bits are defence in depth only: the backend's isolation (read-only mounts,
@@ -102,6 +103,10 @@ impl Layout {
     pub fn return_file(&self) -> PathBuf {
         self.root.join("return")
     }
+    /// The task's description, `task.json` ([`crate::task`]).
+    pub fn task_file(&self) -> PathBuf {
+        self.root.join(crate::task::TASK_FILE)
+    }
 
     /// The environment every program gets: where everything is.
     pub fn env(&self) -> Vec<(String, String)> {
@@ -112,6 +117,7 @@ impl Layout {
             ("CELLA_OUTPUT_DIR".into(), s(self.output_dir())),
             ("CELLA_SCRATCH_DIR".into(), s(self.scratch_dir())),
             ("CELLA_RETURN_FILE".into(), s(self.return_file())),
+            ("CELLA_TASK_FILE".into(), s(self.task_file())),
             ("HOME".into(), s(self.scratch_dir())),
         ]
     }

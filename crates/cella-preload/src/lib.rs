@@ -27,6 +27,7 @@ pub mod layout;
 pub mod protocol;
 pub mod receipt;
 pub mod runner;
+pub mod task;
 
 use std::path::PathBuf;
 

@@ -12,6 +12,8 @@
 //! | `write OUT TEXT` | output `OUT` := `TEXT` |
 //! | `fill OUT N` | output `OUT` := `N` bytes `x` |
 //! | `arg NAME OUT` | output `OUT` := the task argument `NAME` (`CELLA_ARG_NAME`) |
+//! | `task OUT` | output `OUT` := the task description (`task.json`) |
+//! | `argv OUT` | output `OUT` := the command line, one entry per line |
 //! | `return TEXT` | the return value := `TEXT` |
 //! | `keep NAME` | leaves a file `NAME` in scratch (what a reused instance must wipe) |
 //! | `kept NAME OUT` | output `OUT` := `present` or `absent`: whether scratch holds `NAME` |
@@ -125,6 +127,14 @@ impl Runner for ScriptRunner {
                         .map(|(_, v)| v.clone())
                         .unwrap_or_default();
                     output(&o, value.as_bytes())
+                }
+                "task" => {
+                    let o = arg();
+                    std::fs::read(job.layout.task_file()).and_then(|d| output(&o, &d))
+                }
+                "argv" => {
+                    let o = arg();
+                    output(&o, job.argv.join("\n").as_bytes())
                 }
                 "return" => std::fs::write(job.layout.return_file(), rest.as_bytes()),
                 "keep" => std::fs::write(job.layout.scratch_dir().join(arg()), b"left over"),

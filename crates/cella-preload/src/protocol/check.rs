@@ -168,6 +168,10 @@ pub fn check_deploy(deploy: &Deploy) -> Result<(), CheckError> {
             .iter()
             .flat_map(|e| [e.name.as_str(), e.value.as_str()]),
     )?;
+    check_strings(
+        "function name",
+        std::iter::once(deploy.function_name.as_str()),
+    )?;
     if deploy.limits.is_none() {
         return Err(CheckError::NoLimits);
     }
@@ -184,6 +188,7 @@ mod tests {
             protocol_version: PROTOCOL_VERSION,
             task_id: "task-1".into(),
             function_id: "function-1".into(),
+            function_name: "f".into(),
             files: vec![FileMeta {
                 name: "program".into(),
                 size: 1,

@@ -153,6 +153,10 @@ pub struct Deploy {
     /// Limits.
     #[prost(message, optional, tag = "9")]
     pub limits: Option<Limits>,
+    /// The function's name, for the program's `task.json` (the receipt binds
+    /// `function_id`, not this).
+    #[prost(string, tag = "10")]
+    pub function_name: String,
 }
 
 /// Which list a [`Chunk`] belongs to.
@@ -455,6 +459,7 @@ mod tests {
                 ("argv", |m| m.argv = vec!["a".into()]),
                 ("env", |m| m.env = vec![EnvVar::default()]),
                 ("limits", |m| m.limits = Some(Limits::default())),
+                ("function_name", |m| m.function_name = "n".into()),
             ],
         );
         check::<Chunk>(
