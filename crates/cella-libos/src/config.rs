@@ -2,7 +2,7 @@
 //! sizes, the runtime images the node offers, and the sandbox's limits.
 //!
 //! ```toml
-//! backend = "sandbox"         # "mock" (tests, development) or "sandbox"; "gramine" later
+//! backend = "sandbox"         # "mock" (tests, development), "sandbox" or "gramine"
 //! images = ["python3"]        # images built with `cella image build`, in <data_dir>/images
 //!
 //! [pool]                      # optional
@@ -28,7 +28,8 @@
 //!
 //! `cella-libos` builds the `mock` backend itself ([`LibosConfig::build_with`]); the node
 //! (`cella-server`) builds the others, which live in crates of their own
-//! (`cella-sandbox`), from [`LibosConfig::executor_config`] and the sections here.
+//! (`cella-sandbox`, `cella-gramine`: its `[gramine]` section is in `docs/gramine.md`),
+//! from [`LibosConfig::executor_config`] and the sections here.
 
 use std::path::Path;
 
@@ -53,7 +54,9 @@ pub enum BackendKind {
     /// Linux isolation (namespaces, seccomp, Landlock, rlimits, cgroups): the
     /// `cella-sandbox` crate, built by the node.
     Sandbox,
-    // `Gramine` goes here (the `cella-gramine` crate, built by the node).
+    /// Gramine (`gramine-sgx`, or `gramine-direct` with simulation allowed): the
+    /// `cella-gramine` crate, built by the node from the `[gramine]` section.
+    Gramine,
 }
 
 impl BackendKind {
@@ -62,6 +65,7 @@ impl BackendKind {
         match self {
             BackendKind::Mock => "mock",
             BackendKind::Sandbox => "sandbox",
+            BackendKind::Gramine => "gramine",
         }
     }
 }
@@ -171,7 +175,20 @@ pub struct LibosConfig {
     /// The sandbox backend's limits (`backend = "sandbox"` only).
     #[serde(default)]
     pub sandbox: Option<SandboxSection>,
+    /// The Gramine backend's section (`backend = "gramine"` only), parsed and checked by
+    /// `cella-gramine` (`GramineConfig::from_table`), which owns its keys.
+    #[serde(default)]
+    pub gramine: Option<GramineSection>,
 }
+
+/// The `[gramine]` section as written; its keys belong to `cella-gramine`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct GramineSection(pub toml::Table);
+
+// A configuration holds no floating-point value that could be NaN; comparing sections is
+// comparing what was written.
+impl Eq for GramineSection {}
 
 /// The configuration could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +244,13 @@ impl LibosConfig {
                 )));
             }
             sandbox.validate().map_err(ConfigError::Invalid)?;
+        }
+        if config.gramine.is_some() != (config.backend == BackendKind::Gramine) {
+            return Err(ConfigError::Invalid(
+                "backend = \"gramine\" needs a [gramine] section, and a [gramine] section \
+                 needs backend = \"gramine\""
+                    .into(),
+            ));
         }
         Ok(config)
     }
@@ -346,6 +370,7 @@ mod tests {
         assert!(s.build().unwrap_err().0.contains("by the node"));
         for bad in [
             "backend = \"gramine\"\n[[runtime]]\nname = \"n\"\nargv = [\"x\"]\n",
+            "backend = \"mock\"\n[gramine]\n[[runtime]]\nname = \"n\"\nargv = [\"x\"]\n",
             "backend = \"sandbox\"\nimages = [\"../x\"]\n",
             "backend = \"sandbox\"\nimages = [\"p\"]\n[sandbox]\ncpu_seconds = 0\n",
             "backend = \"sandbox\"\nimages = [\"p\"]\n[sandbox]\nswap = 1\n",
