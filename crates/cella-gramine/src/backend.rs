@@ -27,6 +27,7 @@ use cella_preload::Endpoint;
 use tokio::io::AsyncBufReadExt;
 
 use crate::config::{GramineConfig, Mode, find_on_path};
+use crate::evidence::{EvidenceListener, SOCKET_PREFIX};
 use crate::manifest::{self, HostFile, Library, ManifestInput};
 use crate::sign::{SignTools, Signed};
 
@@ -517,24 +518,13 @@ async fn serve_evidence(
     executor: &Endpoint,
     source: SimEvidenceSource,
 ) -> Result<(String, tokio::task::JoinHandle<()>), String> {
-    match executor {
+    let (listener, value) = match executor {
         Endpoint::Unix(_) => {
             let path = dir.join("evidence.sock");
             let listener = tokio::net::UnixListener::bind(&path)
                 .map_err(|e| format!("evidence socket {}: {e}", path.display()))?;
-            let task = tokio::spawn(async move {
-                if let Err(e) = cella_preload::evidence::serve_one(&listener, &source).await {
-                    tracing::warn!(error = %e, "serving simulation evidence to a gramine-direct instance");
-                }
-            });
-            Ok((
-                format!(
-                    "{}{}",
-                    cella_preload::evidence::SOCKET_PREFIX,
-                    path.display()
-                ),
-                task,
-            ))
+            let value = format!("{SOCKET_PREFIX}{}", path.display());
+            (EvidenceListener::Unix(listener), value)
         }
         Endpoint::Tcp(_) => {
             let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
@@ -543,14 +533,15 @@ async fn serve_evidence(
             let addr = listener
                 .local_addr()
                 .map_err(|e| format!("evidence port: {e}"))?;
-            let task = tokio::spawn(async move {
-                if let Err(e) = crate::evidence::serve_one_tcp(&listener, &source).await {
-                    tracing::warn!(error = %e, "serving simulation evidence to a gramine-direct instance");
-                }
-            });
-            Ok((format!("tcp:{addr}"), task))
+            (EvidenceListener::Tcp(listener), format!("tcp:{addr}"))
         }
-    }
+    };
+    let task = tokio::spawn(async move {
+        if let Err(e) = listener.serve_one(&source).await {
+            tracing::warn!(error = %e, "serving simulation evidence to a gramine-direct instance");
+        }
+    });
+    Ok((value, task))
 }
 
 /// Removes a launch directory when the instance is gone.
