@@ -71,6 +71,10 @@ pub(crate) enum Command {
     /// Attest a node: its evidence type, measurement, TCB status, evidence age and the
     /// verdict under an attestation policy. No login needed; exits 2 when refused.
     Attest(cmd::attest::AttestArgs),
+    /// Runtime images of the LibOS executor, in a node's data directory: build, list,
+    /// inspect (no login: local files).
+    #[command(subcommand)]
+    Image(cmd::image::ImageCmd),
 }
 
 /// Runs one command; `None` when the command printed its own output.
@@ -94,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
         Command::Task(c) => cmd::task::run(&ctx()?, c).await?,
         Command::Node(c) => cmd::node::run(&ctx()?, c).await?,
         Command::Attest(args) => cmd::attest::run(args).await?,
+        Command::Image(c) => cmd::image::run(c).await?,
     };
     Ok(Some(report))
 }

@@ -4,6 +4,7 @@
 pub(crate) mod attest;
 pub(crate) mod file;
 pub(crate) mod function;
+pub(crate) mod image;
 pub(crate) mod login;
 pub(crate) mod node;
 pub(crate) mod receipt;
