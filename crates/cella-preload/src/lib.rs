@@ -22,6 +22,7 @@
 
 pub mod attest;
 pub mod endpoint;
+pub mod gramine;
 pub mod instance;
 pub mod layout;
 pub mod protocol;
