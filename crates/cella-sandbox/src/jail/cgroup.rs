@@ -11,6 +11,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
 use super::spec::CgroupLimits;
 
 /// The cgroup v1 mount points the jailer uses.
@@ -19,9 +22,12 @@ const ROOT: &str = "/sys/fs/cgroup";
 const PARENT: &str = "cella";
 
 /// An instance's cgroups, open for attaching its PID 1.
+///
+/// The directories are removed through descriptors of their parents opened before the
+/// jailer entered its namespaces: from inside them, the paths are no longer found.
 #[derive(Debug)]
 pub(crate) struct Cgroup {
-    dirs: Vec<PathBuf>,
+    dirs: Vec<(File, String, PathBuf)>,
     procs: Vec<File>,
 }
 
@@ -63,8 +69,9 @@ impl Cgroup {
                 }
                 sweep(&parent);
                 let dir = parent.join(&name);
+                let parent_fd = File::open(&parent).map_err(|e| step("opening", &parent, e))?;
                 fs::create_dir(&dir).map_err(|e| step("creating", &dir, e))?;
-                cg.dirs.push(dir.clone());
+                cg.dirs.push((parent_fd, name.clone(), dir.clone()));
                 for (file, value, required) in &values {
                     let path = dir.join(file);
                     if !required && !path.exists() {
@@ -100,11 +107,11 @@ impl Cgroup {
     /// kernel's lag in releasing exited tasks).
     pub(crate) fn remove(&mut self) {
         self.procs.clear();
-        for dir in self.dirs.drain(..) {
+        for (parent, name, dir) in self.dirs.drain(..) {
             for attempt in 0..50 {
-                match fs::remove_dir(&dir) {
+                match unlinkat(&parent, name.as_str(), UnlinkatFlags::RemoveDir) {
                     Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(Errno::ENOENT) => break,
                     Err(e) if attempt == 49 => {
                         eprintln!(
                             "cella-jail: warning: cgroup {} not removed: {e}",

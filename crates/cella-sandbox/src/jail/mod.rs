@@ -138,6 +138,8 @@ fn run() -> Result<u8, JailError> {
         )));
     }
     landlock_rules::check_available()?;
+    // The program's environment is the spec's; the instance keeps nothing of ours.
+    sys::clear_env();
     let filter = Allowlist::builtin()?.compile()?;
 
     // The program's stdin: /dev/null, not the spec's pipe.

@@ -267,3 +267,16 @@ pub(crate) fn cloexec_from(first: u32) -> Result<(), Errno> {
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
     if r < 0 { Err(Errno::last()) } else { Ok(()) }
 }
+
+/// Empties the process's environment (the instance's PID 1 need not carry the caller's).
+pub(crate) fn clear_env() {
+    let names: Vec<std::ffi::OsString> = std::env::vars_os().map(|(k, _)| k).collect();
+    for k in names {
+        #[allow(unsafe_code, reason = "changing the environment")]
+        // SAFETY: the jailer is single-threaded (see `fork`): no other thread reads the
+        // environment concurrently.
+        unsafe {
+            std::env::remove_var(k);
+        }
+    }
+}
