@@ -21,7 +21,10 @@
 #![forbid(unsafe_code)]
 
 pub mod attest;
+pub mod confine;
 pub mod endpoint;
+pub mod entry;
+pub mod evidence;
 pub mod gramine;
 pub mod instance;
 pub mod layout;
@@ -38,7 +41,7 @@ pub use attest::{Identity, PreloadConfig};
 pub use endpoint::Endpoint;
 pub use instance::{Served, serve};
 pub use protocol::ErrorCode;
-pub use runner::{ProcessRunner, Runner};
+pub use runner::{Denials, ProcessRunner, Runner};
 
 /// Why an instance's session ended without `Finished` or a cancel.
 #[derive(Debug, thiserror::Error)]
