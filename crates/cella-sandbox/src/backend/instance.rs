@@ -1,0 +1,194 @@
+//! One sandbox instance: the outer jailer process (leader of its own process group), its
+//! run dir, its evidence service and its stderr pump.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cella_libos::{Instance, InstanceExit};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Child;
+use tokio::task::JoinHandle;
+
+/// Most lines of an instance's stderr copied into the node's log.
+const MAX_LOG_LINES: usize = 200;
+/// Longest stderr line copied (longer ones are cut).
+const MAX_LOG_LINE: u64 = 4096;
+
+/// Removes an instance's run dir when dropped.
+#[derive(Debug)]
+pub(crate) struct RunDir(Option<PathBuf>);
+
+impl RunDir {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self(Some(path))
+    }
+
+    fn remove(&mut self) {
+        if let Some(path) = self.0.take()
+            && let Err(e) = std::fs::remove_dir_all(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "removing a sandbox run dir");
+        }
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Counts a live instance until dropped.
+#[derive(Debug)]
+pub(crate) struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    pub(crate) fn new(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A launched sandbox instance.
+#[derive(Debug)]
+pub struct SandboxInstance {
+    child: Child,
+    pid: Option<u32>,
+    exit: Option<InstanceExit>,
+    run_dir: RunDir,
+    evidence: JoinHandle<()>,
+    stderr: Option<JoinHandle<()>>,
+    live: Option<Live>,
+}
+
+/// Copies the jailer's stderr (the jailer's, the supervisor's and the pre-load module's
+/// messages) into the node's log, line by line, bounded.
+async fn pump_stderr(stderr: tokio::process::ChildStderr, id: String) {
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    let mut lines = 0usize;
+    loop {
+        buf.clear();
+        let mut limited = (&mut reader).take(MAX_LOG_LINE);
+        match limited.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if lines < MAX_LOG_LINES {
+            let line = String::from_utf8_lossy(&buf);
+            tracing::info!(instance = %id, "sandbox: {}", line.trim_end());
+        } else if lines == MAX_LOG_LINES {
+            tracing::info!(instance = %id, "sandbox: further lines of this instance dropped");
+        }
+        lines = lines.saturating_add(1);
+    }
+}
+
+impl SandboxInstance {
+    pub(crate) fn new(
+        mut child: Child,
+        run_dir: RunDir,
+        evidence: JoinHandle<()>,
+        live: Live,
+        id: String,
+    ) -> Self {
+        let pid = child.id();
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(pump_stderr(s, id)));
+        Self {
+            child,
+            pid,
+            exit: None,
+            run_dir,
+            evidence,
+            stderr,
+            live: Some(live),
+        }
+    }
+
+    fn signal_group(&self) {
+        let Some(pid) = self
+            .pid
+            .and_then(|p| i32::try_from(p).ok())
+            .map(nix::unistd::Pid::from_raw)
+        else {
+            return;
+        };
+        match nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => tracing::warn!(error = %e, "killing a sandbox instance's process group"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Instance for SandboxInstance {
+    fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    async fn wait(&mut self) -> InstanceExit {
+        if let Some(exit) = &self.exit {
+            return exit.clone();
+        }
+        let exit = match self.child.wait().await {
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                match (status.code(), status.signal()) {
+                    (Some(c), _) => InstanceExit::Exited(c),
+                    (None, Some(s)) => InstanceExit::Signaled(s),
+                    (None, None) => InstanceExit::Other(status.to_string()),
+                }
+            }
+            Err(e) => InstanceExit::Other(format!("waiting for the jailer: {e}")),
+        };
+        // The jailer is reaped: whatever is left of its group goes too (its namespace's
+        // init died with it), then the run dir and the evidence service.
+        self.signal_group();
+        self.pid = None;
+        self.evidence.abort();
+        if let Some(pump) = self.stderr.take() {
+            let _ended = tokio::time::timeout(std::time::Duration::from_secs(1), pump).await;
+        }
+        self.run_dir.remove();
+        self.live = None;
+        self.exit = Some(exit.clone());
+        exit
+    }
+
+    fn kill(&mut self) {
+        if self.exit.is_none()
+            && let Err(e) = self.child.start_kill()
+        {
+            tracing::debug!(error = %e, "killing a sandbox instance");
+        }
+    }
+
+    fn kill_group(&mut self) {
+        if self.exit.is_none() {
+            self.signal_group();
+        }
+    }
+}
+
+impl Drop for SandboxInstance {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            self.signal_group();
+        }
+        self.evidence.abort();
+        if let Some(pump) = self.stderr.take() {
+            pump.abort();
+        }
+    }
+}

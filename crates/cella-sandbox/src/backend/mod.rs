@@ -1,0 +1,667 @@
+//! [`SandboxBackend`]: the `sandbox` backend of the LibOS executor. Each instance is the
+//! pre-load module started by the jailer ([`crate::jail`]) in fresh namespaces, on a
+//! read-only root made of the runtime image's files.
+//!
+//! ```text
+//! <data_dir>/libos/preload              the pre-load binary, copied once at start, 0555, measured
+//! <data_dir>/libos/run/<id>/            one per live instance, removed when it is reaped
+//!     evidence.sock                      answers one evidence request, then closes
+//!     executor-policy.toml               what the instance trusts as its executor
+//! ```
+//!
+//! Inside the instance (see `docs/sandbox.md`):
+//!
+//! ```text
+//! /run/cella/cella-preload              the pre-load binary (argv[0] `cella-preload`)
+//! /run/cella/executor.sock              the executor's per-launch socket
+//! /run/cella/evidence.sock              the node's evidence service for this launch
+//! /run/cella/executor-policy.toml       the executor policy
+//! /run/cella-sandbox/denials.json       seccomp denial counts (the supervisor writes it)
+//! /cella, /cella/outputs, /cella/scratch, /tmp   size-capped tmpfs
+//! ```
+//!
+//! The measurement of an instance is
+//! `instance_measurement(sha256(pre-load binary), image, sha256(backend configuration))`
+//! where the backend configuration covers the jail's settings and limits, the seccomp
+//! allowlist's text, the pre-load module's configuration (the executor policy) and the
+//! SHA-256 of every shared library the pre-load binary loads.
+
+mod instance;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use cella_attest::Measurement;
+use cella_attest::sim::{SimEvidenceSource, SimSigner};
+use cella_libos::backend::{
+    BackendError, Instance, LaunchSpec, LibosBackend, instance_measurement,
+};
+use cella_libos::config::SandboxSection;
+use cella_libos::{ExecutorAttestation, RuntimeImage};
+use cella_preload::PreloadConfig;
+use cella_preload::receipt::sha256;
+use serde::Serialize;
+
+use crate::jail::{Bind, CgroupLimits, JailSpec, Limits, Tmpfs};
+
+pub use instance::SandboxInstance;
+
+/// The seccomp allowlist the jailer applies: measured as part of the backend configuration.
+const ALLOWLIST: &str = include_str!("../../seccomp/allowlist.toml");
+
+/// Where things are inside an instance.
+pub mod inside {
+    /// The directory of the launch's files (read-only binds).
+    pub const RUN_DIR: &str = "/run/cella";
+    /// The pre-load binary; its file name selects the pre-load entrypoint of the
+    /// multi-call `cella` binary.
+    pub const PRELOAD: &str = "/run/cella/cella-preload";
+    /// The executor's socket.
+    pub const EXECUTOR_SOCKET: &str = "/run/cella/executor.sock";
+    /// The node's evidence service.
+    pub const EVIDENCE_SOCKET: &str = "/run/cella/evidence.sock";
+    /// The executor policy the pre-load module checks the executor against.
+    pub const POLICY: &str = "/run/cella/executor-policy.toml";
+    /// The seccomp denial counts.
+    pub const DENIALS: &str = "/run/cella-sandbox/denials.json";
+    /// The pre-load module's work dir (tmpfs).
+    pub const WORK: &str = "/cella";
+    /// The outputs (tmpfs of their own).
+    pub const OUTPUTS: &str = "/cella/outputs";
+    /// Scratch, `HOME` (tmpfs of its own).
+    pub const SCRATCH: &str = "/cella/scratch";
+    /// `/tmp` (tmpfs).
+    pub const TMP: &str = "/tmp";
+}
+
+/// The directory under the data dir holding the pre-load copy and the run dirs.
+pub const LIBOS_DIR: &str = "libos";
+/// The pre-load copy's file name under [`LIBOS_DIR`].
+pub const PRELOAD_FILE: &str = "preload";
+/// The run dirs' parent under [`LIBOS_DIR`].
+pub const RUN_DIR: &str = "run";
+
+/// How the sandbox backend is set up.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The node's data dir: the pre-load copy and the run dirs live under `libos/`.
+    pub data_dir: PathBuf,
+    /// The jailer binary (`cella-jail`, or the multi-call `cella`).
+    pub jailer: PathBuf,
+    /// The pre-load binary to copy and measure (`cella-preload`, or the multi-call
+    /// `cella`).
+    pub preload: PathBuf,
+    /// Limits and tmpfs sizes.
+    pub limits: SandboxSection,
+}
+
+impl SandboxConfig {
+    /// The node's configuration: jailer and pre-load module from `section` or, by
+    /// default, the running executable (the `cella` binary is multi-call).
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] if the running executable cannot be located.
+    pub fn from_section(data_dir: &Path, section: SandboxSection) -> Result<Self, BackendError> {
+        let exe = || {
+            std::env::current_exe()
+                .map_err(|e| fail(format!("locating the running executable: {e}")))
+        };
+        let jailer = match &section.jailer {
+            Some(p) => p.clone(),
+            None => exe()?,
+        };
+        let preload = match &section.preload {
+            Some(p) => p.clone(),
+            None => exe()?,
+        };
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            jailer,
+            preload,
+            limits: section,
+        })
+    }
+}
+
+fn fail(message: impl Into<String>) -> BackendError {
+    BackendError {
+        backend: "sandbox".into(),
+        message: message.into(),
+    }
+}
+
+/// A runtime image with its files on disk.
+#[derive(Debug, Clone)]
+pub struct ImageRoot {
+    /// The image.
+    pub image: RuntimeImage,
+    /// The host directory holding its files at their in-instance paths (the read-only
+    /// root of its instances).
+    pub rootfs: PathBuf,
+}
+
+impl From<cella_image::LoadedImage> for ImageRoot {
+    fn from(l: cella_image::LoadedImage) -> Self {
+        Self {
+            image: l.image,
+            rootfs: l.rootfs,
+        }
+    }
+}
+
+/// What the backend configuration digest covers, serialised as JSON (field order fixed by
+/// the struct) and hashed.
+#[derive(Serialize)]
+struct MeasuredConfig<'a> {
+    format: &'static str,
+    limits: &'a SandboxSectionMeasured,
+    seccomp_allowlist_sha256: String,
+    preload_config_sha256: String,
+    preload_libraries: &'a BTreeMap<String, String>,
+    inside: [&'static str; 10],
+}
+
+/// The limits as measured (the jailer and pre-load paths are not: what they are is).
+#[derive(Debug, Clone, Serialize)]
+struct SandboxSectionMeasured {
+    memory_bytes: u64,
+    processes: u64,
+    open_files: u64,
+    file_size_bytes: u64,
+    cpu_seconds: u64,
+    work_bytes: u64,
+    outputs_bytes: u64,
+    scratch_bytes: u64,
+    tmp_bytes: u64,
+}
+
+impl From<&SandboxSection> for SandboxSectionMeasured {
+    fn from(s: &SandboxSection) -> Self {
+        Self {
+            memory_bytes: s.memory_bytes,
+            processes: s.processes,
+            open_files: s.open_files,
+            file_size_bytes: s.file_size_bytes,
+            cpu_seconds: s.cpu_seconds,
+            work_bytes: s.work_bytes,
+            outputs_bytes: s.outputs_bytes,
+            scratch_bytes: s.scratch_bytes,
+            tmp_bytes: s.tmp_bytes,
+        }
+    }
+}
+
+/// The sandbox backend.
+#[derive(Debug)]
+pub struct SandboxBackend {
+    jailer: PathBuf,
+    preload_copy: PathBuf,
+    preload_sha256: [u8; 32],
+    /// The same libraries: the path the loader opens, and the file it is on the host
+    /// (links resolved, so that the jailer binds the file itself).
+    library_files: BTreeMap<String, PathBuf>,
+    limits: SandboxSection,
+    preload_config: PreloadConfig,
+    config_digest: [u8; 32],
+    hardware: Arc<SimSigner>,
+    images: BTreeMap<String, ImageRoot>,
+    run_root: PathBuf,
+    live: Arc<AtomicUsize>,
+    launched: AtomicU64,
+}
+
+fn sha256_file(path: &Path) -> Result<[u8; 32], BackendError> {
+    cella_attest::sim::measure_file(path)
+        .map(|m| *m.as_bytes())
+        .map_err(|e| fail(format!("hashing {}: {e}", path.display())))
+}
+
+/// Copies `from` to `to` through a temporary file in the same directory, mode 0555, so
+/// that `to` is never seen half-written.
+fn install_copy(from: &Path, to: &Path) -> Result<(), BackendError> {
+    let dir = to
+        .parent()
+        .ok_or_else(|| fail(format!("{} has no parent directory", to.display())))?;
+    let tmp = dir.join(format!(".{PRELOAD_FILE}.{}.tmp", std::process::id()));
+    let _removed = std::fs::remove_file(&tmp);
+    let copy = || -> std::io::Result<()> {
+        let mut src = std::fs::File::open(from)?;
+        let mut dst = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&tmp)?;
+        std::io::copy(&mut src, &mut dst)?;
+        dst.sync_all()?;
+        dst.set_permissions(std::fs::Permissions::from_mode(0o555))?;
+        std::fs::rename(&tmp, to)
+    };
+    copy().map_err(|e| {
+        let _removed = std::fs::remove_file(&tmp);
+        fail(format!(
+            "copying the pre-load module {} to {}: {e}",
+            from.display(),
+            to.display()
+        ))
+    })
+}
+
+impl SandboxBackend {
+    /// A sandbox backend offering `images`, whose instances trust the executor of
+    /// `attestation` and whose evidence the node signs with its simulation key.
+    ///
+    /// Copies the pre-load binary into `<data_dir>/libos/preload` and hashes it there
+    /// (what runs is what was measured), and hashes its shared libraries. Does not check
+    /// that the machine can run sandboxes: [`SandboxBackend::probe`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] naming the file or setting at fault.
+    pub fn new(
+        config: SandboxConfig,
+        attestation: &ExecutorAttestation,
+        images: Vec<ImageRoot>,
+    ) -> Result<Self, BackendError> {
+        config.limits.validate().map_err(fail)?;
+        let libos = config.data_dir.join(LIBOS_DIR);
+        let run_root = libos.join(RUN_DIR);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&run_root)
+            .map_err(|e| fail(format!("creating {}: {e}", run_root.display())))?;
+        if !config.jailer.is_file() {
+            return Err(fail(format!(
+                "the jailer {} is not a file",
+                config.jailer.display()
+            )));
+        }
+        let preload_copy = libos.join(PRELOAD_FILE);
+        install_copy(&config.preload, &preload_copy)?;
+        let preload_sha256 = sha256_file(&preload_copy)?;
+        let mut libraries = BTreeMap::new();
+        let mut library_files = BTreeMap::new();
+        let libs = cella_image::shared_libraries(&preload_copy).map_err(|e| {
+            fail(format!(
+                "the shared libraries of the pre-load module {}: {e}",
+                config.preload.display()
+            ))
+        })?;
+        for lib in libs {
+            let digest = hex::encode(sha256_file(&lib)?);
+            let path = lib
+                .to_str()
+                .ok_or_else(|| fail(format!("library path {} is not UTF-8", lib.display())))?
+                .to_owned();
+            let file = std::fs::canonicalize(&lib)
+                .map_err(|e| fail(format!("resolving {}: {e}", lib.display())))?;
+            libraries.insert(path.clone(), digest);
+            library_files.insert(path, file);
+        }
+        let preload_config = attestation.preload_config();
+        let measured_limits = SandboxSectionMeasured::from(&config.limits);
+        let described = MeasuredConfig {
+            format: "cella-sandbox-backend-v1",
+            limits: &measured_limits,
+            seccomp_allowlist_sha256: hex::encode(sha256(ALLOWLIST.as_bytes())),
+            preload_config_sha256: hex::encode(preload_config.digest()),
+            preload_libraries: &libraries,
+            inside: [
+                inside::PRELOAD,
+                inside::EXECUTOR_SOCKET,
+                inside::EVIDENCE_SOCKET,
+                inside::POLICY,
+                inside::DENIALS,
+                inside::WORK,
+                inside::OUTPUTS,
+                inside::SCRATCH,
+                inside::TMP,
+                inside::RUN_DIR,
+            ],
+        };
+        let json = serde_json::to_vec(&described)
+            .map_err(|e| fail(format!("describing the configuration: {e}")))?;
+        let config_digest = sha256(&json);
+        let mut by_name = BTreeMap::new();
+        for root in images {
+            if !root.rootfs.is_dir() {
+                return Err(fail(format!(
+                    "image {:?}: its root {} is not a directory",
+                    root.image.name,
+                    root.rootfs.display()
+                )));
+            }
+            if by_name.insert(root.image.name.clone(), root).is_some() {
+                return Err(fail("an image is given twice"));
+            }
+        }
+        Ok(Self {
+            jailer: config.jailer,
+            preload_copy,
+            preload_sha256,
+            library_files,
+            limits: config.limits,
+            preload_config,
+            config_digest,
+            hardware: Arc::clone(attestation.hardware()),
+            images: by_name,
+            run_root,
+            live: Arc::new(AtomicUsize::new(0)),
+            launched: AtomicU64::new(0),
+        })
+    }
+
+    /// The runtime images offered.
+    pub fn images(&self) -> Vec<RuntimeImage> {
+        self.images.values().map(|r| r.image.clone()).collect()
+    }
+
+    /// Instances launched and not reaped yet: the leak counter.
+    pub fn live_instances(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Instances launched so far.
+    pub fn launched(&self) -> u64 {
+        self.launched.load(Ordering::Acquire)
+    }
+
+    /// SHA-256 of the pre-load binary that instances run.
+    pub fn preload_sha256(&self) -> [u8; 32] {
+        self.preload_sha256
+    }
+
+    /// SHA-256 of the backend configuration, the third input of the measurement.
+    pub fn config_digest(&self) -> [u8; 32] {
+        self.config_digest
+    }
+
+    /// The read-only binds every instance of `image` gets: the pre-load binary, and its
+    /// shared libraries the image does not hold itself.
+    fn preload_binds(&self, image: &RuntimeImage) -> Vec<Bind> {
+        let mut binds = vec![Bind {
+            host: self.preload_copy.clone(),
+            inside: inside::PRELOAD.into(),
+            writable: false,
+        }];
+        for (lib, host) in &self.library_files {
+            if image.files.iter().any(|f| f.path == *lib) {
+                continue;
+            }
+            binds.push(Bind {
+                host: host.clone(),
+                inside: lib.into(),
+                writable: false,
+            });
+        }
+        binds
+    }
+
+    /// The jail of one instance.
+    fn jail_spec(
+        &self,
+        rootfs: &Path,
+        image: &RuntimeImage,
+        run_dir: &Path,
+        executor_socket: &Path,
+        env: BTreeMap<String, String>,
+        argv: Vec<String>,
+    ) -> JailSpec {
+        let l = &self.limits;
+        let mut binds = self.preload_binds(image);
+        binds.extend([
+            Bind {
+                host: executor_socket.to_path_buf(),
+                inside: inside::EXECUTOR_SOCKET.into(),
+                writable: false,
+            },
+            Bind {
+                host: run_dir.join("evidence.sock"),
+                inside: inside::EVIDENCE_SOCKET.into(),
+                writable: false,
+            },
+            Bind {
+                host: run_dir.join("executor-policy.toml"),
+                inside: inside::POLICY.into(),
+                writable: false,
+            },
+        ]);
+        JailSpec {
+            rootfs: rootfs.to_path_buf(),
+            binds,
+            tmpfs: vec![
+                Tmpfs {
+                    inside: inside::WORK.into(),
+                    size_bytes: l.work_bytes,
+                },
+                Tmpfs {
+                    inside: inside::OUTPUTS.into(),
+                    size_bytes: l.outputs_bytes,
+                },
+                Tmpfs {
+                    inside: inside::SCRATCH.into(),
+                    size_bytes: l.scratch_bytes,
+                },
+                Tmpfs {
+                    inside: inside::TMP.into(),
+                    size_bytes: l.tmp_bytes,
+                },
+            ],
+            limits: Limits {
+                memory_bytes: l.memory_bytes,
+                processes: l.processes,
+                open_files: l.open_files,
+                file_size_bytes: l.file_size_bytes,
+                cpu_seconds: l.cpu_seconds,
+            },
+            cgroup: Some(CgroupLimits {
+                memory_bytes: l.memory_bytes,
+                pids: l.processes,
+            }),
+            landlock_writable: vec![inside::WORK.into(), inside::TMP.into()],
+            denials_file: inside::DENIALS.into(),
+            hostname: "cella".into(),
+            cwd: inside::WORK.into(),
+            argv,
+            env,
+        }
+    }
+
+    /// Checks that this machine can run sandboxes (user, mount, pid and network
+    /// namespaces, seccomp user notification, Landlock): runs the pre-load binary's
+    /// confining wrapper in a jail on an empty root, which confines itself and runs
+    /// `cella-preload probe`. Meant for node start-up: a sandbox that cannot work is an
+    /// error then, never a silent fallback.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] with the jailer's own explanation.
+    pub async fn probe(&self) -> Result<(), BackendError> {
+        let root = tempfile::Builder::new()
+            .prefix("cella-sandbox-probe-")
+            .tempdir()
+            .map_err(|e| fail(format!("probe root: {e}")))?;
+        let empty = RuntimeImage {
+            name: "probe".into(),
+            argv: vec!["probe".into()],
+            files: Vec::new(),
+        };
+        let argv: Vec<String> = vec![
+            inside::PRELOAD.into(),
+            cella_preload::confine::EXEC_PROGRAM.into(),
+            "--write".into(),
+            inside::TMP.into(),
+            "--".into(),
+            inside::PRELOAD.into(),
+            cella_preload::entry::PROBE.into(),
+        ];
+        let mut spec = self.jail_spec(
+            root.path(),
+            &empty,
+            root.path(),
+            root.path(),
+            BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
+            argv,
+        );
+        // Only the pre-load binary and its libraries: no sockets for a probe.
+        spec.binds.retain(|b| {
+            b.inside.as_path() != Path::new(inside::EXECUTOR_SOCKET)
+                && b.inside.as_path() != Path::new(inside::EVIDENCE_SOCKET)
+                && b.inside.as_path() != Path::new(inside::POLICY)
+        });
+        let mut cmd =
+            crate::jail::command(&self.jailer, &spec).map_err(|e| fail(format!("probe: {e}")))?;
+        cmd.env_clear()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|e| {
+            fail(format!(
+                "starting the jailer {}: {e}",
+                self.jailer.display()
+            ))
+        })?;
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+                .await
+                .map_err(|_| fail("the sandbox probe did not finish within 30 s"))?
+                .map_err(|e| fail(format!("waiting for the sandbox probe: {e}")))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && stdout.contains(cella_preload::entry::PROBE_OK) {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        Err(fail(format!(
+            "this machine cannot run sandboxes ({}): {}",
+            out.status,
+            if tail.is_empty() {
+                "the jailer said nothing".to_owned()
+            } else {
+                tail.join(" | ")
+            }
+        )))
+    }
+}
+
+#[async_trait::async_trait]
+impl LibosBackend for SandboxBackend {
+    fn name(&self) -> &str {
+        "sandbox"
+    }
+
+    fn measure(&self, image: &RuntimeImage) -> Result<Measurement, BackendError> {
+        Ok(instance_measurement(
+            &self.preload_sha256,
+            image,
+            &self.config_digest,
+        ))
+    }
+
+    async fn launch(&self, spec: LaunchSpec<'_>) -> Result<Box<dyn Instance>, BackendError> {
+        let root = self.images.get(&spec.image.name).ok_or_else(|| {
+            fail(format!(
+                "runtime image {:?} is not loaded by the sandbox backend",
+                spec.image.name
+            ))
+        })?;
+        if root.image != *spec.image {
+            return Err(fail(format!(
+                "runtime image {:?} differs from the one loaded from disk",
+                spec.image.name
+            )));
+        }
+        let executor_socket = spec
+            .socket
+            .unix_path()
+            .ok_or_else(|| fail("the sandbox backend needs a Unix socket to the executor"))?
+            .to_path_buf();
+        let measurement = self.measure(spec.image)?;
+        let id = hex::encode(&spec.nonce[..8]);
+        let run_dir = self.run_root.join(&id);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&run_dir)
+            .map_err(|e| fail(format!("creating {}: {e}", run_dir.display())))?;
+        let cleanup = instance::RunDir::new(run_dir.clone());
+        let policy = run_dir.join("executor-policy.toml");
+        std::fs::write(&policy, &self.preload_config.executor_policy)
+            .map_err(|e| fail(format!("writing {}: {e}", policy.display())))?;
+        let evidence_path = run_dir.join("evidence.sock");
+        let listener = tokio::net::UnixListener::bind(&evidence_path)
+            .map_err(|e| fail(format!("binding {}: {e}", evidence_path.display())))?;
+        let source = SimEvidenceSource::new(Arc::clone(&self.hardware), measurement);
+        let evidence = tokio::spawn(async move {
+            if let Err(e) = cella_preload::evidence::serve_one(&listener, &source).await {
+                tracing::warn!(error = %e, "sandbox instance evidence");
+            }
+            drop(listener);
+            let _removed = std::fs::remove_file(&evidence_path);
+        });
+        let env = BTreeMap::from([
+            ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
+            (
+                "CELLA_PRELOAD_SOCKET".to_owned(),
+                inside::EXECUTOR_SOCKET.to_owned(),
+            ),
+            ("CELLA_PRELOAD_NONCE".to_owned(), hex::encode(spec.nonce)),
+            ("CELLA_PRELOAD_WORK_DIR".to_owned(), inside::WORK.to_owned()),
+            ("CELLA_PRELOAD_POLICY".to_owned(), inside::POLICY.to_owned()),
+            (
+                "CELLA_PRELOAD_ROLE".to_owned(),
+                self.preload_config.executor_role.clone(),
+            ),
+            (
+                cella_preload::entry::EVIDENCE_ENV.to_owned(),
+                format!(
+                    "{}{}",
+                    cella_preload::evidence::SOCKET_PREFIX,
+                    inside::EVIDENCE_SOCKET
+                ),
+            ),
+            (
+                cella_preload::runner::CONFINE_ENV.to_owned(),
+                "1".to_owned(),
+            ),
+            (
+                cella_preload::runner::DENIALS_ENV.to_owned(),
+                inside::DENIALS.to_owned(),
+            ),
+        ]);
+        let jail = self.jail_spec(
+            &root.rootfs,
+            spec.image,
+            &run_dir,
+            &executor_socket,
+            env,
+            vec![inside::PRELOAD.to_owned()],
+        );
+        let mut cmd = crate::jail::command(&self.jailer, &jail).map_err(|e| fail(e.to_string()))?;
+        // Nothing of the node's environment reaches the jail (the supervisor's
+        // /proc/1/environ is readable inside).
+        cmd.env_clear()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|e| {
+            fail(format!(
+                "starting the jailer {}: {e}",
+                self.jailer.display()
+            ))
+        })?;
+        self.launched.fetch_add(1, Ordering::AcqRel);
+        let instance = SandboxInstance::new(
+            child,
+            cleanup,
+            evidence,
+            instance::Live::new(Arc::clone(&self.live)),
+            id,
+        );
+        Ok(Box::new(instance))
+    }
+}
