@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cella_attest::sim::SimSigner;
 use cella_executor::Executors;
 use cella_executor::builtin::BuiltinExecutor;
+use cella_libos::config::BackendKind;
 use cella_libos::{ExecutorAttestation, LibosConfig, LibosExecutor};
 use cella_platform::scheduler::Workers;
 use cella_platform::{NodeConfig, Platform, PlatformError};
@@ -15,6 +16,7 @@ use cella_proto::v1::file_service_server::FileServiceServer;
 use cella_proto::v1::function_service_server::FunctionServiceServer;
 use cella_proto::v1::node_service_server::NodeServiceServer;
 use cella_proto::v1::task_service_server::TaskServiceServer;
+use cella_sandbox::backend::{ImageRoot, SandboxBackend, SandboxConfig};
 use cella_types::ExecutorKind;
 use cella_wasm::{WasmConfig, WasmExecutor};
 use tokio::net::TcpListener;
@@ -162,13 +164,105 @@ pub fn libos_executor(config: &NodeConfig) -> Result<Option<LibosExecutor>, Star
     let measurement = cella_attest::sim::measure_file(&exe)
         .map_err(|e| fail(format!("measuring {}: {e}", exe.display())))?;
     let attestation = ExecutorAttestation::simulated(Arc::new(hardware), measurement);
-    let executor = libos
-        .build_with(attestation)
-        .map_err(|e| fail(e.to_string()))?;
+    let executor = build_libos(config, &libos, attestation).map_err(fail)?;
     let policy = dir.join(LIBOS_POLICY_FILE);
     std::fs::write(&policy, executor.instance_policy())
         .map_err(|e| fail(format!("writing {}: {e}", policy.display())))?;
     Ok(Some(executor))
+}
+
+/// The LibOS executor of `libos` on its backend: the `mock` backend is built by
+/// `cella-libos` itself; the `sandbox` backend here, from the images in the data dir
+/// (`images = [...]`, loaded and verified file by file) and inline `[[runtime]]`s without
+/// files, after a probe that the machine can run sandboxes at all.
+fn build_libos(
+    config: &NodeConfig,
+    libos: &LibosConfig,
+    attestation: ExecutorAttestation,
+) -> Result<LibosExecutor, String> {
+    let store = cella_image::ImageStore::new(&config.data_dir);
+    let mut loaded = Vec::with_capacity(libos.images.len());
+    for name in &libos.images {
+        loaded.push(
+            store
+                .load(name)
+                .map_err(|e| format!("{e} (images are built with `cella image build`)"))?,
+        );
+    }
+    match libos.backend {
+        BackendKind::Mock => {
+            let mut images = libos.runtimes.clone();
+            images.extend(loaded.into_iter().map(|l| l.image));
+            cella_libos::mock::executor_with(images, libos.executor_config(), attestation)
+                .map(|(e, _)| e)
+                .map_err(|e| e.to_string())
+        }
+        BackendKind::Sandbox => {
+            let mut roots: Vec<ImageRoot> = loaded.into_iter().map(ImageRoot::from).collect();
+            let empty_root = config.data_dir.join("libos").join("empty-root");
+            for image in &libos.runtimes {
+                if !image.files.is_empty() {
+                    return Err(format!(
+                        "runtime {:?}: the sandbox backend runs images built into the data dir \
+                         (images = [\"{}\"] after `cella image build`); an inline [[runtime]] \
+                         may not list files",
+                        image.name, image.name
+                    ));
+                }
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(&empty_root)
+                    .map_err(|e| format!("creating {}: {e}", empty_root.display()))?;
+                roots.push(ImageRoot {
+                    image: image.clone(),
+                    rootfs: empty_root.clone(),
+                });
+            }
+            let section = libos.sandbox.clone().unwrap_or_default();
+            let sandbox = SandboxConfig::from_section(&config.data_dir, section)
+                .map_err(|e| e.to_string())?;
+            let backend =
+                SandboxBackend::new(sandbox, &attestation, roots).map_err(|e| e.to_string())?;
+            probe_blocking(&backend)?;
+            let images = backend.images();
+            LibosExecutor::new(
+                Arc::new(backend),
+                images,
+                attestation,
+                libos.executor_config(),
+            )
+            .map_err(|e| e.to_string())
+        }
+        BackendKind::Gramine => {
+            let section = libos.gramine.clone().unwrap_or_default();
+            cella_gramine::node::build_executor(
+                &config.data_dir,
+                &section.0,
+                loaded.into_iter().map(Into::into).collect(),
+                &libos.runtimes,
+                attestation,
+                libos.executor_config(),
+            )
+        }
+    }
+}
+
+/// Runs [`SandboxBackend::probe`] to completion from synchronous code, inside a tokio
+/// runtime or not (on a thread of its own with a runtime of its own).
+fn probe_blocking(backend: &SandboxBackend) -> Result<(), String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("probe runtime: {e}"))?
+                .block_on(backend.probe())
+                .map_err(|e| e.to_string())
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the sandbox probe panicked".into()))
+    })
 }
 
 /// The WebAssembly executor of a node: default limits, compiled modules cached in
