@@ -128,7 +128,23 @@ fn init_tracing() {
         .init();
 }
 
+/// The multi-call entrypoints: started under the name `cella-jail` the binary is the
+/// sandbox's jailer, under `cella-preload` the pre-load module of a LibOS instance. Decided
+/// on `argv[0]`'s file name before anything else runs (no runtime, no argument parsing):
+/// the sandbox backend starts this very binary in both roles.
+fn multi_call() -> Option<ExitCode> {
+    let argv0 = std::env::args_os().next()?;
+    match std::path::Path::new(&argv0).file_name()?.to_str()? {
+        "cella-jail" => Some(cella_sandbox::jail::main()),
+        "cella-preload" => Some(cella_preload::entry::main()),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
+    if let Some(code) = multi_call() {
+        return code;
+    }
     let cli = Cli::parse();
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
