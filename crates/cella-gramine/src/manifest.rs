@@ -45,6 +45,9 @@ pub const INSTANCE_KEY_NAME: &str = "cella_instance";
 /// Environment variables the host passes to the pre-load module: the launch parameters.
 /// Not secret, and they carry nothing secret (see `docs/gramine.md`).
 pub const PASSTHROUGH_ENV: [&str; 2] = ["CELLA_PRELOAD_NONCE", "CELLA_PRELOAD_SOCKET"];
+/// A fixed variable naming the runtime image and its manifest digest
+/// (`<name>@<hex>`), so that `MRENCLAVE` covers the image's name and command line too.
+pub const IMAGE_ENV: &str = "CELLA_RUNTIME_IMAGE";
 /// With `mode = "direct"` only: where the node serves simulation evidence
 /// (`gramine-direct` has no quotes). Never in an SGX manifest.
 pub const DIRECT_PASSTHROUGH_ENV: &str = "CELLA_PRELOAD_EVIDENCE";
@@ -400,6 +403,16 @@ pub fn generate(
     for (name, value) in fixed {
         env.insert(name.to_owned(), EnvValue::Value(value.to_owned()));
     }
+    // The image's whole description (name, argv, files) in the measurement: two images
+    // with the same files but another command line are two enclaves.
+    env.insert(
+        IMAGE_ENV.to_owned(),
+        EnvValue::Value(format!(
+            "{}@{}",
+            image.name,
+            hex::encode(image.manifest_digest())
+        )),
+    );
 
     let manifest = Manifest {
         loader: Loader {

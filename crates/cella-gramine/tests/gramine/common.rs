@@ -139,3 +139,25 @@ pub(crate) fn sgx_config() -> GramineConfig {
     c.collateral = Some("/nonexistent/collateral.json".into());
     c
 }
+
+/// The `cella-preload` binary of this build (built if it is not there yet).
+pub(crate) fn preload_binary() -> PathBuf {
+    // target/<profile>/deps/<test> -> target/<profile>/cella-preload
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let bin = profile_dir.join("cella-preload");
+    if !bin.is_file() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "cella-preload", "--bin", "cella-preload"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building cella-preload");
+    }
+    assert!(bin.is_file(), "{} is missing", bin.display());
+    bin
+}
+
+/// The sample DCAP quote and collateral of `cella-attest`'s test data (from dcap-qvl).
+pub(crate) fn attest_testdata(name: &str) -> PathBuf {
+    manifest_dir().join("../cella-attest/testdata").join(name)
+}
