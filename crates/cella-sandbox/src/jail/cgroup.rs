@@ -21,6 +21,9 @@ const ROOT: &str = "/sys/fs/cgroup";
 /// The jailer's own directory under each controller.
 const PARENT: &str = "cella";
 
+/// A limit file: name, value, whether the controller must have it.
+type LimitFile = (&'static str, u64, bool);
+
 /// An instance's cgroups, open for attaching its PID 1.
 ///
 /// The directories are removed through descriptors of their parents opened before the
@@ -44,7 +47,7 @@ impl Cgroup {
             dirs: Vec::new(),
             procs: Vec::new(),
         };
-        let files: [(&str, Vec<(&str, u64, bool)>); 2] = [
+        let files: [(&str, Vec<LimitFile>); 2] = [
             (
                 "memory",
                 vec![

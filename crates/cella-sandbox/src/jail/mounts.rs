@@ -163,7 +163,7 @@ fn populate(inside: &Path, image: &Path, targets: &[PathBuf]) -> Result<(), Jail
             )));
         }
         // A mount target hides whatever the image has at that path.
-        if targets.iter().any(|t| *t == dst) {
+        if targets.contains(&dst) {
             continue;
         }
         let meta = fs::symlink_metadata(&src)

@@ -288,7 +288,8 @@ mod tests {
 
     #[test]
     fn bad_specs_are_refused_naming_the_problem() {
-        let cases: Vec<(Box<dyn Fn(&mut JailSpec)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut JailSpec)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|s| s.argv.clear()), "argv is empty"),
             (Box::new(|s| s.rootfs = "rel".into()), "rootfs"),
             (Box::new(|s| s.cwd = "/a/../b".into()), "cwd"),

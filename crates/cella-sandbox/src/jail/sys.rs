@@ -159,7 +159,6 @@ pub(crate) fn notif_fail(listener: BorrowedFd<'_>, id: u64, errno: Errno) -> Res
 
 /// Whether notification `id` is still pending (its caller has not died meanwhile).
 pub(crate) fn notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
-    let id = id;
     #[allow(unsafe_code, reason = "ioctl reading a u64 we own")]
     // SAFETY: the kernel reads one u64 from `&id`.
     let r = unsafe {
