@@ -52,12 +52,18 @@ struct Answer {
 /// [`ImageError::Python`] if there is none, [`ImageError::NotElf`] if the one found is a
 /// script (such as a pyenv shim).
 pub fn default_python() -> Result<PathBuf, ImageError> {
-    let usr = Path::new("/usr/bin/python3");
-    if usr.exists() {
-        return Ok(usr.to_path_buf());
+    find_python(
+        Path::new("/usr/bin/python3"),
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )
+}
+
+/// [`default_python`] with the preferred path and `PATH` given.
+fn find_python(preferred: &Path, path_var: &std::ffi::OsStr) -> Result<PathBuf, ImageError> {
+    if preferred.exists() {
+        return Ok(preferred.to_path_buf());
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
+    for dir in std::env::split_paths(path_var) {
         let candidate = dir.join("python3");
         if candidate.is_file() {
             let real = std::fs::canonicalize(&candidate)
@@ -70,7 +76,10 @@ pub fn default_python() -> Result<PathBuf, ImageError> {
     }
     Err(ImageError::Python {
         python: "python3".into(),
-        message: "neither /usr/bin/python3 nor a python3 on PATH".into(),
+        message: format!(
+            "neither {} nor a python3 on PATH; name one with --python",
+            preferred.display()
+        ),
     })
 }
 
@@ -248,4 +257,43 @@ pub(crate) fn plan(python: &Path, name: &str) -> Result<(Vec<String>, Plan), Ima
         }
     }
     Ok((argv, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_interpreter_is_found_and_shims_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shims = dir.path().join("shims");
+        let real = dir.path().join("real");
+        std::fs::create_dir_all(&shims).unwrap();
+        std::fs::create_dir_all(&real).unwrap();
+        let absent = dir.path().join("absent/python3");
+        // A pyenv-style shim first on PATH: refused, naming it.
+        std::fs::write(
+            shims.join("python3"),
+            "#!/usr/bin/env bash\nexec pyenv exec \"$@\"\n",
+        )
+        .unwrap();
+        let path = std::env::join_paths([&shims, &real]).unwrap();
+        let err = find_python(&absent, &path).unwrap_err();
+        assert!(matches!(err, ImageError::NotElf { .. }), "{err}");
+        assert!(err.to_string().contains("shims/python3"), "{err}");
+        // A link to an ELF file on PATH: resolved to the real file.
+        std::os::unix::fs::symlink("/bin/true", real.join("python3")).unwrap();
+        let path = std::env::join_paths([&real]).unwrap();
+        assert_eq!(
+            find_python(&absent, &path).unwrap(),
+            std::fs::canonicalize("/bin/true").unwrap()
+        );
+        // The preferred path wins, as given.
+        assert_eq!(
+            find_python(Path::new("/bin/true"), &path).unwrap(),
+            Path::new("/bin/true")
+        );
+        let err = find_python(&absent, std::ffi::OsStr::new("")).unwrap_err();
+        assert!(err.to_string().contains("--python"), "{err}");
+    }
 }
