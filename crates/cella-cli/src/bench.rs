@@ -32,6 +32,71 @@ pub(crate) struct BenchArgs {
     /// MiB sealed and unsealed for the throughput of the sealed file format.
     #[arg(long, default_value_t = 256)]
     pub(crate) seal_mib: usize,
+    /// Samples of each sandbox figure (cold start, hello-world task); 0 skips them.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) sandbox_samples: usize,
+    /// Idle pooled sandbox instances for the memory figure.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) sandbox_idle: usize,
+    /// The Python interpreter the sandbox figures build their image from.
+    #[arg(long, default_value = "/usr/bin/python3")]
+    pub(crate) python: std::path::PathBuf,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The sandbox backend's figures, each beside its baseline (see `cella_sandbox::bench`).
+async fn sandbox_figures(args: &BenchArgs) -> anyhow::Result<serde_json::Value> {
+    use cella_sandbox::bench::median;
+    let cfg = cella_sandbox::bench::BenchConfig {
+        exe: std::env::current_exe().context("locating this binary")?,
+        python: args.python.clone(),
+        samples: args.sandbox_samples,
+        idle_instances: args.sandbox_idle,
+    };
+    let r = cella_sandbox::bench::run(&cfg).await?;
+    let cold = ms(median(&r.cold_start));
+    let bwrap = r.bwrap.as_deref().map(|b| ms(median(b)));
+    match bwrap {
+        Some(b) => eprintln!(
+            "sandbox cold start (launch → attested → ready): median {cold:.1} ms; bwrap --unshare-all /bin/true {b:.1} ms; ratio {:.2}",
+            cold / b
+        ),
+        None => eprintln!(
+            "sandbox cold start (launch → attested → ready): median {cold:.1} ms; bwrap baseline skipped (bwrap is not installed; scripts/bench.sh installs it)"
+        ),
+    }
+    let (task_cold, task_warm, direct) = (
+        ms(median(&r.task_cold)),
+        ms(median(&r.task_warm)),
+        ms(median(&r.python_direct)),
+    );
+    eprintln!(
+        "python hello-world task: cold {task_cold:.1} ms ({:.2}× direct), warm pool {task_warm:.1} ms ({:.2}× direct); python3 hello.py directly {direct:.1} ms",
+        task_cold / direct,
+        task_warm / direct
+    );
+    let pss_mib = r.idle_pss_bytes.map(|b| b as f64 / f64::from(1u32 << 20));
+    eprintln!(
+        "host memory per idle pooled instance (PSS over {} instances): {}",
+        r.idle_instances,
+        pss_mib.map_or("unavailable".into(), |m| format!("{m:.2} MiB"))
+    );
+    Ok(json!({
+        "cold_start_ms": cold,
+        "bwrap_ms": bwrap,
+        "cold_start_vs_bwrap": bwrap.map(|b| cold / b),
+        "hello_cold_ms": task_cold,
+        "hello_warm_ms": task_warm,
+        "python_direct_ms": direct,
+        "hello_cold_vs_direct": task_cold / direct,
+        "hello_warm_vs_direct": task_warm / direct,
+        "idle_instance_pss_mib": pss_mib,
+        "idle_instances": r.idle_instances,
+        "samples": args.sandbox_samples,
+    }))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -276,7 +341,16 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
         openssl.map_or("not installed".into(), |g| format!("{g:.2} GB/s"))
     );
 
+    let sandbox = if args.sandbox_samples == 0 {
+        serde_json::Value::Null
+    } else {
+        sandbox_figures(&args)
+            .await
+            .context("the sandbox figures (skip them with --sandbox-samples 0)")?
+    };
+
     let report = json!({
+        "sandbox": sandbox,
         "e2e_p50_ms": p50,
         "e2e_p99_ms": p99,
         "e2e_samples": n,

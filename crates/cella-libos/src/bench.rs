@@ -83,3 +83,53 @@ pub fn percentile(samples: &[Duration], p: u32) -> Duration {
     let rank = (sorted.len() * usize::try_from(p.min(100)).unwrap_or(100)).div_ceil(100);
     sorted[rank.saturating_sub(1).min(sorted.len() - 1)]
 }
+
+/// Launches `samples` instances of `image` on `backend`, one after the other, and returns
+/// for each the cold-start time: from the launch to an attested instance ready for
+/// `Deploy` (start, evidence, RA-TLS handshake both ways, `Hello`). Each instance is
+/// killed right after it is measured. Needs a tokio runtime.
+///
+/// # Errors
+///
+/// [`SetupError`] if the image cannot be measured or a launch fails.
+pub async fn cold_start(
+    backend: Arc<dyn crate::backend::LibosBackend>,
+    image: RuntimeImage,
+    attestation: crate::attest::ExecutorAttestation,
+    samples: usize,
+) -> Result<Vec<Duration>, SetupError> {
+    let expected = backend
+        .measure(&image)
+        .map_err(|e| SetupError(e.to_string()))?;
+    let attestation = Arc::new(attestation);
+    let verifier = attestation
+        .instance_verifier(expected)
+        .map_err(|e| SetupError(e.to_string()))?;
+    let socket_dir = tempfile::Builder::new()
+        .prefix("cella-libos-bench-")
+        .tempdir()
+        .map_err(|e| SetupError(format!("socket directory: {e}")))?;
+    let ctx = crate::launch::LaunchCtx {
+        backend,
+        image: Arc::new(image),
+        attestation,
+        expected,
+        verifier,
+        timeouts: crate::launch::Timeouts::default(),
+        limits: crate::backend::InstanceLimits::default(),
+        socket_dir: Arc::new(socket_dir),
+    };
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = std::time::Instant::now();
+        let ready = ctx
+            .launch()
+            .await
+            .map_err(|e| SetupError(format!("cold start: {e}")))?;
+        out.push(started.elapsed());
+        let mut guard = ready.guard;
+        guard.kill_group();
+        guard.wait().await;
+    }
+    Ok(out)
+}

@@ -1,4 +1,5 @@
 //! The sandbox backend: see `docs/sandbox.md`.
 
 pub mod backend;
+pub mod bench;
 pub mod jail;
