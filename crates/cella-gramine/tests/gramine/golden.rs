@@ -146,6 +146,9 @@ fn every_image_file_and_the_preload_module_are_trusted_with_their_hash() {
     assert!(value["loader"].get("insecure__use_cmdline_argv").is_none());
 }
 
+/// A change to a manifest's TOML.
+type Edit = Box<dyn FnOnce(&mut toml::Table)>;
+
 /// Applies `edit` to the TOML of a good manifest and returns the problems found.
 fn problems_after(edit: impl FnOnce(&mut toml::Table), mode: Mode) -> Vec<String> {
     let f = Fixture::new();
@@ -166,7 +169,7 @@ fn table<'a>(t: &'a mut toml::Table, key: &str) -> &'a mut toml::Table {
 #[test]
 fn the_structural_check_refuses_what_gramine_or_cella_forbids() {
     use toml::Value;
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut toml::Table)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "sgx.allowed_files is forbidden",
             Box::new(|t| {
