@@ -485,6 +485,22 @@ async fn argv_env_cwd_and_exit_status_reach_the_caller() {
         let run = f.run(user, &f.spec(&["/bin/sh", "-c", "kill -9 $$"])).await;
         assert_eq!(run.code, Some(128 + 9), "{run}");
 
+        // Host paths behind absolute symlinks are resolved before the root changes.
+        let link = f.path("image-link");
+        if !link.exists() {
+            std::os::unix::fs::symlink(f.path("rootfs"), &link).unwrap();
+        }
+        let mut spec = f.spec(&["/bin/cat", "/cella/secret"]);
+        spec.rootfs = link;
+        spec.binds.push(Bind {
+            host: f.path("image-link/bin/../../secret"),
+            inside: "/cella/secret".into(),
+            writable: false,
+        });
+        let run = f.run(user, &spec).await;
+        assert_eq!(run.code, Some(0), "{run}");
+        assert_eq!(run.stdout, "host secret", "{run}");
+
         let run = f.run(user, &f.spec(&["/bin/missing"])).await;
         assert_eq!(run.code, Some(i32::from(jail::EXIT_NOT_FOUND)), "{run}");
         assert!(run.stderr.contains("/bin/missing"), "{run}");
@@ -601,7 +617,7 @@ async fn as_root_the_cgroups_are_created_and_removed() {
     assert!(is_root(user));
 
     // Stopped by a signal to the jailer: the instance goes, the cgroups too.
-    let spec = f.spec(&["/bin/sh", "-c", "echo ready; sleep 1000"]);
+    let spec = f.spec(&["/bin/sh", "-c", "sleep 1000 & echo ready; wait"]);
     let mut child = f.command(user, &spec).spawn().unwrap();
     let jailer = child.id().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -129,8 +129,17 @@ fn run() -> Result<u8, JailError> {
         .take(MAX_SPEC_BYTES)
         .read_to_string(&mut text)
         .map_err(|e| setup("reading the spec on stdin", e))?;
-    let spec: JailSpec = serde_json::from_str(&text).map_err(|e| JailError::Spec(e.to_string()))?;
+    let mut spec: JailSpec =
+        serde_json::from_str(&text).map_err(|e| JailError::Spec(e.to_string()))?;
     spec.validate()?;
+    // Host paths are reached through the old root while the instance's root is built,
+    // where an absolute symlink would point into the new root: resolve them now.
+    spec.rootfs = std::fs::canonicalize(&spec.rootfs)
+        .map_err(|e| JailError::Spec(format!("rootfs {}: {e}", spec.rootfs.display())))?;
+    for b in &mut spec.binds {
+        b.host = std::fs::canonicalize(&b.host)
+            .map_err(|e| JailError::Spec(format!("bind source {}: {e}", b.host.display())))?;
+    }
     if !spec.rootfs.is_dir() {
         return Err(JailError::Spec(format!(
             "rootfs {} is not a directory",
@@ -222,9 +231,10 @@ fn run_namespaced(
             if let Some(cg) = cgroup
                 && let Err(e) = cg.attach(child.as_raw())
             {
-                let _ = kill(child, Signal::SIGKILL);
-                let _ = waitpid(child, None);
-                return Err(setup("moving the instance into its cgroups", e));
+                // Like an unwritable hierarchy: a warning; the rlimits still hold.
+                eprintln!(
+                    "cella-jail: warning: cgroup limits not applied: moving the instance in: {e}"
+                );
             }
             let mut go = std::fs::File::from(go_write);
             if go.write_all(b"g").is_err() {
