@@ -193,6 +193,102 @@ async fn python_examples_run_in_the_sandbox() {
     }
 }
 
+/// What `docs/writing-functions.md` promises a program: the paths, the environment, the
+/// command line and `task.json`.
+const VIEW: &str = r#"
+import json, os, sys
+view = {
+    "argv": sys.argv,
+    "cwd": os.getcwd(),
+    "env": dict(os.environ),
+    "task": json.load(open("/cella/task.json")),
+    "input": open("/cella/inputs/in").read(),
+    "program": os.path.exists("/cella/workload/program"),
+}
+open("/cella/outputs/out", "w").write(json.dumps(view))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_s_view_is_as_documented() {
+    let python = Path::new("/usr/bin/python3");
+    if !python.exists() {
+        eprintln!("no /usr/bin/python3: skipped");
+        return;
+    }
+    let data_dir = tempfile::tempdir().unwrap();
+    ImageStore::new(data_dir.path())
+        .build_python3(python, "python3")
+        .unwrap();
+    let Some(executor) = executor(data_dir.path(), &["python3"]).await else {
+        return;
+    };
+    let (r, io) = run(
+        &executor,
+        "python3",
+        VIEW.as_bytes().to_vec(),
+        &[("zeta", "z"), ("alpha", "a=b c")],
+        &[("in", b"plain")],
+        &["out"],
+    )
+    .await;
+    r.unwrap();
+    let view: serde_json::Value = serde_json::from_slice(io.output("out").unwrap()).unwrap();
+    assert_eq!(
+        view["argv"],
+        serde_json::json!(["program", "--alpha=a=b c", "--zeta=z"])
+    );
+    assert_eq!(view["cwd"], "/cella/workload");
+    assert_eq!(view["program"], true);
+    assert_eq!(view["input"], "plain");
+    assert_eq!(
+        view["task"],
+        serde_json::json!({
+            "function": "example",
+            "arguments": {"alpha": "a=b c", "zeta": "z"},
+            "inputs": ["in"],
+            "outputs": ["out"],
+        })
+    );
+    let env = &view["env"];
+    for (k, v) in [
+        ("CELLA_WORKLOAD_DIR", "/cella/workload"),
+        ("CELLA_INPUT_DIR", "/cella/inputs"),
+        ("CELLA_OUTPUT_DIR", "/cella/outputs"),
+        ("CELLA_SCRATCH_DIR", "/cella/scratch"),
+        ("HOME", "/cella/scratch"),
+        ("CELLA_TASK_FILE", "/cella/task.json"),
+        ("CELLA_RETURN_FILE", "/cella/return"),
+        ("CELLA_ARG_alpha", "a=b c"),
+        ("CELLA_ARG_zeta", "z"),
+        ("PATH", "/usr/bin:/bin"),
+    ] {
+        assert_eq!(env[k], v, "{k} in {env}");
+    }
+    // Nothing else, but what Python itself sets (LC_CTYPE: PEP 538 locale coercion).
+    let extra: Vec<&String> = env
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| {
+            let documented = k.starts_with("CELLA_ARG_")
+                || [
+                    "CELLA_WORKLOAD_DIR",
+                    "CELLA_INPUT_DIR",
+                    "CELLA_OUTPUT_DIR",
+                    "CELLA_SCRATCH_DIR",
+                    "CELLA_TASK_FILE",
+                    "CELLA_RETURN_FILE",
+                    "HOME",
+                    "PATH",
+                    "LC_CTYPE",
+                ]
+                .contains(&k.as_str());
+            !documented
+        })
+        .collect();
+    assert!(extra.is_empty(), "unexpected environment: {extra:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_c_runs_static_on_the_native_image() {
     let dir = tempfile::tempdir().unwrap();
