@@ -197,29 +197,7 @@ impl GramineConfig {
     ///
     /// [`ConfigError`] naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match parse_size(&self.enclave_size) {
-            Some(n) if n.is_power_of_two() && n >= 64 << 20 => {}
-            _ => {
-                return Err(ConfigError(format!(
-                    "enclave_size {:?} must be a power of two of at least 64M, such as \"2G\"",
-                    self.enclave_size
-                )));
-            }
-        }
-        if parse_size(&self.stack_size).is_none_or(|n| n < 64 << 10) {
-            return Err(ConfigError(format!(
-                "stack_size {:?} must be a size of at least 64K, such as \"2M\"",
-                self.stack_size
-            )));
-        }
-        // The pre-load module's thread, Gramine's IPC and async threads, and one TLS
-        // handshake thread (Gramine's documented minimum is 4).
-        if !(4..=1024).contains(&self.max_threads) {
-            return Err(ConfigError(format!(
-                "max_threads {} must be between 4 and 1024",
-                self.max_threads
-            )));
-        }
+        self.validate_manifest_options()?;
         if self.mode == Mode::Direct && !self.allow_simulation {
             return Err(ConfigError(
                 "mode = \"direct\" runs gramine-direct, which offers no SGX quotes: instances \
@@ -248,6 +226,38 @@ impl GramineConfig {
                         .into(),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Checks the options that shape a manifest: sizes and thread count.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the key.
+    pub fn validate_manifest_options(&self) -> Result<(), ConfigError> {
+        match parse_size(&self.enclave_size) {
+            Some(n) if n.is_power_of_two() && n >= 64 << 20 => {}
+            _ => {
+                return Err(ConfigError(format!(
+                    "enclave_size {:?} must be a power of two of at least 64M, such as \"2G\"",
+                    self.enclave_size
+                )));
+            }
+        }
+        if parse_size(&self.stack_size).is_none_or(|n| n < 64 << 10) {
+            return Err(ConfigError(format!(
+                "stack_size {:?} must be a size of at least 64K, such as \"2M\"",
+                self.stack_size
+            )));
+        }
+        // The pre-load module's thread, Gramine's IPC and async threads, and one TLS
+        // handshake thread (Gramine's documented minimum is 4).
+        if !(4..=1024).contains(&self.max_threads) {
+            return Err(ConfigError(format!(
+                "max_threads {} must be between 4 and 1024",
+                self.max_threads
+            )));
         }
         Ok(())
     }

@@ -81,3 +81,58 @@ pub fn build_executor(
     LibosExecutor::new(Arc::new(backend), runtimes, attestation, executor)
         .map_err(|e| e.to_string())
 }
+
+/// The manifest of a runtime image from the data dir, as the node would generate it,
+/// for `cella image gramine-manifest`: the pre-load module from `config` (or next to
+/// this binary), its shared libraries, `executor_policy` (the node writes its own to
+/// `<data_dir>/libos/gramine/executor-policy.toml` at start). The result passes
+/// [`crate::schema::check`].
+///
+/// # Errors
+///
+/// A sentence naming what is missing or wrong.
+pub fn manifest_for_image(
+    loaded: &cella_image::LoadedImage,
+    config: &GramineConfig,
+    executor_policy: &Path,
+) -> Result<String, String> {
+    use crate::manifest::{HostFile, Library, ManifestInput};
+    config
+        .validate_manifest_options()
+        .map_err(|e| e.to_string())?;
+    let preload = crate::backend::preload_path(config).map_err(|e| e.to_string())?;
+    let preload = std::fs::canonicalize(&preload)
+        .map_err(|e| format!("the pre-load module {}: {e}", preload.display()))?;
+    let preload = HostFile::measure(&preload).map_err(|e| e.to_string())?;
+    let mut libraries = Vec::new();
+    for inside in cella_image::shared_libraries(&preload.path)
+        .map_err(|e| format!("the pre-load module {}: {e}", preload.path.display()))?
+    {
+        let host = std::fs::canonicalize(&inside)
+            .map_err(|e| format!("library {}: {e}", inside.display()))?;
+        libraries.push(Library {
+            inside,
+            file: HostFile::measure(&host).map_err(|e| e.to_string())?,
+        });
+    }
+    let policy = std::fs::canonicalize(executor_policy)
+        .map_err(|e| format!("the executor policy {}: {e}", executor_policy.display()))?;
+    let policy = HostFile::measure(&policy).map_err(|e| e.to_string())?;
+    let libos_sha256 = HostFile::measure(config.libos()).ok().map(|f| f.sha256);
+    let text = crate::manifest::generate(
+        &ManifestInput {
+            image: &loaded.image,
+            rootfs: &loaded.rootfs,
+            preload: &preload,
+            libraries: &libraries,
+            executor_policy: &policy,
+            libos: config.libos(),
+            libos_sha256: libos_sha256.as_deref(),
+        },
+        config,
+    )
+    .map_err(|e| e.to_string())?;
+    crate::schema::check(&text, config.mode)
+        .map_err(|problems| format!("the generated manifest fails its checks: {problems:?}"))?;
+    Ok(text)
+}

@@ -20,6 +20,43 @@ pub(crate) enum ImageCmd {
     List(StoreArgs),
     /// One image, verified file by file, with its command line and its files.
     Inspect(InspectArgs),
+    /// The Gramine manifest of an image, as a node with `backend = "gramine"` generates
+    /// it (to review it, or sign it by hand with gramine-sgx-sign; docs/gramine.md).
+    GramineManifest(GramineManifestArgs),
+}
+
+/// `cella image gramine-manifest`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GramineManifestArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// The image's name.
+    pub(crate) name: String,
+    /// Write the manifest here (default: print it).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) out: Option<PathBuf>,
+    /// The policy instances check their executor with (default: the one the node wrote
+    /// at its last start, DIR/libos/gramine/executor-policy.toml).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) executor_policy: Option<PathBuf>,
+    /// sgx.enclave_size.
+    #[arg(long, value_name = "SIZE", default_value = "2G")]
+    pub(crate) enclave_size: String,
+    /// sgx.max_threads.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub(crate) max_threads: u32,
+    /// sgx.edmm_enable = true.
+    #[arg(long)]
+    pub(crate) edmm: bool,
+    /// sgx.debug = true (a debug enclave: never in production).
+    #[arg(long)]
+    pub(crate) debug: bool,
+    /// The pre-load module (default: cella-preload next to this binary, else this binary).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) preload: Option<PathBuf>,
+    /// Gramine's libsysdb.so (default: the Debian/Ubuntu package's path).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) libos: Option<PathBuf>,
 }
 
 /// What to build an image from.
@@ -193,9 +230,59 @@ enum BuildWhat {
     },
 }
 
+/// `cella image gramine-manifest`: the manifest, written or returned.
+fn gramine_manifest(a: GramineManifestArgs) -> anyhow::Result<Report> {
+    let loaded = ImageStore::new(&a.store.data_dir)
+        .load(&a.name)
+        .with_context(|| format!("image {:?}", a.name))?;
+    let mut config = cella_gramine::GramineConfig::defaults(cella_gramine::Mode::Sgx);
+    config.enclave_size = a.enclave_size;
+    config.max_threads = a.max_threads;
+    config.edmm_enable = a.edmm;
+    config.debug = a.debug;
+    config.preload = a.preload;
+    config.libos = a.libos;
+    let policy = a.executor_policy.unwrap_or_else(|| {
+        a.store
+            .data_dir
+            .join(cella_gramine::node::WORK_DIR)
+            .join("executor-policy.toml")
+    });
+    let text = cella_gramine::node::manifest_for_image(&loaded, &config, &policy)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| {
+            format!(
+                "the Gramine manifest of {:?} (the executor policy is written by a node started                  with backend = \"gramine\", or give --executor-policy)",
+                a.name
+            )
+        })?;
+    match a.out {
+        Some(out) => {
+            std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+            Ok(Report::new(
+                json!({ "image": a.name, "manifest": out }),
+                format!(
+                    "wrote the Gramine manifest of {} to {}
+sign it: gramine-sgx-sign --manifest {} --output <name>.manifest.sgx --key <key.pem>",
+                    a.name,
+                    out.display(),
+                    out.display()
+                ),
+            ))
+        }
+        None => Ok(Report::new(
+            json!({ "image": a.name, "manifest_toml": text }),
+            text.trim_end().to_owned(),
+        )),
+    }
+}
+
 /// Runs a `cella image` subcommand.
 pub(crate) async fn run(cmd: ImageCmd) -> anyhow::Result<Report> {
     match cmd {
+        ImageCmd::GramineManifest(a) => tokio::task::spawn_blocking(move || gramine_manifest(a))
+            .await
+            .context("generating the manifest stopped")?,
         ImageCmd::Build(build_cmd) => {
             let (data_dir, what) = match build_cmd {
                 BuildCmd::Python3(a) => (
@@ -354,6 +441,54 @@ mod tests {
         .await
         .unwrap_err();
         assert!(format!("{bad:#}").contains("invalid image name"), "{bad:#}");
+    }
+
+    #[tokio::test]
+    async fn gramine_manifest_of_a_built_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = || StoreArgs {
+            data_dir: dir.path().to_path_buf(),
+        };
+        run(ImageCmd::Build(BuildCmd::Native(NativeArgs {
+            store: store(),
+            binary: "/bin/true".into(),
+            name: Some("true".into()),
+        })))
+        .await
+        .unwrap();
+        let args = |policy: Option<PathBuf>, out: Option<PathBuf>| GramineManifestArgs {
+            store: store(),
+            name: "true".into(),
+            out,
+            executor_policy: policy,
+            enclave_size: "1G".into(),
+            max_threads: 8,
+            edmm: true,
+            debug: false,
+            preload: None,
+            libos: None,
+        };
+        // No node has written its executor policy yet.
+        let err = run(ImageCmd::GramineManifest(args(None, None)))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("--executor-policy"), "{err:#}");
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(&policy, "version = 1\n").unwrap();
+        let out = dir.path().join("true.manifest");
+        let r = run(ImageCmd::GramineManifest(args(
+            Some(policy),
+            Some(out.clone()),
+        )))
+        .await
+        .unwrap();
+        assert_eq!(r.json["manifest"], json!(out));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let checked = cella_gramine::schema::check(&text, cella_gramine::Mode::Sgx).unwrap();
+        assert!(text.contains("enclave_size = \"1G\"") && text.contains("edmm_enable = true"));
+        // Every file of the image is trusted with its digest, and all are on disk.
+        cella_gramine::schema::verify_files(&checked).unwrap();
+        assert!(checked.trusted_files.len() > 2);
     }
 
     #[test]
