@@ -1,6 +1,9 @@
 //! `cella demo`: starts a node on a temporary data dir, then two banks compute the
 //! intersection of their private customer lists over real gRPC and TLS, without either
-//! seeing the other's list, and with the function owner never seeing either.
+//! seeing the other's list, and with the function owner never seeing either: first with
+//! the builtin `ordered_set_intersect`, then with the unmodified Python program
+//! `examples/libos/psi.py` run by the `libos` executor in the Linux sandbox (on a python3
+//! runtime image built into the demo's data dir; `--no-libos` skips that step).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +22,159 @@ pub(crate) struct DemoArgs {
     /// Keep the node's data dir instead of deleting it (for a look around).
     #[arg(long)]
     pub(crate) keep: bool,
+    /// Skip the LibOS step (the Python PSI in the sandbox), e.g. on a machine without user
+    /// namespaces or Landlock.
+    #[arg(long)]
+    pub(crate) no_libos: bool,
+}
+
+/// The Python PSI run by the LibOS step.
+const PSI_PY: &str = include_str!("../../../examples/libos/psi.py");
+
+/// Builds the python3 image into the node's data dir and writes the node's LibOS
+/// configuration (sandbox backend, one warm instance); returns the configuration's path.
+fn prepare_libos(config: &NodeConfig, log: &Log) -> anyhow::Result<std::path::PathBuf> {
+    let python = cella_image::default_python().context("the demo's LibOS step needs Python")?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let image = cella_image::ImageStore::new(&config.data_dir)
+        .build_python3(&python, "python3")
+        .context("building the python3 runtime image")?;
+    log.step(
+        "node",
+        format!(
+            "built runtime image python3 from {}: {} files, {:.1} MiB, measurement {}…",
+            python.display(),
+            image.files,
+            image.size_bytes as f64 / f64::from(1u32 << 20),
+            &image.measurement[..16]
+        ),
+    );
+    let path = config.data_dir.join("libos.toml");
+    std::fs::write(
+        &path,
+        "backend = \"sandbox\"\nimages = [\"python3\"]\n\n[pool]\nwarm = 1\nmax = 2\n",
+    )?;
+    Ok(path)
+}
+
+/// The LibOS step: the banks run `examples/libos/psi.py` on their lists, in the sandbox.
+async fn libos_psi(
+    log: &Log,
+    fo: &Party,
+    bank_a: &Party,
+    bank_b: &Party,
+) -> anyhow::Result<serde_json::Value> {
+    let slot_spec = |name: &str| proto::SlotSpec {
+        name: name.into(),
+        optional: false,
+    };
+    let spec = proto::FunctionSpec {
+        name: "customer-overlap-python".into(),
+        description: "Private set intersection in Python (examples/libos/psi.py)".into(),
+        executor: "libos".into(),
+        runtime: "python3".into(),
+        inputs: vec![slot_spec("left"), slot_spec("right")],
+        outputs: vec![slot_spec("result_a"), slot_spec("result_b")],
+        public: false,
+        allowed_users: vec!["bank-a".into(), "bank-b".into()],
+        ..Default::default()
+    };
+    let function = fo
+        .client
+        .register_function(spec, PSI_PY.as_bytes().to_vec())
+        .await?;
+    log.step(
+        "fo",
+        format!(
+            "registered {} (libos, runtime python3: examples/libos/psi.py)",
+            function.function_id
+        ),
+    );
+    let in_a = upload(bank_a, BANK_A).await?;
+    let in_b = upload(bank_b, BANK_B).await?;
+    let key_a = FileKey::generate();
+    let key_b = FileKey::generate();
+    let out_a = bank_a
+        .client
+        .register_output(crypto(&key_a), None)
+        .await?
+        .file_id;
+    let out_b = bank_b
+        .client
+        .register_output(crypto(&key_b), None)
+        .await?
+        .file_id;
+    let owners = |slot: &str, who: &str| proto::SlotOwners {
+        slot: slot.into(),
+        owners: vec![who.into()],
+    };
+    let task = bank_a
+        .client
+        .create_task(
+            &function.function_id,
+            HashMap::new(),
+            vec![owners("left", "bank-a"), owners("right", "bank-b")],
+            vec![owners("result_a", "bank-a"), owners("result_b", "bank-b")],
+        )
+        .await?;
+    let task_id = task.task_id.clone();
+    let slot_file = |slot: &str, id: &str| proto::SlotFile {
+        slot: slot.into(),
+        file_id: id.into(),
+    };
+    bank_a
+        .client
+        .assign_data(
+            &task_id,
+            vec![slot_file("left", &in_a)],
+            vec![slot_file("result_a", &out_a)],
+        )
+        .await?;
+    bank_b
+        .client
+        .assign_data(
+            &task_id,
+            vec![slot_file("right", &in_b)],
+            vec![slot_file("result_b", &out_b)],
+        )
+        .await?;
+    for p in [bank_a, bank_b, fo] {
+        let seen = p.client.get_task(&task_id).await?;
+        p.client.approve_task(&task_id, &seen.task_digest).await?;
+    }
+    log.step(
+        "all",
+        format!("uploaded, assigned and approved {task_id} (the Python PSI)"),
+    );
+    let mut watch = bank_b.client.watch_task(&task_id).await?;
+    bank_a.client.invoke_task(&task_id).await?;
+    let mut last = None;
+    while let Some(update) = watch.next_update().await? {
+        last = Some(update);
+    }
+    let done = last.context("the watch ended without an update")?;
+    let status = proto::TaskStatus::try_from(done.status).unwrap_or_default();
+    if status != proto::TaskStatus::Finished {
+        bail!("the Python PSI ended {status:?}: {}", done.reason);
+    }
+    log.step(
+        "libos",
+        "the sandbox ran psi.py (attested instance, read-only image root, no network, seccomp, Landlock) and signed a receipt",
+    );
+    let mut outputs = serde_json::Map::new();
+    for (p, out, key) in [(bank_a, &out_a, &key_a), (bank_b, &out_b, &key_b)] {
+        let mut sealed = Vec::new();
+        p.client.download_file(out, &mut sealed, None).await?;
+        let plain = cella_crypto::stream::unseal_to_vec(&sealed, key)?;
+        let text = String::from_utf8(plain).context("the output is not UTF-8")?;
+        let ids: Vec<&str> = text.lines().filter_map(|l| l.split(',').next()).collect();
+        log.step(
+            p.name,
+            format!("decrypted the Python PSI's output: {}", ids.join(", ")),
+        );
+        outputs.insert(p.name.into(), ids.into());
+    }
+    Ok(serde_json::json!({ "task_id": task_id, "outputs": outputs }))
 }
 
 /// Bank A's customers: "national id,name" per line.
@@ -136,12 +292,18 @@ pub(crate) async fn run(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("cella-demo-").tempdir()?;
     let mut node_config = NodeConfig::new(dir.path().join("node"));
     node_config.workers = 2;
+    if !args.no_libos {
+        node_config.libos_config = Some(
+            prepare_libos(&node_config, &log)
+                .context("preparing the LibOS step (skip it with --no-libos)")?,
+        );
+    }
     let node = RunningNode::start(
         ServerConfig::new(node_config.clone(), SocketAddr::from(([127, 0, 0, 1], 0))),
         default_executors(&node_config)?,
     )
     .await
-    .context("starting the demo node")?;
+    .context("starting the demo node (if the sandbox is what failed, --no-libos skips it)")?;
     log.step(
         "node",
         format!(
@@ -305,6 +467,19 @@ pub(crate) async fn run(args: DemoArgs, json: bool) -> anyhow::Result<()> {
         );
         outputs.insert(p.name.into(), ids.into());
     }
+    let libos = if args.no_libos {
+        serde_json::Value::Null
+    } else {
+        libos_psi(&log, &fo, &bank_a, &bank_b)
+            .await
+            .context("the LibOS step (skip it with --no-libos)")?
+    };
+    if let Some(libos_out) = libos.get("outputs") {
+        ensure!(
+            libos_out.get("bank-a") == outputs.get("bank-a"),
+            "the Python PSI and the builtin disagree"
+        );
+    }
     let elapsed_ms = started.elapsed().as_millis();
     node.shutdown().await;
     if args.keep {
@@ -319,6 +494,7 @@ pub(crate) async fn run(args: DemoArgs, json: bool) -> anyhow::Result<()> {
                 "task_id": task_id,
                 "status": "Finished",
                 "outputs": outputs,
+                "libos": libos,
                 "elapsed_ms": elapsed_ms,
             })
         );
