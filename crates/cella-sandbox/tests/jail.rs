@@ -419,6 +419,55 @@ async fn denied_system_calls_fail_and_are_counted() {
 }
 
 #[tokio::test]
+async fn kernel_attack_surface_is_denied_and_counted() {
+    let f = Fixture::new();
+    let calls = [
+        "tgkill-1",
+        "chroot",
+        "bpf",
+        "keyctl",
+        "add_key",
+        "userfaultfd",
+        "perf_event_open",
+        "init_module",
+        "kexec_load",
+        "setns",
+        "pivot_root",
+        "io_uring_setup",
+    ];
+    let script = format!("torture {}; cat /run/cella/denials.json", calls.join(" "));
+    for user in users() {
+        let run = f.run(user, &f.spec(&["/bin/sh", "-c", &script])).await;
+        assert_eq!(run.code, Some(0), "{run}");
+        let d = run.denials();
+        for call in calls {
+            assert_eq!(
+                run.line(&format!("{call}:")),
+                format!("{call}: denied Operation not permitted"),
+                "{run}"
+            );
+            let name = call.trim_end_matches("-1");
+            assert_eq!(d["by_syscall"][name], 1, "{name}: {run}");
+        }
+        assert_eq!(d["total"], calls.len(), "{run}");
+    }
+}
+
+#[tokio::test]
+async fn a_busy_loop_is_stopped_by_the_cpu_limit() {
+    let f = Fixture::new();
+    for user in users() {
+        let mut spec = f.spec(&["/bin/torture", "spin"]);
+        spec.limits.cpu_seconds = 1;
+        let started = Instant::now();
+        let run = f.run(user, &spec).await;
+        // SIGXCPU at one CPU second (SIGKILL a second later if it were caught).
+        assert_eq!(run.code, Some(128 + libc::SIGXCPU), "{run}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{run}");
+    }
+}
+
+#[tokio::test]
 async fn a_fork_bomb_is_stopped() {
     let f = Fixture::new();
     for user in users() {

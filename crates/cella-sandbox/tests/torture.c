@@ -37,6 +37,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "unshare")) report(a, unshare(CLONE_NEWUSER));
         else if (!strcmp(a, "setuid")) report(a, setuid(1000));
         else if (!strcmp(a, "kill-1")) report(a, kill(-1, SIGKILL));
+        else if (!strcmp(a, "tgkill-1")) report(a, syscall(SYS_tgkill, -1, 1, SIGKILL));
+        else if (!strcmp(a, "chroot")) report(a, chroot("/tmp"));
+        else if (!strcmp(a, "bpf")) report(a, syscall(SYS_bpf, 0, 0, 0));
+        else if (!strcmp(a, "keyctl")) report(a, syscall(SYS_keyctl, 0, 0, 0, 0, 0));
+        else if (!strcmp(a, "add_key")) report(a, syscall(SYS_add_key, "user", "k", "v", 1, 0));
+        else if (!strcmp(a, "userfaultfd")) report(a, syscall(SYS_userfaultfd, 0));
+        else if (!strcmp(a, "perf_event_open")) report(a, syscall(SYS_perf_event_open, 0, 0, -1, -1, 0));
+        else if (!strcmp(a, "init_module")) report(a, syscall(SYS_init_module, 0, 0, ""));
+        else if (!strcmp(a, "kexec_load")) report(a, syscall(SYS_kexec_load, 0, 0, 0, 0));
+        else if (!strcmp(a, "setns")) report(a, setns(0, 0));
+        else if (!strcmp(a, "pivot_root")) report(a, syscall(SYS_pivot_root, "/", "/"));
+        else if (!strcmp(a, "io_uring_setup")) report(a, syscall(SYS_io_uring_setup, 1, 0));
+        else if (!strcmp(a, "spin")) { for (volatile unsigned long n = 0;; n++) {} }
         else if (!strcmp(a, "socket-inet")) report(a, socket(AF_INET, SOCK_STREAM, 0));
         else if (!strcmp(a, "socket-unix")) report(a, socket(AF_UNIX, SOCK_STREAM, 0));
         else if (!strcmp(a, "tcp-connect")) {

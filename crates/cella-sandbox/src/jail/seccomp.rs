@@ -156,6 +156,11 @@ impl Allowlist {
     /// Compiles the allowlist to a BPF program for x86-64 whose default action is
     /// `SECCOMP_RET_USER_NOTIF`.
     pub fn compile(&self) -> Result<BpfProgram, JailError> {
+        if !cfg!(target_arch = "x86_64") {
+            return Err(JailError::Allowlist(
+                "the allowlist and its system call table are for x86-64 only".into(),
+            ));
+        }
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
         for g in &self.allow {
             for s in &g.syscalls {
@@ -230,7 +235,7 @@ fn condition(syscall: &str, c: &ArgCondition) -> Result<SeccompCondition, JailEr
     SeccompCondition::new(c.index, width, op, c.value).map_err(|e| bad(&e.to_string()))
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 
