@@ -530,6 +530,12 @@ async fn argv_env_cwd_and_exit_status_reach_the_caller() {
         let run = f.run(user, &spec).await;
         assert_eq!(run.code, Some(7), "{run}");
         assert_eq!(run.line("zero"), "zero one bar /cella/scratch", "{run}");
+        // Unprivileged, the cgroups are skipped with a warning, never a failure.
+        assert_eq!(
+            run.stderr.contains("warning: cgroup limits not applied"),
+            !is_root(user),
+            "{run}"
+        );
 
         let run = f.run(user, &f.spec(&["/bin/sh", "-c", "kill -9 $$"])).await;
         assert_eq!(run.code, Some(128 + 9), "{run}");
@@ -559,6 +565,31 @@ async fn argv_env_cwd_and_exit_status_reach_the_caller() {
 #[tokio::test]
 async fn a_bad_spec_fails_before_anything_runs() {
     let f = Fixture::new();
+    // command() checks the spec before anything starts.
+    let mut spec = f.spec(&["/bin/sh"]);
+    spec.cwd = "relative".into();
+    let err = jail::command(&f.path("cella-jail"), &spec).unwrap_err();
+    assert!(err.to_string().contains("cwd relative"), "{err}");
+
+    // The jailer itself refuses what is not a spec.
+    let out = Command::new(f.path("cella-jail"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"{\"rootfs\": 1}")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(i32::from(jail::EXIT_SETUP_FAILED)));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("cella-jail: invalid jail spec"),
+        "{stderr}"
+    );
+
     let mut spec = f.spec(&["/bin/sh", "-c", "echo ran"]);
     spec.rootfs = f.path("no-such-image");
     let run = f.run(User::Caller, &spec).await;
