@@ -1,7 +1,7 @@
 //! The containment suite of the `sandbox` LibOS backend (issue 5): every attack, written
 //! as an ordinary malicious Python function, runs through a `LibosExecutor` on the sandbox
-//! backend (the `cella` binary as jailer and pre-load module, a python3 image built into a
-//! temporary data dir). Each is contained: the task fails with a clear reason, or the
+//! backend (the `cella` binary as jailer and pre-load module, a python3 image of the host's
+//! Python, `/usr/bin/python3` by default, built into a temporary data dir). Each is contained: the task fails with a clear reason, or the
 //! attempt is refused inside the instance and the function reports what happened in its
 //! output; a normal task afterwards succeeds; and no process outlives the task.
 //!
@@ -82,8 +82,9 @@ async fn harness() -> Harness {
     let data_dir = tempfile::tempdir().unwrap();
     let store = cella_image::ImageStore::new(data_dir.path());
     let started = Instant::now();
+    let python = cella_image::default_python().expect("a python3 interpreter");
     store
-        .build_python3(Path::new("/usr/bin/python3"), "python3")
+        .build_python3(&python, "python3")
         .expect("building the python3 image");
     eprintln!("python3 image built in {:?}", started.elapsed());
     let image = store.load("python3").unwrap();
@@ -594,6 +595,9 @@ fn containment_as_an_unprivileged_user() {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "as uid 65534:\n{text}");
+    for line in text.lines().filter(|l| l.starts_with("contained")) {
+        eprintln!("uid 65534: {line}");
+    }
     assert!(
         text.contains("every case contained as uid 65534"),
         "as uid 65534:\n{text}"
