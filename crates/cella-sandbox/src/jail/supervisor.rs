@@ -24,7 +24,7 @@ use super::{JailError, sys, syscalls};
 pub(crate) const NAMESPACE_FLAGS: u64 = 0x7e02_0080;
 
 /// What the denials file holds.
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Denials {
     /// All denied system calls.
     pub total: u64,
