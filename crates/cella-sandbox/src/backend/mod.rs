@@ -665,3 +665,150 @@ impl LibosBackend for SandboxBackend {
         Ok(Box::new(instance))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attestation() -> ExecutorAttestation {
+        ExecutorAttestation::simulated(
+            Arc::new(SimSigner::generate().unwrap()),
+            Measurement::sha256(b"executor"),
+        )
+    }
+
+    fn backend(data: &Path, limits: SandboxSection, a: &ExecutorAttestation) -> SandboxBackend {
+        let config = SandboxConfig {
+            data_dir: data.to_path_buf(),
+            jailer: "/bin/true".into(),
+            preload: "/bin/true".into(),
+            limits,
+        };
+        let root = data.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        SandboxBackend::new(
+            config,
+            a,
+            vec![ImageRoot {
+                image: RuntimeImage::native(),
+                rootfs: root,
+            }],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_preload_copy_is_read_only_and_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = attestation();
+        let b = backend(dir.path(), SandboxSection::default(), &a);
+        let copy = dir.path().join(LIBOS_DIR).join(PRELOAD_FILE);
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o555);
+        assert_eq!(
+            b.preload_sha256(),
+            sha256(&std::fs::read("/bin/true").unwrap())
+        );
+        // Its libraries are bound at the paths the loader opens, from the files themselves.
+        let binds = b.preload_binds(&RuntimeImage::native());
+        assert_eq!(binds[0].inside, Path::new(inside::PRELOAD));
+        assert!(binds.len() > 1, "/bin/true loads libc: {binds:?}");
+        for bind in &binds[1..] {
+            assert!(!bind.writable);
+            let meta = std::fs::symlink_metadata(&bind.host).unwrap();
+            assert!(meta.is_file(), "{} is not a file", bind.host.display());
+        }
+    }
+
+    #[test]
+    fn every_input_of_the_configuration_changes_the_measurement() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = attestation();
+        let image = RuntimeImage::native();
+        let base = backend(&dir.path().join("1"), SandboxSection::default(), &a);
+        let same = backend(&dir.path().join("2"), SandboxSection::default(), &a);
+        assert_eq!(base.measure(&image).unwrap(), same.measure(&image).unwrap());
+        let tighter = SandboxSection {
+            processes: 8,
+            ..SandboxSection::default()
+        };
+        let other_limits = backend(&dir.path().join("3"), tighter, &a);
+        assert_ne!(
+            base.measure(&image).unwrap(),
+            other_limits.measure(&image).unwrap()
+        );
+        let other_executor = backend(
+            &dir.path().join("4"),
+            SandboxSection::default(),
+            &attestation(),
+        );
+        assert_ne!(
+            base.measure(&image).unwrap(),
+            other_executor.measure(&image).unwrap()
+        );
+        let mut other_image = image.clone();
+        other_image.argv.push("x".into());
+        assert_ne!(
+            base.measure(&image).unwrap(),
+            base.measure(&other_image).unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = attestation();
+        let config = |jailer: &str, limits: SandboxSection| SandboxConfig {
+            data_dir: dir.path().to_path_buf(),
+            jailer: jailer.into(),
+            preload: "/bin/true".into(),
+            limits,
+        };
+        let e = SandboxBackend::new(
+            config("/nonexistent/jail", SandboxSection::default()),
+            &a,
+            vec![],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("/nonexistent/jail"), "{e}");
+        let zero = SandboxSection {
+            tmp_bytes: 0,
+            ..SandboxSection::default()
+        };
+        let e = SandboxBackend::new(config("/bin/true", zero), &a, vec![]).unwrap_err();
+        assert!(e.message.contains("tmp_bytes"), "{e}");
+        let missing_root = ImageRoot {
+            image: RuntimeImage::native(),
+            rootfs: dir.path().join("no-such-root"),
+        };
+        let e = SandboxBackend::new(
+            config("/bin/true", SandboxSection::default()),
+            &a,
+            vec![missing_root],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("no-such-root"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_or_altered_image_is_not_launched() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = attestation();
+        let b = backend(dir.path(), SandboxSection::default(), &a);
+        let mut altered = RuntimeImage::native();
+        altered.argv = vec!["./other".into()];
+        let mut unknown = RuntimeImage::native();
+        unknown.name = "unknown".into();
+        for (image, expected) in [(&altered, "differs"), (&unknown, "not loaded")] {
+            let spec = LaunchSpec {
+                nonce: [1; cella_libos::backend::NONCE_LEN],
+                socket: PathBuf::from("/nonexistent.sock").into(),
+                image,
+                limits: cella_libos::backend::InstanceLimits::default(),
+            };
+            let e = b.launch(spec).await.unwrap_err();
+            assert!(e.message.contains(expected), "{e}");
+        }
+        assert_eq!(b.live_instances(), 0);
+    }
+}
