@@ -213,7 +213,7 @@ impl LibosExecutor {
         let started = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + task.deadline;
         let runtime = self.runtime(task)?;
-        let key = (task.reuse == InstanceReuse::SameFunction).then(|| ReuseKey {
+        let key = (task.reuse == InstanceReuse::SameFunction).then_some(ReuseKey {
             function: task.function_id,
             payload: task.payload_digest,
         });
