@@ -140,21 +140,31 @@ pub(crate) fn sgx_config() -> GramineConfig {
     c
 }
 
-/// The `cella-preload` binary of this build (built if it is not there yet).
-pub(crate) fn preload_binary() -> PathBuf {
-    // target/<profile>/deps/<test> -> target/<profile>/cella-preload
+/// A binary of this build's workspace (built if it is not there yet).
+fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    // target/<profile>/deps/<test> -> target/<profile>/<bin>
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let bin = profile_dir.join("cella-preload");
-    if !bin.is_file() {
+    let path = profile_dir.join(bin);
+    if !path.is_file() {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "cella-preload", "--bin", "cella-preload"])
+            .args(["build", "-p", package, "--bin", bin])
             .status()
             .unwrap();
-        assert!(status.success(), "building cella-preload");
+        assert!(status.success(), "building {bin}");
     }
-    assert!(bin.is_file(), "{} is missing", bin.display());
-    bin
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// The `cella-preload` binary of this build.
+pub(crate) fn preload_binary() -> PathBuf {
+    workspace_binary("cella-preload", "cella-preload")
+}
+
+/// The sandbox backend's jailer, `cella-jail`, of this build.
+pub(crate) fn jailer_binary() -> PathBuf {
+    workspace_binary("cella-sandbox", "cella-jail")
 }
 
 /// The sample DCAP quote and collateral of `cella-attest`'s test data (from dcap-qvl).

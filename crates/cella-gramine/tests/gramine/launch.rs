@@ -15,7 +15,7 @@ use cella_gramine::{GramineConfig, Mode};
 use cella_libos::{ExecutorConfig, LibosExecutor, PoolConfig, Timeouts};
 use cella_types::{Digest, ExecutorKind, FunctionId, TaskId};
 
-use crate::common::{Fixture, preload_binary, standin};
+use crate::common::{Fixture, jailer_binary, preload_binary, standin};
 use crate::signing::attestation;
 
 fn direct_config(f: &Fixture) -> GramineConfig {
@@ -26,26 +26,74 @@ fn direct_config(f: &Fixture) -> GramineConfig {
     c
 }
 
+/// How the stand-in runs the pre-load module.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Standin {
+    /// Directly on the host (`standin-gramine-direct`).
+    Direct,
+    /// Under the sandbox backend's jailer (`standin-gramine-direct-jailed`).
+    Jailed,
+}
+
 fn executor(f: &Fixture, warm: usize) -> (LibosExecutor, std::path::PathBuf) {
+    executor_with(f, warm, Standin::Direct)
+}
+
+fn executor_with(
+    f: &Fixture,
+    warm: usize,
+    standin_kind: Standin,
+) -> (LibosExecutor, std::path::PathBuf) {
     let attestation = attestation();
     let work = f.root.join("work");
-    let backend = GramineBackend::new(
-        direct_config(f),
+    let mut config = direct_config(f);
+    let (image, rootfs) = match standin_kind {
+        Standin::Direct => (f.native.clone(), f.rootfs("native")),
+        Standin::Jailed => sh_image(f),
+    };
+    let mut preload_libraries = Vec::new();
+    if standin_kind == Standin::Jailed {
+        // The stand-in finds the jailer through its environment, which the backend
+        // clears: a wrapper script names it.
+        let wrapper = f.root.join("gramine-direct");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nCELLA_STANDIN_JAILER='{}' exec '{}' \"$@\"\n",
+                jailer_binary().display(),
+                standin("standin-gramine-direct-jailed").display()
+            ),
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&wrapper).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&wrapper, perms).unwrap();
+        config.gramine_direct = Some(wrapper);
+        // In the jail the pre-load module finds its libraries where the manifest mounts them.
+        preload_libraries =
+            cella_image::shared_libraries(config.preload.as_ref().unwrap()).unwrap();
+    }
+    let mut backend = GramineBackend::new(
+        config,
         Setup {
             work_dir: work.clone(),
             images: vec![ImageOnDisk {
-                image: f.native.clone(),
-                rootfs: f.rootfs("native"),
+                image: image.clone(),
+                rootfs: rootfs.clone(),
             }],
             executor_policy: attestation.preload_config().executor_policy,
-            preload_libraries: Vec::new(),
+            preload_libraries,
             hardware: Arc::clone(attestation.hardware()),
         },
     )
     .unwrap();
+    if standin_kind == Standin::Jailed {
+        // The jail has no network: the stand-in needs Unix sockets.
+        backend = backend.with_unix_connect_back();
+    }
     let executor = LibosExecutor::new(
         Arc::new(backend),
-        vec![f.native.clone()],
+        vec![image],
         attestation,
         ExecutorConfig {
             pool: PoolConfig { warm, max: 2 },
@@ -60,14 +108,44 @@ fn executor(f: &Fixture, warm: usize) -> (LibosExecutor, std::path::PathBuf) {
     (executor, work)
 }
 
-fn task(program: &str) -> StagedTask {
+/// A runtime image `native` whose program is `/bin/sh` itself (the payload) with a
+/// script on its command line, and whose files are the shell's libraries: in the jail
+/// there is nothing but the image.
+fn sh_image(f: &Fixture) -> (cella_libos::RuntimeImage, std::path::PathBuf) {
+    let rootfs = f.root.join("images/sh/rootfs");
+    let mut files = Vec::new();
+    for lib in cella_image::shared_libraries(std::path::Path::new("/bin/sh")).unwrap() {
+        let dest = rootfs.join(lib.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&lib, &dest).unwrap();
+        let sha256 = cella_gramine::manifest::HostFile::measure(&dest)
+            .unwrap()
+            .sha256;
+        files.push(cella_libos::image::ImageFile {
+            path: lib.display().to_string(),
+            sha256,
+        });
+    }
+    let image = cella_libos::RuntimeImage {
+        name: "native".into(),
+        argv: vec!["./program".into(), "-c".into(), SH_SCRIPT.into()],
+        files,
+    };
+    (image, rootfs)
+}
+
+/// What the shell runs in the jail (builtins only: the jail has no `tr`).
+const SH_SCRIPT: &str = "read -r line < \"$CELLA_INPUT_DIR/in\" || true; \
+     printf '%s' \"$line\" > \"$CELLA_OUTPUT_DIR/out\"; echo copied";
+
+fn task(program: &[u8]) -> StagedTask {
     StagedTask {
         task_id: TaskId::new(),
         function_id: FunctionId::new(),
         function_name: "copy".into(),
         executor: ExecutorKind::Libos,
-        payload: Arc::from(program.as_bytes()),
-        payload_digest: Digest::of(program.as_bytes()),
+        payload: Arc::from(program),
+        payload_digest: Digest::of(program),
         runtime: Some("native".into()),
         reuse: cella_types::InstanceReuse::Never,
         arguments: BTreeMap::new(),
@@ -90,9 +168,25 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_runs_through_the_gramine_direct_standin() {
+    a_task_runs(Standin::Direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_runs_through_the_standin_under_the_sandbox_jailer() {
+    a_task_runs(Standin::Jailed).await;
+}
+
+async fn a_task_runs(standin_kind: Standin) {
     let f = Fixture::new();
-    let (executor, work) = executor(&f, 0);
-    let program = "#!/bin/sh\nset -e\ntr a-z A-Z < \"$CELLA_INPUT_DIR/in\" > \"$CELLA_OUTPUT_DIR/out\"\necho copied\n";
+    let (executor, work) = executor_with(&f, 0, standin_kind);
+    let (program, expected): (Vec<u8>, &[u8]) = match standin_kind {
+        Standin::Direct => (
+            b"#!/bin/sh\nset -e\ntr a-z A-Z < \"$CELLA_INPUT_DIR/in\" > \"$CELLA_OUTPUT_DIR/out\"\necho copied\n"
+                .to_vec(),
+            b"SOME DATA",
+        ),
+        Standin::Jailed => (std::fs::read("/bin/sh").unwrap(), b"some data"),
+    };
     let mut io = TaskIo::new(
         BTreeMap::from([("in".to_owned(), b"some data".to_vec())]),
         ["out".to_owned()],
@@ -100,8 +194,8 @@ async fn a_task_runs_through_the_gramine_direct_standin() {
             max_output_bytes: 1 << 20,
         },
     );
-    let outcome = executor.execute(&task(program), &mut io).await.unwrap();
-    assert_eq!(io.output("out"), Some(&b"SOME DATA"[..]));
+    let outcome = executor.execute(&task(&program), &mut io).await.unwrap();
+    assert_eq!(io.output("out"), Some(expected));
     assert!(
         outcome.log.iter().any(|l| l == "copied"),
         "{:?}",

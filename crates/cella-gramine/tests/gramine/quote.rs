@@ -278,6 +278,9 @@ impl LibosBackend for SampleQuoteInstances {
             let _refused = tokio_rustls::TlsConnector::from(Arc::new(tls))
                 .connect(name, stream)
                 .await;
+            // Stay alive, as a process would, until the executor kills the instance: the
+            // launch must fail for the refusal, not for an exit.
+            std::future::pending::<()>().await;
         });
         Ok(Box::new(Task(Some(handle))))
     }
