@@ -5,5 +5,6 @@
 mod common;
 mod golden;
 mod launch;
+mod node;
 mod quote;
 mod signing;
