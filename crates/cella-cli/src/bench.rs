@@ -84,7 +84,14 @@ async fn sandbox_figures(args: &BenchArgs) -> anyhow::Result<serde_json::Value> 
         r.idle_instances,
         pss_mib.map_or("unavailable".into(), |m| format!("{m:.2} MiB"))
     );
+    let by_process: serde_json::Map<String, serde_json::Value> = r
+        .idle_pss_by_process
+        .iter()
+        .map(|(name, b)| (name.clone(), json!(*b as f64 / f64::from(1u32 << 20))))
+        .collect();
+    eprintln!("  by process (MiB per instance): {by_process:?}");
     Ok(json!({
+        "idle_pss_mib_by_process": by_process,
         "cold_start_ms": cold,
         "bwrap_ms": bwrap,
         "cold_start_vs_bwrap": bwrap.map(|b| cold / b),

@@ -69,6 +69,9 @@ pub struct BenchReport {
     pub idle_pss_bytes: Option<u64>,
     /// Idle instances the memory figure was taken over.
     pub idle_instances: usize,
+    /// The PSS of each process of the idle instances, by process name (bytes, summed
+    /// over the instances, divided by their number): where the memory goes.
+    pub idle_pss_by_process: BTreeMap<String, u64>,
 }
 
 /// A benchmark step failed.
@@ -325,14 +328,20 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut total = 0u64;
     let mut read_all = true;
+    let per = n as u64;
     for pid in descendants() {
         match pss_bytes(pid) {
-            Some(b) => total += b,
+            Some(b) => {
+                total += b;
+                let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map_or_else(|_| "?".to_owned(), |c| c.trim().to_owned());
+                *report.idle_pss_by_process.entry(name).or_default() += b / per;
+            }
             None => read_all = false,
         }
     }
     report.idle_instances = n;
-    report.idle_pss_bytes = (read_all && total > 0).then(|| total / n as u64);
+    report.idle_pss_bytes = (read_all && total > 0).then(|| total / per);
     drop(pool);
     Ok(report)
 }
