@@ -329,7 +329,21 @@ impl GramineBackend {
                 },
             );
         }
-        create_dir(&work_dir.join("launch"))?;
+        // Launch directories left by a previous run of the node belong to instances that
+        // are gone: start from an empty one.
+        let launch = work_dir.join("launch");
+        match std::fs::remove_dir_all(&launch) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(SetupError::File {
+                    what: "launch directory",
+                    path: launch,
+                    message: e.to_string(),
+                });
+            }
+        }
+        create_dir(&launch)?;
         Ok(Self {
             config,
             loader,
@@ -488,15 +502,7 @@ impl LibosBackend for GramineBackend {
             .map_err(|e| self.fail(format!("starting {}: {e}", self.loader.display())))?;
         let pid = child.id();
         if let Some(stderr) = child.stderr.take() {
-            let image = spec.image.name.clone();
-            tokio::spawn(async move {
-                let mut lines = tokio::io::BufReader::new(stderr).split(b'\n');
-                while let Ok(Some(line)) = lines.next_segment().await {
-                    let line =
-                        String::from_utf8_lossy(&line[..line.len().min(MAX_LOG_LINE)]).into_owned();
-                    tracing::info!(target: "cella_gramine::instance", %image, "{line}");
-                }
-            });
+            tokio::spawn(forward_stderr(stderr, spec.image.name.clone()));
         }
         Ok(Box::new(GramineInstance {
             child,
@@ -506,6 +512,37 @@ impl LibosBackend for GramineBackend {
             _dir: cleanup,
             evidence_task,
         }))
+    }
+}
+
+/// Forwards the loader's standard error to the node's log, line by line, each cut at
+/// [`MAX_LOG_LINE`] bytes (the rest of a longer line is skipped, never buffered).
+async fn forward_stderr(stderr: tokio::process::ChildStderr, image: String) {
+    use tokio::io::AsyncReadExt;
+    let mut reader = tokio::io::BufReader::new(stderr);
+    let mut line = Vec::with_capacity(256);
+    let limit = MAX_LOG_LINE as u64;
+    loop {
+        line.clear();
+        match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let complete = line.last() == Some(&b'\n');
+        let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned();
+        tracing::info!(target: "cella_gramine::instance", %image, "{text}");
+        if !complete {
+            // Skip the rest of an over-long line.
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                match (&mut reader).take(limit).read_until(b'\n', &mut rest).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if rest.last() == Some(&b'\n') => break,
+                    Ok(_) => {}
+                }
+            }
+        }
     }
 }
 
