@@ -146,13 +146,14 @@ fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
     let path = profile_dir.join(bin);
-    if !path.is_file() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", package, "--bin", bin])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building {bin}");
+    // Always asked for, so that a stale binary is rebuilt (a no-op when it is current).
+    let mut build = std::process::Command::new(env!("CARGO"));
+    build.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
     }
+    let status = build.status().unwrap();
+    assert!(status.success(), "building {bin}");
     assert!(path.is_file(), "{} is missing", path.display());
     path
 }
