@@ -59,6 +59,10 @@ async fn sandbox_figures(args: &BenchArgs) -> anyhow::Result<serde_json::Value> 
     let r = cella_sandbox::bench::run(&cfg).await?;
     let cold = ms(median(&r.cold_start));
     let bwrap = r.bwrap.as_deref().map(|b| ms(median(b)));
+    let mock_cold = ms(median(&r.mock_cold_start));
+    eprintln!(
+        "  of which attestation (the same launch on the in-process mock backend): {mock_cold:.1} ms"
+    );
     match bwrap {
         Some(b) => eprintln!(
             "sandbox cold start (launch → attested → ready): median {cold:.1} ms; bwrap --unshare-all /bin/true {b:.1} ms; ratio {:.2}",
@@ -93,6 +97,7 @@ async fn sandbox_figures(args: &BenchArgs) -> anyhow::Result<serde_json::Value> 
     Ok(json!({
         "idle_pss_mib_by_process": by_process,
         "cold_start_ms": cold,
+        "mock_cold_start_ms": mock_cold,
         "bwrap_ms": bwrap,
         "cold_start_vs_bwrap": bwrap.map(|b| cold / b),
         "hello_cold_ms": task_cold,

@@ -56,6 +56,9 @@ pub struct BenchConfig {
 pub struct BenchReport {
     /// Cold instance starts.
     pub cold_start: Vec<Duration>,
+    /// Cold starts of the in-process mock backend: the same launch and mutual attestation
+    /// without a jail or a process, i.e. what attestation alone costs.
+    pub mock_cold_start: Vec<Duration>,
     /// `bwrap --unshare-all --ro-bind / / /bin/true`; `None` when bwrap is not installed.
     pub bwrap: Option<Vec<Duration>>,
     /// The hello-world task on a cold instance (pool empty), end to end through the
@@ -287,6 +290,16 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
     .await
     .map_err(err)?;
     report.cold_start = cold[1..].to_vec();
+    let mock = Arc::new(cella_libos::mock::MockBackend::new(&s.attestation));
+    let mock_cold = cella_libos::bench::cold_start(
+        mock as Arc<dyn LibosBackend>,
+        s.image.clone(),
+        s.attestation.clone(),
+        samples + 1,
+    )
+    .await
+    .map_err(err)?;
+    report.mock_cold_start = mock_cold[1..].to_vec();
     let root = Path::new("/");
     report.bwrap = time_command(
         &["bwrap", "--unshare-all", "--ro-bind", "/", "/", "/bin/true"],
