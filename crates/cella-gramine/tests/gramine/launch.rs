@@ -239,3 +239,64 @@ async fn a_warm_instance_attests_over_tcp_and_is_killed_with_its_group() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_gets_sigterm_once_then_its_group_is_killed_and_reaped() {
+    use cella_libos::LibosBackend;
+    use cella_libos::backend::{InstanceExit, InstanceLimits, LaunchSpec};
+    let f = Fixture::new();
+    let attestation = attestation();
+    let work = f.root.join("work");
+    let backend = GramineBackend::new(
+        direct_config(&f),
+        Setup {
+            work_dir: work.clone(),
+            images: vec![ImageOnDisk {
+                image: f.native.clone(),
+                rootfs: f.rootfs("native"),
+            }],
+            executor_policy: attestation.preload_config().executor_policy,
+            preload_libraries: Vec::new(),
+            hardware: Arc::clone(attestation.hardware()),
+        },
+    )
+    .unwrap();
+    // An executor that accepts the connection and never answers: the pre-load module
+    // waits in its TLS handshake, alive.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = cella_preload::Endpoint::Tcp(listener.local_addr().unwrap());
+    let accepted = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
+    let mut instance = backend
+        .launch(LaunchSpec {
+            nonce: [5; 32],
+            socket: endpoint,
+            image: &f.native,
+            limits: InstanceLimits::default(),
+        })
+        .await
+        .unwrap();
+    let _held = accepted.await.unwrap().unwrap();
+    assert_eq!(launch_dirs(&work), 1);
+    let signals = work.join("standin-signals");
+    instance.terminate();
+    instance.terminate();
+    eventually("the stand-in got SIGTERM", || signals.is_file()).await;
+    // Whether the pre-load module stopped on it or not, the group is killed now.
+    instance.kill_group();
+    instance.kill_group();
+    let exit = tokio::time::timeout(Duration::from_secs(5), instance.wait())
+        .await
+        .expect("wait returns promptly after kill_group");
+    assert!(
+        matches!(exit, InstanceExit::Signaled(_) | InstanceExit::Exited(_)),
+        "{exit:?}"
+    );
+    // Waiting again returns the same; nothing is left behind.
+    assert_eq!(instance.wait().await, exit);
+    assert_eq!(launch_dirs(&work), 0);
+    assert_eq!(
+        std::fs::read_to_string(&signals).unwrap(),
+        "TERM\n",
+        "one SIGTERM however often terminate is called"
+    );
+}
