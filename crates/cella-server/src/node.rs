@@ -436,3 +436,49 @@ impl RunningNode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_with(libos_toml: &str) -> (tempfile::TempDir, NodeConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libos.toml");
+        std::fs::write(&path, libos_toml).unwrap();
+        let mut config = NodeConfig::new(dir.path().join("node"));
+        config.libos_config = Some(path);
+        (dir, config)
+    }
+
+    fn start_error(libos_toml: &str) -> String {
+        let (_dir, config) = node_with(libos_toml);
+        match libos_executor(&config) {
+            Ok(_) => panic!("the node started with {libos_toml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_sandbox_that_cannot_run_stops_the_node_at_start() {
+        // A jailer that does nothing: the probe finds no sandbox, and says so.
+        let e = start_error(
+            "backend = \"sandbox\"\n[sandbox]\njailer = \"/bin/false\"\npreload = \"/bin/true\"\n\
+             [[runtime]]\nname = \"native\"\nargv = [\"./program\"]\n",
+        );
+        assert!(e.contains("cannot run sandboxes"), "{e}");
+    }
+
+    #[test]
+    fn missing_images_and_inline_files_are_start_errors() {
+        let e = start_error("backend = \"sandbox\"\nimages = [\"python3\"]\n");
+        assert!(
+            e.contains("python3") && e.contains("cella image build"),
+            "{e}"
+        );
+        let e = start_error(
+            "backend = \"sandbox\"\n[[runtime]]\nname = \"py\"\nargv = [\"x\"]\n\
+             files = [{ path = \"/usr/bin/python3\", sha256 = \"00000000000000000000000000000000000000000000000000000000000000aa\" }]\n",
+        );
+        assert!(e.contains("may not list files"), "{e}");
+    }
+}
