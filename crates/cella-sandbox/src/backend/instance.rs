@@ -152,9 +152,10 @@ impl Instance for SandboxInstance {
             }
             Err(e) => InstanceExit::Other(format!("waiting for the jailer: {e}")),
         };
-        // The jailer is reaped: whatever is left of its group goes too (its namespace's
-        // init died with it), then the run dir and the evidence service.
-        self.signal_group();
+        // The jailer is reaped. It exits only after the instance's PID 1, and with PID 1
+        // the kernel ends the whole pid namespace; a jailer killed alone takes PID 1 with
+        // it (PR_SET_PDEATHSIG). Its group is not signalled again: once reaped, its pid
+        // may belong to someone else. Then the run dir and the evidence service go.
         self.pid = None;
         self.evidence.abort();
         if let Some(pump) = self.stderr.take() {
