@@ -3,7 +3,8 @@
 //! backend (the `cella` binary as jailer and pre-load module, a python3 image of the host's
 //! Python, `/usr/bin/python3` by default, built into a temporary data dir). Each is contained: the task fails with a clear reason, or the
 //! attempt is refused inside the instance and the function reports what happened in its
-//! output; a normal task afterwards succeeds; and no process outlives the task.
+//! output; a normal task running beside it and one run afterwards succeed; and no process
+//! outlives the task.
 //!
 //! `containment_as_the_current_user` runs as whoever runs the tests (root in CI);
 //! `containment_as_an_unprivileged_user` re-runs it, when started as root, as uid/gid
@@ -470,8 +471,22 @@ async fn suite() -> Vec<String> {
     assert_eq!(io.output("out"), Some(&b"hello world"[..]));
     for c in cases(h.data_dir.path()) {
         let started = Instant::now();
-        let (result, io) = run(&h, &c.script, c.deadline, c.max_output).await;
+        // A normal task runs beside every attack, in an instance of its own: other tasks
+        // are unaffected.
+        let ((result, io), (beside, beside_io)) =
+            tokio::join!(run(&h, &c.script, c.deadline, c.max_output), async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                run(&h, HELLO, Duration::from_secs(30), MAX_OUTPUT).await
+            });
         let took = started.elapsed();
+        match beside {
+            Ok(_) if beside_io.output("out") == Some(&b"hello world"[..]) => {}
+            Ok(_) => failures.push(format!(
+                "{}: the task beside it wrote a wrong output",
+                c.name
+            )),
+            Err(e) => failures.push(format!("{}: the task beside it failed: {e}", c.name)),
+        }
         let verdict = match (&c.expect, &result) {
             (Expect::Output(check), Ok(outcome)) => {
                 let out =
