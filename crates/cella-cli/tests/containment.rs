@@ -618,3 +618,104 @@ fn containment_as_an_unprivileged_user() {
         "as uid 65534:\n{text}"
     );
 }
+
+/// The native runtime on the sandbox: `examples/libos/hello.c` built with `gcc -static`
+/// runs on an empty root (an inline image without files), with its argument on the
+/// command line, its input and its output.
+#[test]
+fn a_static_c_program_runs_on_an_empty_root() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("hello");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/libos/hello.c");
+    match std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&binary)
+        .arg(source)
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        other => {
+            eprintln!("gcc -static unavailable ({other:?}): skipped");
+            return;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let root = dir.path().join("empty-root");
+        std::fs::create_dir(&root).unwrap();
+        let attestation = ExecutorAttestation::simulated(
+            Arc::new(SimSigner::generate().unwrap()),
+            Measurement::sha256(b"containment executor"),
+        );
+        let config = SandboxConfig {
+            data_dir: dir.path().join("data"),
+            jailer: cella(),
+            preload: cella(),
+            limits: limits(),
+        };
+        let image = cella_libos::RuntimeImage::native();
+        let backend = Arc::new(
+            SandboxBackend::new(
+                config,
+                &attestation,
+                vec![ImageRoot {
+                    image: image.clone(),
+                    rootfs: root,
+                }],
+            )
+            .unwrap(),
+        );
+        let executor = LibosExecutor::new(
+            Arc::clone(&backend) as Arc<dyn cella_libos::LibosBackend>,
+            vec![image],
+            attestation,
+            ExecutorConfig {
+                pool: PoolConfig { warm: 0, max: 2 },
+                ..ExecutorConfig::default()
+            },
+        )
+        .unwrap();
+        let payload: Arc<[u8]> = Arc::from(std::fs::read(&binary).unwrap());
+        let task = StagedTask {
+            task_id: TaskId::new(),
+            function_id: FunctionId::new(),
+            function_name: "hello".into(),
+            executor: ExecutorKind::Libos,
+            payload_digest: Digest::of(&payload),
+            payload,
+            runtime: Some("native".into()),
+            reuse: InstanceReuse::Never,
+            arguments: BTreeMap::from([("word".to_owned(), "hi".to_owned())]),
+            deadline: Duration::from_secs(30),
+        };
+        let mut io = TaskIo::new(
+            BTreeMap::from([("name".to_owned(), b"alice\n".to_vec())]),
+            ["greeting".to_owned()],
+            IoLimits::default(),
+        );
+        let outcome = executor.execute(&task, &mut io).await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(
+            io.output("greeting")
+                .map(String::from_utf8_lossy)
+                .as_deref(),
+            Some("hi, alice!\n")
+        );
+        drop(executor);
+        let until = Instant::now() + Duration::from_secs(5);
+        while backend.live_instances() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(backend.live_instances(), 0);
+    });
+}
