@@ -40,6 +40,22 @@ impl Drop for RunDir {
     }
 }
 
+/// Aborts its task when dropped (or asked to).
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+impl AbortOnDrop {
+    fn abort(&self) {
+        self.0.abort();
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Counts a live instance until dropped.
 #[derive(Debug)]
 pub(crate) struct Live(Arc<AtomicUsize>);
@@ -64,7 +80,7 @@ pub struct SandboxInstance {
     pid: Option<u32>,
     exit: Option<InstanceExit>,
     run_dir: RunDir,
-    evidence: JoinHandle<()>,
+    evidence: AbortOnDrop,
     stderr: Option<JoinHandle<()>>,
     live: Option<Live>,
 }
@@ -96,7 +112,7 @@ impl SandboxInstance {
     pub(crate) fn new(
         mut child: Child,
         run_dir: RunDir,
-        evidence: JoinHandle<()>,
+        evidence: AbortOnDrop,
         live: Live,
         id: String,
     ) -> Self {
@@ -187,7 +203,6 @@ impl Drop for SandboxInstance {
         if self.exit.is_none() {
             self.signal_group();
         }
-        self.evidence.abort();
         if let Some(pump) = self.stderr.take() {
             pump.abort();
         }

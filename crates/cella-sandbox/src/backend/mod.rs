@@ -633,6 +633,8 @@ impl LibosBackend for SandboxBackend {
                 inside::DENIALS.to_owned(),
             ),
         ]);
+        // Until the instance owns it, the evidence service ends with any failure below.
+        let evidence = instance::AbortOnDrop(evidence);
         let jail = self.jail_spec(
             &root.rootfs,
             spec.image,
