@@ -58,28 +58,20 @@ fn prepare_libos(config: &NodeConfig, log: &Log) -> anyhow::Result<std::path::Pa
 }
 
 /// The LibOS step: the banks run `examples/libos/psi.py` on their lists, in the sandbox.
-async fn libos_psi(
-    log: &Log,
-    fo: &Party,
-    bank_a: &Party,
-    bank_b: &Party,
-) -> anyhow::Result<serde_json::Value> {
-    let slot_spec = |name: &str| proto::SlotSpec {
-        name: name.into(),
-        optional: false,
+async fn libos_psi(log: &Log, parties: &Parties) -> anyhow::Result<Outcome> {
+    let slots = Slots {
+        inputs: ["left", "right"],
+        outputs: ["result_a", "result_b"],
     };
     let spec = proto::FunctionSpec {
         name: "customer-overlap-python".into(),
         description: "Private set intersection in Python (examples/libos/psi.py)".into(),
         executor: "libos".into(),
         runtime: "python3".into(),
-        inputs: vec![slot_spec("left"), slot_spec("right")],
-        outputs: vec![slot_spec("result_a"), slot_spec("result_b")],
-        public: false,
-        allowed_users: vec!["bank-a".into(), "bank-b".into()],
-        ..Default::default()
+        ..slots.spec(parties)
     };
-    let function = fo
+    let function = parties
+        .fo
         .client
         .register_function(spec, PSI_PY.as_bytes().to_vec())
         .await?;
@@ -90,91 +82,14 @@ async fn libos_psi(
             function.function_id
         ),
     );
-    let in_a = upload(bank_a, BANK_A).await?;
-    let in_b = upload(bank_b, BANK_B).await?;
-    let key_a = FileKey::generate();
-    let key_b = FileKey::generate();
-    let out_a = bank_a
-        .client
-        .register_output(crypto(&key_a), None)
-        .await?
-        .file_id;
-    let out_b = bank_b
-        .client
-        .register_output(crypto(&key_b), None)
-        .await?
-        .file_id;
-    let owners = |slot: &str, who: &str| proto::SlotOwners {
-        slot: slot.into(),
-        owners: vec![who.into()],
+    let detail = Detail::Brief {
+        name: "the Python PSI",
+        ran: (
+            "libos",
+            "the sandbox ran psi.py (attested instance, read-only image root, no network, seccomp, Landlock) and signed a receipt",
+        ),
     };
-    let task = bank_a
-        .client
-        .create_task(
-            &function.function_id,
-            HashMap::new(),
-            vec![owners("left", "bank-a"), owners("right", "bank-b")],
-            vec![owners("result_a", "bank-a"), owners("result_b", "bank-b")],
-        )
-        .await?;
-    let task_id = task.task_id.clone();
-    let slot_file = |slot: &str, id: &str| proto::SlotFile {
-        slot: slot.into(),
-        file_id: id.into(),
-    };
-    bank_a
-        .client
-        .assign_data(
-            &task_id,
-            vec![slot_file("left", &in_a)],
-            vec![slot_file("result_a", &out_a)],
-        )
-        .await?;
-    bank_b
-        .client
-        .assign_data(
-            &task_id,
-            vec![slot_file("right", &in_b)],
-            vec![slot_file("result_b", &out_b)],
-        )
-        .await?;
-    for p in [bank_a, bank_b, fo] {
-        let seen = p.client.get_task(&task_id).await?;
-        p.client.approve_task(&task_id, &seen.task_digest).await?;
-    }
-    log.step(
-        "all",
-        format!("uploaded, assigned and approved {task_id} (the Python PSI)"),
-    );
-    let mut watch = bank_b.client.watch_task(&task_id).await?;
-    bank_a.client.invoke_task(&task_id).await?;
-    let mut last = None;
-    while let Some(update) = watch.next_update().await? {
-        last = Some(update);
-    }
-    let done = last.context("the watch ended without an update")?;
-    let status = proto::TaskStatus::try_from(done.status).unwrap_or_default();
-    if status != proto::TaskStatus::Finished {
-        bail!("the Python PSI ended {status:?}: {}", done.reason);
-    }
-    log.step(
-        "libos",
-        "the sandbox ran psi.py (attested instance, read-only image root, no network, seccomp, Landlock) and signed a receipt",
-    );
-    let mut outputs = serde_json::Map::new();
-    for (p, out, key) in [(bank_a, &out_a, &key_a), (bank_b, &out_b, &key_b)] {
-        let mut sealed = Vec::new();
-        p.client.download_file(out, &mut sealed, None).await?;
-        let plain = cella_crypto::stream::unseal_to_vec(&sealed, key)?;
-        let text = String::from_utf8(plain).context("the output is not UTF-8")?;
-        let ids: Vec<&str> = text.lines().filter_map(|l| l.split(',').next()).collect();
-        log.step(
-            p.name,
-            format!("decrypted the Python PSI's output: {}", ids.join(", ")),
-        );
-        outputs.insert(p.name.into(), ids.into());
-    }
-    Ok(serde_json::json!({ "task_id": task_id, "outputs": outputs }))
+    run_task(log, parties, &function.function_id, &slots, &detail).await
 }
 
 /// Bank A's customers: "national id,name" per line.
@@ -182,6 +97,219 @@ const BANK_A: &str = "id-1001,Alice Martin\nid-1002,Bob Okafor\nid-1003,Chloe Du
 /// Bank B's customers.
 const BANK_B: &str = "id-1003,Chloe Durand\nid-1006,Farah Haddad\nid-1001,Alice Martin\nid-1007,Gustav Berg\nid-1005,Emma Rossi\n";
 
+/// The demo's participants: the function owner and the two banks (bank A, with `BANK_A`'s
+/// list, creates and invokes the tasks; bank B, with `BANK_B`'s, watches them).
+struct Parties {
+    fo: Party,
+    banks: [Party; 2],
+}
+
+/// The slots of a function the two banks run: one input and one output each, bank A's
+/// first.
+struct Slots {
+    inputs: [&'static str; 2],
+    outputs: [&'static str; 2],
+}
+
+impl Slots {
+    /// A private function with these slots that only the two banks may use; the caller
+    /// fills in its name, description, executor and runtime.
+    fn spec(&self, parties: &Parties) -> proto::FunctionSpec {
+        let slot_specs = |names: [&str; 2]| {
+            names
+                .map(|name| proto::SlotSpec {
+                    name: name.into(),
+                    optional: false,
+                })
+                .to_vec()
+        };
+        proto::FunctionSpec {
+            inputs: slot_specs(self.inputs),
+            outputs: slot_specs(self.outputs),
+            public: false,
+            allowed_users: parties.banks.iter().map(|b| b.name.into()).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// How much of a task run the demo logs.
+enum Detail {
+    /// Every step, with each status bank B's watch reports.
+    Steps,
+    /// One line once the task is approved, one once it finished, one per decrypted output.
+    Brief {
+        /// What the run is called in the log and in errors.
+        name: &'static str,
+        /// Who ran the task and how, logged once it finished.
+        ran: (&'static str, &'static str),
+    },
+}
+
+impl Detail {
+    /// What the run is called in errors.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Steps => "the task",
+            Self::Brief { name, .. } => name,
+        }
+    }
+}
+
+/// What a task run produced.
+struct Outcome {
+    task_id: String,
+    /// Each bank's decrypted output: the ids of the customers the two banks share.
+    outputs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Runs `function_id` for the two banks: each uploads its encrypted list and registers an
+/// output place under a key only it holds, bank A creates the task (each slot owned by its
+/// bank), each bank assigns its files, every participant approves the digest it sees (all
+/// must see the same one), bank A invokes while bank B watches, and once the task finished
+/// each bank downloads and decrypts its output.
+async fn run_task(
+    log: &Log,
+    parties: &Parties,
+    function_id: &str,
+    slots: &Slots,
+    detail: &Detail,
+) -> anyhow::Result<Outcome> {
+    let step = |who: &str, what: String| {
+        if matches!(detail, Detail::Steps) {
+            log.step(who, what);
+        }
+    };
+    let [bank_a, bank_b] = &parties.banks;
+    let mut inputs = Vec::new();
+    for (bank, list) in parties.banks.iter().zip([BANK_A, BANK_B]) {
+        inputs.push(upload(bank, list).await?);
+    }
+    step(
+        "banks",
+        "encrypted their customer lists locally and uploaded the ciphertexts".into(),
+    );
+    let mut outputs = Vec::new();
+    for bank in &parties.banks {
+        let key = FileKey::generate();
+        let file_id = bank
+            .client
+            .register_output(crypto(&key), None)
+            .await?
+            .file_id;
+        outputs.push((file_id, key));
+    }
+    step(
+        "banks",
+        "registered output places, each under a key only it holds".into(),
+    );
+
+    let owners = |names: [&str; 2]| {
+        names
+            .iter()
+            .zip(&parties.banks)
+            .map(|(slot, bank)| proto::SlotOwners {
+                slot: (*slot).into(),
+                owners: vec![bank.name.into()],
+            })
+            .collect()
+    };
+    let mut task = bank_a
+        .client
+        .create_task(
+            function_id,
+            HashMap::new(),
+            owners(slots.inputs),
+            owners(slots.outputs),
+        )
+        .await?;
+    let task_id = task.task_id.clone();
+    step(bank_a.name, format!("created {task_id}"));
+    let slot_file = |slot: &str, id: &str| {
+        vec![proto::SlotFile {
+            slot: slot.into(),
+            file_id: id.into(),
+        }]
+    };
+    for (i, bank) in parties.banks.iter().enumerate() {
+        task = bank
+            .client
+            .assign_data(
+                &task_id,
+                slot_file(slots.inputs[i], &inputs[i]),
+                slot_file(slots.outputs[i], &outputs[i].0),
+            )
+            .await?;
+    }
+    step("banks", "assigned their files to their slots".into());
+
+    for p in [bank_a, bank_b, &parties.fo] {
+        // Each participant approves the digest of exactly what will run.
+        let seen = p.client.get_task(&task_id).await?;
+        ensure!(
+            seen.task_digest == task.task_digest,
+            "{} saw a different task digest",
+            p.name
+        );
+        p.client.approve_task(&task_id, &seen.task_digest).await?;
+    }
+    match detail {
+        Detail::Steps => log.step(
+            "all",
+            format!("approved task digest {}", &task.task_digest[..16]),
+        ),
+        Detail::Brief { name, .. } => log.step(
+            "all",
+            format!("uploaded, assigned and approved {task_id} ({name})"),
+        ),
+    }
+
+    let mut watch = bank_b.client.watch_task(&task_id).await?;
+    bank_a.client.invoke_task(&task_id).await?;
+    step(bank_a.name, "invoked the task".into());
+    let mut last = None;
+    while let Some(update) = watch.next_update().await? {
+        let status = proto::TaskStatus::try_from(update.status).unwrap_or_default();
+        step(
+            bank_b.name,
+            format!(
+                "watch: {}",
+                status.as_str_name().trim_start_matches("TASK_STATUS_")
+            ),
+        );
+        last = Some(update);
+    }
+    let done = last.context("the watch ended without an update")?;
+    let status = proto::TaskStatus::try_from(done.status).unwrap_or_default();
+    if status != proto::TaskStatus::Finished {
+        bail!("{} ended {status:?}: {}", detail.name(), done.reason);
+    }
+    if let Detail::Brief {
+        ran: (who, how), ..
+    } = detail
+    {
+        log.step(who, how);
+    }
+
+    let mut decrypted = serde_json::Map::new();
+    for (p, (out, key)) in parties.banks.iter().zip(&outputs) {
+        let mut sealed = Vec::new();
+        p.client.download_file(out, &mut sealed, None).await?;
+        let plain = cella_crypto::stream::unseal_to_vec(&sealed, key)?;
+        let text = String::from_utf8(plain).context("the output is not UTF-8")?;
+        let ids: Vec<&str> = text.lines().filter_map(|l| l.split(',').next()).collect();
+        let what = match detail {
+            Detail::Steps => "downloaded and decrypted its output".to_owned(),
+            Detail::Brief { name, .. } => format!("decrypted {name}'s output"),
+        };
+        log.step(p.name, format!("{what}: {}", ids.join(", ")));
+        decrypted.insert(p.name.into(), ids.into());
+    }
+    Ok(Outcome {
+        task_id,
+        outputs: decrypted,
+    })
+}
 struct Log {
     started: Instant,
     quiet: bool,
@@ -321,29 +449,30 @@ pub(crate) async fn run(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     );
     let mut admin = access.connect().await?;
     admin.login("admin", admin_password.trim()).await?;
-    let fo = user(&access, &admin, "fo", "function_owner").await?;
-    let bank_a = user(&access, &admin, "bank-a", "data_owner").await?;
-    let bank_b = user(&access, &admin, "bank-b", "data_owner").await?;
+    let parties = Parties {
+        fo: user(&access, &admin, "fo", "function_owner").await?,
+        banks: [
+            user(&access, &admin, "bank-a", "data_owner").await?,
+            user(&access, &admin, "bank-b", "data_owner").await?,
+        ],
+    };
     log.step(
         "admin",
         "registered users fo (function owner), bank-a and bank-b (data owners)",
     );
 
-    let slot_spec = |name: &str| proto::SlotSpec {
-        name: name.into(),
-        optional: false,
+    let slots = Slots {
+        inputs: ["customers_a", "customers_b"],
+        outputs: ["overlap_a", "overlap_b"],
     };
     let spec = proto::FunctionSpec {
         name: "customer-overlap".into(),
         description: "Private set intersection of two customer lists".into(),
         executor: "builtin".into(),
-        inputs: vec![slot_spec("customers_a"), slot_spec("customers_b")],
-        outputs: vec![slot_spec("overlap_a"), slot_spec("overlap_b")],
-        public: false,
-        allowed_users: vec!["bank-a".into(), "bank-b".into()],
-        ..Default::default()
+        ..slots.spec(&parties)
     };
-    let function = fo
+    let function = parties
+        .fo
         .client
         .register_function(spec, b"ordered_set_intersect".to_vec())
         .await?;
@@ -354,129 +483,27 @@ pub(crate) async fn run(args: DemoArgs, json: bool) -> anyhow::Result<()> {
             function.function_id
         ),
     );
+    let builtin = run_task(
+        &log,
+        &parties,
+        &function.function_id,
+        &slots,
+        &Detail::Steps,
+    )
+    .await?;
 
-    let in_a = upload(&bank_a, BANK_A).await?;
-    let in_b = upload(&bank_b, BANK_B).await?;
-    log.step(
-        "banks",
-        "encrypted their customer lists locally and uploaded the ciphertexts",
-    );
-    let key_a = FileKey::generate();
-    let key_b = FileKey::generate();
-    let out_a = bank_a
-        .client
-        .register_output(crypto(&key_a), None)
-        .await?
-        .file_id;
-    let out_b = bank_b
-        .client
-        .register_output(crypto(&key_b), None)
-        .await?
-        .file_id;
-    log.step(
-        "banks",
-        "registered output places, each under a key only it holds",
-    );
-
-    let owners = |slot: &str, who: &str| proto::SlotOwners {
-        slot: slot.into(),
-        owners: vec![who.into()],
-    };
-    let task = bank_a
-        .client
-        .create_task(
-            &function.function_id,
-            HashMap::new(),
-            vec![
-                owners("customers_a", "bank-a"),
-                owners("customers_b", "bank-b"),
-            ],
-            vec![owners("overlap_a", "bank-a"), owners("overlap_b", "bank-b")],
-        )
-        .await?;
-    let task_id = task.task_id.clone();
-    log.step("bank-a", format!("created {task_id}"));
-    let slot_file = |slot: &str, id: &str| proto::SlotFile {
-        slot: slot.into(),
-        file_id: id.into(),
-    };
-    bank_a
-        .client
-        .assign_data(
-            &task_id,
-            vec![slot_file("customers_a", &in_a)],
-            vec![slot_file("overlap_a", &out_a)],
-        )
-        .await?;
-    let task = bank_b
-        .client
-        .assign_data(
-            &task_id,
-            vec![slot_file("customers_b", &in_b)],
-            vec![slot_file("overlap_b", &out_b)],
-        )
-        .await?;
-    log.step("banks", "assigned their files to their slots");
-
-    for p in [&bank_a, &bank_b, &fo] {
-        // Each participant approves the digest of exactly what will run.
-        let seen = p.client.get_task(&task_id).await?;
-        ensure!(
-            seen.task_digest == task.task_digest,
-            "{} saw a different task digest",
-            p.name
-        );
-        p.client.approve_task(&task_id, &seen.task_digest).await?;
-    }
-    log.step(
-        "all",
-        format!("approved task digest {}", &task.task_digest[..16]),
-    );
-
-    let mut watch = bank_b.client.watch_task(&task_id).await?;
-    bank_a.client.invoke_task(&task_id).await?;
-    log.step("bank-a", "invoked the task");
-    let mut last = None;
-    while let Some(update) = watch.next_update().await? {
-        let status = proto::TaskStatus::try_from(update.status).unwrap_or_default();
-        log.step(
-            "bank-b",
-            format!(
-                "watch: {}",
-                status.as_str_name().trim_start_matches("TASK_STATUS_")
-            ),
-        );
-        last = Some(update);
-    }
-    let done = last.context("the watch ended without an update")?;
-    let status = proto::TaskStatus::try_from(done.status).unwrap_or_default();
-    if status != proto::TaskStatus::Finished {
-        bail!("the task ended {status:?}: {}", done.reason);
-    }
-
-    let mut outputs = serde_json::Map::new();
-    for (p, out, key) in [(&bank_a, &out_a, &key_a), (&bank_b, &out_b, &key_b)] {
-        let mut sealed = Vec::new();
-        p.client.download_file(out, &mut sealed, None).await?;
-        let plain = cella_crypto::stream::unseal_to_vec(&sealed, key)?;
-        let text = String::from_utf8(plain).context("the output is not UTF-8")?;
-        let ids: Vec<&str> = text.lines().filter_map(|l| l.split(',').next()).collect();
-        log.step(
-            p.name,
-            format!("downloaded and decrypted its output: {}", ids.join(", ")),
-        );
-        outputs.insert(p.name.into(), ids.into());
-    }
     let libos = if args.no_libos {
-        serde_json::Value::Null
+        None
     } else {
-        libos_psi(&log, &fo, &bank_a, &bank_b)
-            .await
-            .context("the LibOS step (skip it with --no-libos)")?
+        Some(
+            libos_psi(&log, &parties)
+                .await
+                .context("the LibOS step (skip it with --no-libos)")?,
+        )
     };
-    if let Some(libos_out) = libos.get("outputs") {
+    if let Some(libos) = &libos {
         ensure!(
-            libos_out.get("bank-a") == outputs.get("bank-a"),
+            libos.outputs.get("bank-a") == builtin.outputs.get("bank-a"),
             "the Python PSI and the builtin disagree"
         );
     }
@@ -491,10 +518,10 @@ pub(crate) async fn run(args: DemoArgs, json: bool) -> anyhow::Result<()> {
             "{}",
             serde_json::json!({
                 "ok": true,
-                "task_id": task_id,
+                "task_id": builtin.task_id,
                 "status": "Finished",
-                "outputs": outputs,
-                "libos": libos,
+                "outputs": builtin.outputs,
+                "libos": libos.map(|l| serde_json::json!({ "task_id": l.task_id, "outputs": l.outputs })),
                 "elapsed_ms": elapsed_ms,
             })
         );
