@@ -22,9 +22,9 @@ use cella_libos::backend::{
     ConnectBack, Instance, InstanceEvidence, InstanceExit, LaunchSpec, LibosBackend, SgxAppraisal,
     instance_measurement,
 };
+use cella_libos::process::{BoundedLines, LongLines, Signal, instance_exit, signal_group};
 use cella_libos::{BackendError, RuntimeImage};
 use cella_preload::Endpoint;
-use tokio::io::AsyncBufReadExt;
 
 use crate::config::{GramineConfig, Mode, find_on_path};
 use crate::evidence::{EvidenceListener, SOCKET_PREFIX};
@@ -518,31 +518,9 @@ impl LibosBackend for GramineBackend {
 /// Forwards the loader's standard error to the node's log, line by line, each cut at
 /// [`MAX_LOG_LINE`] bytes (the rest of a longer line is skipped, never buffered).
 async fn forward_stderr(stderr: tokio::process::ChildStderr, image: String) {
-    use tokio::io::AsyncReadExt;
-    let mut reader = tokio::io::BufReader::new(stderr);
-    let mut line = Vec::with_capacity(256);
-    let limit = MAX_LOG_LINE as u64;
-    loop {
-        line.clear();
-        match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let complete = line.last() == Some(&b'\n');
-        let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned();
+    let mut lines = BoundedLines::new(stderr, MAX_LOG_LINE, LongLines::Skip);
+    while let Some(text) = lines.next_line().await {
         tracing::info!(target: "cella_gramine::instance", %image, "{text}");
-        if !complete {
-            // Skip the rest of an over-long line.
-            let mut rest = Vec::new();
-            loop {
-                rest.clear();
-                match (&mut reader).take(limit).read_until(b'\n', &mut rest).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) if rest.last() == Some(&b'\n') => break,
-                    Ok(_) => {}
-                }
-            }
-        }
     }
 }
 
@@ -614,19 +592,8 @@ struct GramineInstance {
 }
 
 impl GramineInstance {
-    fn signal_group(&self, signal: rustix::process::Signal) {
-        let Some(pid) = self
-            .pid
-            .and_then(|p| i32::try_from(p).ok())
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            return;
-        };
-        if let Err(e) = rustix::process::kill_process_group(pid, signal)
-            && e != rustix::io::Errno::SRCH
-        {
-            tracing::warn!(pid = pid.as_raw_nonzero().get(), error = %e, "signalling a Gramine instance");
-        }
+    fn signal_group(&self, signal: Signal) {
+        signal_group(self.pid, signal, "a Gramine instance");
     }
 }
 
@@ -640,19 +607,9 @@ impl Instance for GramineInstance {
         if let Some(exit) = &self.exit {
             return exit.clone();
         }
-        let exit = match self.child.wait().await {
-            Ok(status) => {
-                use std::os::unix::process::ExitStatusExt;
-                match (status.code(), status.signal()) {
-                    (Some(c), _) => InstanceExit::Exited(c),
-                    (None, Some(s)) => InstanceExit::Signaled(s),
-                    (None, None) => InstanceExit::Other(status.to_string()),
-                }
-            }
-            Err(e) => InstanceExit::Other(format!("waiting for the Gramine loader: {e}")),
-        };
+        let exit = instance_exit(self.child.wait().await, "the Gramine loader");
         // Whatever the loader left behind (the program's enclave) goes with it.
-        self.signal_group(rustix::process::Signal::KILL);
+        self.signal_group(Signal::KILL);
         if let Some(task) = self.evidence_task.take() {
             task.abort();
         }
@@ -672,13 +629,13 @@ impl Instance for GramineInstance {
         // and ignores later ones: send it once.
         if self.exit.is_none() && !self.terminated {
             self.terminated = true;
-            self.signal_group(rustix::process::Signal::TERM);
+            self.signal_group(Signal::TERM);
         }
     }
 
     fn kill_group(&mut self) {
         if self.exit.is_none() {
-            self.signal_group(rustix::process::Signal::KILL);
+            self.signal_group(Signal::KILL);
         }
     }
 }

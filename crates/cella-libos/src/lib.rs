@@ -33,6 +33,7 @@ pub mod image;
 mod launch;
 pub mod mock;
 mod pool;
+pub mod process;
 pub mod receipt;
 mod run;
 pub mod session;

@@ -28,6 +28,7 @@ pub mod evidence;
 pub mod gramine;
 pub mod instance;
 pub mod layout;
+pub mod process;
 pub mod protocol;
 pub mod receipt;
 pub mod runner;

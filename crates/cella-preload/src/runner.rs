@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use std::os::unix::process::ExitStatusExt as _;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::layout::Layout;
+use crate::process::{BoundedLines, LongLines, Signal, signal_group};
 use crate::protocol::{ExitStatus, LogStream, MAX_LOG_LINE_BYTES};
 
 /// How long a cancelled program has between SIGTERM and SIGKILL: enough to flush and
@@ -168,6 +169,9 @@ pub struct Denials {
     pub by_syscall: BTreeMap<String, u64>,
 }
 
+/// What [`signal_group`] names in a warning.
+const WORKLOAD: &str = "the workload";
+
 /// Largest denials file read: a count per system call name is a few KiB at most.
 const MAX_DENIALS_LEN: u64 = 64 * 1024;
 
@@ -231,39 +235,16 @@ impl Denials {
 }
 
 async fn pump(stream: LogStream, reader: impl AsyncRead + Unpin, log: LogSink) {
-    // Lines are read with a bound: `read_until` on a line-less flood would grow without
-    // one, so read through a `take` of the line limit; a longer line comes out in pieces.
-    let mut reader = BufReader::new(reader);
-    let mut buf = Vec::with_capacity(256);
-    loop {
-        buf.clear();
-        let mut limited = (&mut reader).take(MAX_LOG_LINE_BYTES as u64 + 1);
-        match limited.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+    // Lines are read with a bound (a longer line comes out in pieces), then cut with a
+    // mark to the protocol's limit.
+    let mut lines = BoundedLines::new(reader, MAX_LOG_LINE_BYTES + 1, LongLines::Split);
+    while let Some(mut line) = lines.next_line().await {
+        while line.ends_with('\r') {
+            line.pop();
         }
-        while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            buf.pop();
-        }
-        let line = cut_line(String::from_utf8_lossy(&buf).into_owned());
-        if log.send((stream, line)).await.is_err() {
+        if log.send((stream, cut_line(line))).await.is_err() {
             return;
         }
-    }
-}
-
-fn signal_group(pid: Option<u32>, signal: rustix::process::Signal) {
-    let Some(pid) = pid
-        .and_then(|p| i32::try_from(p).ok())
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return;
-    };
-    // ESRCH means the group is already gone, which is what we want.
-    if let Err(e) = rustix::process::kill_process_group(pid, signal)
-        && e != rustix::io::Errno::SRCH
-    {
-        tracing::warn!(error = %e, "signalling the workload's process group");
     }
 }
 
@@ -329,11 +310,11 @@ impl Runner for ProcessRunner {
         let status = tokio::select! {
             s = child.wait() => s.map_err(RunError::Wait)?,
             () = cancel.cancelled() => {
-                signal_group(pid, rustix::process::Signal::TERM);
+                signal_group(pid, Signal::TERM, WORKLOAD);
                 match tokio::time::timeout(CANCEL_GRACE, child.wait()).await {
                     Ok(s) => s.map_err(RunError::Wait)?,
                     Err(_) => {
-                        signal_group(pid, rustix::process::Signal::KILL);
+                        signal_group(pid, Signal::KILL, WORKLOAD);
                         child.wait().await.map_err(RunError::Wait)?
                     }
                 }
@@ -341,7 +322,7 @@ impl Runner for ProcessRunner {
         };
         // The leader is gone; whatever it left in its group goes too, so that nothing
         // outlives the run and the log pipes close.
-        signal_group(pid, rustix::process::Signal::KILL);
+        signal_group(pid, Signal::KILL, WORKLOAD);
         for pump in [out, err].into_iter().flatten() {
             let _ended = pump.await;
         }

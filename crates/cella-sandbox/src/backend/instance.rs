@@ -5,15 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use cella_libos::process::{BoundedLines, LongLines, Signal, instance_exit, signal_group};
 use cella_libos::{Instance, InstanceExit};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Child;
 use tokio::task::JoinHandle;
 
 /// Most lines of an instance's stderr copied into the node's log.
 const MAX_LOG_LINES: usize = 200;
 /// Longest stderr line copied (longer ones are cut).
-const MAX_LOG_LINE: u64 = 4096;
+const MAX_LOG_LINE: usize = 4096;
 
 /// Removes an instance's run dir when dropped.
 #[derive(Debug)]
@@ -88,18 +88,10 @@ pub struct SandboxInstance {
 /// Copies the jailer's stderr (the jailer's, the supervisor's and the pre-load module's
 /// messages) into the node's log, line by line, bounded.
 async fn pump_stderr(stderr: tokio::process::ChildStderr, id: String) {
-    let mut reader = BufReader::new(stderr);
-    let mut buf = Vec::new();
+    let mut reader = BoundedLines::new(stderr, MAX_LOG_LINE, LongLines::Split);
     let mut lines = 0usize;
-    loop {
-        buf.clear();
-        let mut limited = (&mut reader).take(MAX_LOG_LINE);
-        match limited.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
+    while let Some(line) = reader.next_line().await {
         if lines < MAX_LOG_LINES {
-            let line = String::from_utf8_lossy(&buf);
             tracing::info!(instance = %id, "sandbox: {}", line.trim_end());
         } else if lines == MAX_LOG_LINES {
             tracing::info!(instance = %id, "sandbox: further lines of this instance dropped");
@@ -133,17 +125,7 @@ impl SandboxInstance {
     }
 
     fn signal_group(&self) {
-        let Some(pid) = self
-            .pid
-            .and_then(|p| i32::try_from(p).ok())
-            .map(nix::unistd::Pid::from_raw)
-        else {
-            return;
-        };
-        match nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-            Err(e) => tracing::warn!(error = %e, "killing a sandbox instance's process group"),
-        }
+        signal_group(self.pid, Signal::KILL, "a sandbox instance");
     }
 }
 
@@ -157,17 +139,7 @@ impl Instance for SandboxInstance {
         if let Some(exit) = &self.exit {
             return exit.clone();
         }
-        let exit = match self.child.wait().await {
-            Ok(status) => {
-                use std::os::unix::process::ExitStatusExt;
-                match (status.code(), status.signal()) {
-                    (Some(c), _) => InstanceExit::Exited(c),
-                    (None, Some(s)) => InstanceExit::Signaled(s),
-                    (None, None) => InstanceExit::Other(status.to_string()),
-                }
-            }
-            Err(e) => InstanceExit::Other(format!("waiting for the jailer: {e}")),
-        };
+        let exit = instance_exit(self.child.wait().await, "the jailer");
         // The jailer is reaped. It exits only after the instance's PID 1, and with PID 1
         // the kernel ends the whole pid namespace; a jailer killed alone takes PID 1 with
         // it (PR_SET_PDEATHSIG). Its group is not signalled again: once reaped, its pid
