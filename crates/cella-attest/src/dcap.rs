@@ -403,6 +403,68 @@ impl DcapVerifier {
     }
 }
 
+/// `MRENCLAVE` of an SGX quote, read without verifying the quote: for an enclave naming
+/// its own measurement (read from a quote it just obtained), never for trusting a peer.
+///
+/// # Errors
+///
+/// [`QuoteError::Malformed`] or [`QuoteError::NotSgx`] when `quote` is not an SGX quote.
+pub fn unverified_mr_enclave(quote: &[u8]) -> Result<Measurement, QuoteError> {
+    if quote.len() > MAX_QUOTE_LEN {
+        return Err(QuoteError::TooLarge { len: quote.len() });
+    }
+    let parsed = Quote::parse(quote).map_err(|e| QuoteError::Malformed(format!("{e:#}")))?;
+    let report = parsed.report.as_sgx().ok_or(QuoteError::NotSgx)?;
+    Ok(Measurement(report.mr_enclave))
+}
+
+/// Loading a collateral JSON file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CollateralFileError {
+    /// The file cannot be read.
+    #[error("cannot read collateral file {path}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not collateral.
+    #[error("collateral file {path} is not DCAP collateral JSON")]
+    Invalid {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: CollateralError,
+    },
+}
+
+/// Load one collateral JSON file (the format of `sgx_quote_collateral.json`, as written by
+/// `dcap-qvl` and PCCS clients), reading at most [`MAX_COLLATERAL_JSON_LEN`] bytes.
+///
+/// # Errors
+///
+/// [`CollateralFileError`] naming the file.
+pub fn load_collateral(path: &std::path::Path) -> Result<Collateral, CollateralFileError> {
+    use std::io::Read;
+    let io = |source| CollateralFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut json = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_COLLATERAL_JSON_LEN as u64 + 1)
+        .read_to_end(&mut json)
+        .map_err(io)?;
+    Collateral::from_json(&json).map_err(|source| CollateralFileError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// `report_data` of an SGX quote v3 without verifying it (for binding checks and display
 /// before verification).
 pub(crate) fn unverified_report_data(quote: &[u8]) -> Option<ReportData> {

@@ -14,3 +14,4 @@ pub use node::{
     LIBOS_DIR, LIBOS_POLICY_FILE, RunningNode, ServerConfig, StartError, default_executors,
     libos_executor, wasm_executor,
 };
+pub use tls::NodeEvidence;

@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::services::{Api, AuthApi, FileApi, FunctionApi, NodeApi, TaskApi};
-use crate::tls::{NodeIdentity, TlsError};
+use crate::tls::{NodeEvidence, NodeIdentity, TlsError};
 
 /// How long [`RunningNode::shutdown`] waits for in-flight work to let go of the platform.
 pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -71,6 +71,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Names and addresses the certificate is made for on first start.
     pub tls_names: Vec<String>,
+    /// Where the node's RA-TLS evidence comes from: simulation by default, or SGX DCAP
+    /// quotes from Gramine's attestation interface (never a fallback from one to the
+    /// other).
+    pub evidence: NodeEvidence,
 }
 
 impl ServerConfig {
@@ -81,6 +85,7 @@ impl ServerConfig {
             node,
             listen,
             tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            evidence: NodeEvidence::Simulation,
         }
     }
 }
@@ -300,6 +305,7 @@ pub fn wasm_executor(config: &NodeConfig) -> Result<WasmExecutor, StartError> {
 pub struct RunningNode {
     addr: SocketAddr,
     cert_pem: String,
+    policy_file: std::path::PathBuf,
     platform: Arc<Platform>,
     workers: Workers,
     stop: oneshot::Sender<()>,
@@ -320,10 +326,11 @@ impl RunningNode {
             .map_err(|e| {
                 StartError::Platform(PlatformError::Internal(format!("sealing key: {e}")))
             })?;
-        let identity = NodeIdentity::load_or_create(
+        let identity = NodeIdentity::start(
             &config.node.data_dir.join("tls"),
             &sealing,
             &config.tls_names,
+            &config.evidence,
         )
         .map_err(StartError::Tls)?;
         let acceptor = TlsAcceptor::from(identity.server_config().map_err(StartError::Tls)?);
@@ -392,6 +399,7 @@ impl RunningNode {
         Ok(Self {
             addr,
             cert_pem: identity.cert_pem().to_owned(),
+            policy_file: identity.policy_file(),
             platform,
             workers,
             stop,
@@ -408,6 +416,13 @@ impl RunningNode {
     /// The node's certificate in PEM, for clients to pin.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// The attestation policy the node wrote for its clients:
+    /// `<data_dir>/tls/attestation-policy.sim.toml` in simulation,
+    /// `<data_dir>/tls/attestation-policy.sgx.toml` under Gramine.
+    pub fn policy_file(&self) -> &std::path::Path {
+        &self.policy_file
     }
 
     /// The platform behind the API.

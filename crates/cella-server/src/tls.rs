@@ -1,7 +1,14 @@
 //! The node's TLS identity: an RA-TLS certificate (see `docs/attestation.md`) whose
 //! evidence binds a fresh TLS key, issued at every start and renewed on a timer.
 //!
-//! Until the node runs inside an enclave, the evidence is **simulation** evidence: signed
+//! Where the evidence comes from is the node's [`NodeEvidence`]. Under `gramine-sgx`
+//! ([`NodeEvidence::SgxDcap`]) it is a DCAP quote read through Gramine's
+//! `/dev/attestation`; the node names its `MRENCLAVE` in one log line and writes
+//! `<dir>/attestation-policy.sgx.toml`, accepting exactly that enclave. A missing device,
+//! or one whose quote does not carry the node's report data, stops the node at start: it
+//! never falls back to simulation.
+//!
+//! By default ([`NodeEvidence::Simulation`]) the evidence is **simulation** evidence: signed
 //! by the node's simulation key (kept sealed under the node's sealing key in
 //! `<dir>/sim-key.sealed`, its public half in `<dir>/sim-key.pub`), over the SHA-256 of the
 //! running binary. One warning line says so at startup. Clients verify it under an
@@ -16,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cella_attest::gramine::{DEFAULT_ATTESTATION_DIR, GramineDcapSource};
 use cella_attest::renew::{self as renewal, CertResolver, Issuer, RenewError};
 use cella_attest::sim::{SimEvidenceSource, SimKeyError, SimSigner};
 use cella_attest::{EvidenceSource, Measurement};
@@ -29,6 +37,44 @@ const SIM_KEY_AAD: &[u8] = b"cella/sim-key/v1";
 /// The line logged when the node attests in simulation.
 pub const SIMULATION_WARNING: &str =
     "running in simulation mode: evidence is software-signed, not hardware-backed";
+
+/// The policy file written for clients of a node in simulation.
+pub const SIM_POLICY_FILE: &str = "attestation-policy.sim.toml";
+/// The policy file written for clients of a node under `gramine-sgx`.
+pub const SGX_POLICY_FILE: &str = "attestation-policy.sgx.toml";
+
+/// Where the node's evidence comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NodeEvidence {
+    /// Software evidence signed by the node's own simulation key (development; one
+    /// warning line at start).
+    #[default]
+    Simulation,
+    /// SGX DCAP quotes from Gramine's attestation interface: the node runs under
+    /// `gramine-sgx` with `sgx.remote_attestation = "dcap"`.
+    SgxDcap {
+        /// The interface's directory, [`DEFAULT_ATTESTATION_DIR`] inside Gramine.
+        dir: PathBuf,
+    },
+}
+
+impl NodeEvidence {
+    /// SGX DCAP evidence from Gramine's default `/dev/attestation`.
+    pub fn sgx_dcap_default() -> Self {
+        NodeEvidence::SgxDcap {
+            dir: PathBuf::from(DEFAULT_ATTESTATION_DIR),
+        }
+    }
+
+    /// The policy file, under the node's TLS directory, that this evidence's node writes
+    /// for its clients.
+    pub fn policy_file(&self) -> &'static str {
+        match self {
+            NodeEvidence::Simulation => SIM_POLICY_FILE,
+            NodeEvidence::SgxDcap { .. } => SGX_POLICY_FILE,
+        }
+    }
+}
 
 /// Lifetime of a node certificate: a day, so that a renewal that fails once (see
 /// [`RENEWAL_INTERVAL`]) leaves time to notice before clients refuse the node.
@@ -75,6 +121,37 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("building the TLS configuration")]
     Config(#[source] rustls::Error),
+    /// The SGX attestation interface does not exist.
+    #[error(
+        "the SGX attestation interface {path} does not exist: the node must run under \
+         gramine-sgx with sgx.remote_attestation = \"dcap\" (see docs/gramine.md); \
+         it does not fall back to simulation"
+    )]
+    NoAttestationDevice {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The SGX attestation interface gave no usable quote over the node's report data.
+    #[error(
+        "the SGX attestation interface {path} gave no quote over this node's report data; \
+         it does not fall back to simulation"
+    )]
+    SgxEvidence {
+        /// The directory.
+        path: PathBuf,
+        /// The cause (naming the device file).
+        #[source]
+        source: RenewError,
+    },
+    /// The quote in the node's own certificate is not an SGX quote.
+    #[error("the quote from the SGX attestation interface {path} is not an SGX quote")]
+    SgxQuote {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: cella_attest::dcap::QuoteError,
+    },
 }
 
 /// The node's RA-TLS identity.
@@ -83,8 +160,9 @@ pub struct NodeIdentity {
     cert_pem: String,
     resolver: Arc<CertResolver>,
     issuer: Arc<Issuer>,
-    sim_key: cella_attest::ed25519::Ed25519PublicKey,
+    sim_key: Option<cella_attest::ed25519::Ed25519PublicKey>,
     measurement: Measurement,
+    policy_file: &'static str,
 }
 
 impl std::fmt::Debug for NodeIdentity {
@@ -161,6 +239,81 @@ fn load_or_create_sim_key(dir: &Path, sealing: &SealingKey) -> Result<SimSigner,
 }
 
 impl NodeIdentity {
+    /// The node's identity with evidence from `evidence`: [`NodeIdentity::load_or_create`]
+    /// in simulation, [`NodeIdentity::sgx_dcap`] under Gramine.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`] naming the file, device or step that failed.
+    pub fn start(
+        dir: &Path,
+        sealing: &SealingKey,
+        names: &[String],
+        evidence: &NodeEvidence,
+    ) -> Result<Self, TlsError> {
+        match evidence {
+            NodeEvidence::Simulation => Self::load_or_create(dir, sealing, names),
+            NodeEvidence::SgxDcap { dir: device } => Self::sgx_dcap(dir, device),
+        }
+    }
+
+    /// Issues a fresh RA-TLS certificate over a DCAP quote from the Gramine attestation
+    /// interface at `device`, logs the node's `MRENCLAVE` (read from that quote), and
+    /// writes `cert.pem` and [`SGX_POLICY_FILE`] in `dir`. No simulation key is used or
+    /// written.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::NoAttestationDevice`] when `device` does not exist,
+    /// [`TlsError::SgxEvidence`] when it gives no quote over the node's report data (the
+    /// cause names the file), [`TlsError::Io`] when a file cannot be written.
+    pub fn sgx_dcap(dir: &Path, device: &Path) -> Result<Self, TlsError> {
+        if !device.is_dir() {
+            return Err(TlsError::NoAttestationDevice {
+                path: device.to_owned(),
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let source: Arc<dyn EvidenceSource> = Arc::new(GramineDcapSource::new(device));
+        let issuer = Arc::new(Issuer::new(source).with_validity(CERT_VALIDITY));
+        let sgx_evidence = |source| TlsError::SgxEvidence {
+            path: device.to_owned(),
+            source,
+        };
+        let issued = issuer
+            .issue()
+            .map_err(|e| sgx_evidence(RenewError::Issue(e)))?;
+        let evidence = issued.evidence.clone();
+        let resolver = Arc::new(CertResolver::new(issued).map_err(sgx_evidence)?);
+        let cert = resolver.certificate();
+        let quote_error = |source| TlsError::SgxQuote {
+            path: device.to_owned(),
+            source,
+        };
+        let measurement =
+            cella_attest::dcap::unverified_mr_enclave(evidence.bytes()).map_err(quote_error)?;
+        tracing::info!(
+            mr_enclave = %measurement,
+            "attesting with SGX DCAP quotes from {}: MRENCLAVE {measurement}",
+            device.display()
+        );
+        let cert_pem = pem(&cert);
+        write_public(&dir.join("cert.pem"), cert_pem.as_bytes())?;
+        write_public(
+            &dir.join(SGX_POLICY_FILE),
+            sgx_policy(measurement).as_bytes(),
+        )?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            cert_pem,
+            resolver,
+            issuer,
+            sim_key: None,
+            measurement,
+            policy_file: SGX_POLICY_FILE,
+        })
+    }
+
     /// Loads the node's simulation key from `dir` (creating it on first start), issues a
     /// fresh RA-TLS certificate over the running binary's measurement, and writes
     /// `cert.pem`, `sim-key.pub` and `attestation-policy.sim.toml` there. `names` are
@@ -201,12 +354,13 @@ impl NodeIdentity {
             cert_pem,
             resolver,
             issuer,
-            sim_key,
+            sim_key: Some(sim_key),
             measurement,
+            policy_file: SIM_POLICY_FILE,
         };
         write_public(
-            &dir.join("attestation-policy.sim.toml"),
-            identity.simulation_policy().as_bytes(),
+            &dir.join(SIM_POLICY_FILE),
+            simulation_policy(sim_key, measurement).as_bytes(),
         )?;
         Ok(identity)
     }
@@ -216,31 +370,20 @@ impl NodeIdentity {
         &self.cert_pem
     }
 
-    /// The measurement in the node's evidence (SHA-256 of its binary).
+    /// The measurement in the node's evidence: SHA-256 of its binary in simulation, its
+    /// `MRENCLAVE` under Gramine.
     pub fn measurement(&self) -> Measurement {
         self.measurement
     }
 
-    /// The public half of the node's simulation key.
-    pub fn sim_key(&self) -> cella_attest::ed25519::Ed25519PublicKey {
+    /// The public half of the node's simulation key (none under Gramine).
+    pub fn sim_key(&self) -> Option<cella_attest::ed25519::Ed25519PublicKey> {
         self.sim_key
     }
 
-    /// An attestation policy (TOML) that accepts exactly this node, in simulation, as role
-    /// `node`.
-    pub fn simulation_policy(&self) -> String {
-        format!(
-            "# Written by the cella node at startup. It accepts this node's SIMULATION\n\
-             # evidence: software-signed by the node's own key, not hardware-backed.\n\
-             version = 1\n\n\
-             [roles.node]\n\
-             max_evidence_age_secs = {POLICY_MAX_AGE_SECS}\n\
-             allow_debug = false\n\
-             allow_simulation = true\n\
-             trusted_sim_keys = [\"{}\"]\n\
-             sim_measurements = [\"{}\"]\n",
-            self.sim_key, self.measurement
-        )
+    /// The policy file, in the identity's directory, written for clients.
+    pub fn policy_file(&self) -> PathBuf {
+        self.dir.join(self.policy_file)
     }
 
     /// A TLS 1.3-only server configuration offering HTTP/2 and presenting the current
@@ -271,6 +414,48 @@ impl NodeIdentity {
         }
         Ok(Arc::new(config))
     }
+}
+
+/// An attestation policy (TOML) that accepts exactly the node with simulation key
+/// `sim_key` and binary measurement `measurement`, in simulation, as role `node`.
+pub fn simulation_policy(
+    sim_key: cella_attest::ed25519::Ed25519PublicKey,
+    measurement: Measurement,
+) -> String {
+    format!(
+        "# Written by the cella node at startup. It accepts this node's SIMULATION\n\
+         # evidence: software-signed by the node's own key, not hardware-backed.\n\
+         version = 1\n\n\
+         [roles.node]\n\
+         max_evidence_age_secs = {POLICY_MAX_AGE_SECS}\n\
+         allow_debug = false\n\
+         allow_simulation = true\n\
+         trusted_sim_keys = [\"{sim_key}\"]\n\
+         sim_measurements = [\"{measurement}\"]\n"
+    )
+}
+
+/// An attestation policy (TOML) that accepts, as role `node`, exactly the SGX enclave
+/// `mr_enclave` on a platform whose TCB is `UpToDate`, not in debug mode, and never
+/// simulation evidence.
+pub fn sgx_policy(mr_enclave: Measurement) -> String {
+    format!(
+        "# Written by the cella node at startup, running under gramine-sgx. It accepts\n\
+         # exactly this enclave, on an UpToDate platform, and no simulation evidence.\n\
+         #\n\
+         # The MRENCLAVE below was read from the node's own quote, on the node's host:\n\
+         # before relying on this file, compare it with the MRENCLAVE that\n\
+         #   gramine-sgx-sigstruct-view --output-format json cella-node.sig\n\
+         # prints for the signed manifest you built and reviewed yourself. Clients also\n\
+         # need the platform's DCAP collateral (cella attest/login --collateral FILE).\n\
+         version = 1\n\n\
+         [roles.node]\n\
+         max_evidence_age_secs = {POLICY_MAX_AGE_SECS}\n\
+         allow_debug = false\n\
+         allow_simulation = false\n\
+         mr_enclave = [\"{mr_enclave}\"]\n\
+         accepted_tcb_statuses = [\"UpToDate\"]\n"
+    )
 }
 
 #[cfg(test)]
@@ -323,7 +508,13 @@ mod tests {
         // Another node's policy does not accept it.
         let other_dir = tempfile::tempdir().unwrap();
         let other = NodeIdentity::load_or_create(other_dir.path(), &sealing, &[]).unwrap();
-        let verifier = Verifier::new(Policy::from_toml_str(&other.simulation_policy()).unwrap());
+        let verifier = Verifier::new(
+            Policy::from_toml_str(&simulation_policy(
+                other.sim_key().unwrap(),
+                other.measurement(),
+            ))
+            .unwrap(),
+        );
         let err = verifier
             .verify_certificate(roles::NODE, &cert, None)
             .unwrap_err();
@@ -331,5 +522,69 @@ mod tests {
             err.to_string().contains("not a trusted simulation key"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sgx_policy_accepts_exactly_its_enclave_up_to_date_and_no_simulation() {
+        use cella_attest::dcap::{Collateral, DcapVerifier, TcbStatus};
+        use cella_attest::policy::PolicyViolation;
+
+        let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cella-attest/testdata");
+        let quote = std::fs::read(testdata.join("sgx_quote")).unwrap();
+        let collateral = Collateral::from_json(
+            &std::fs::read(testdata.join("sgx_quote_collateral.json")).unwrap(),
+        )
+        .unwrap();
+        let (from, until) = collateral.validity();
+        let at = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
+            from + (until - from) / 2,
+        ));
+        let report = DcapVerifier::new()
+            .with_collateral(collateral)
+            .verify(&quote, at)
+            .unwrap();
+        let mr_enclave = cella_attest::dcap::unverified_mr_enclave(&quote).unwrap();
+        assert_eq!(mr_enclave, report.mr_enclave);
+
+        let text = sgx_policy(mr_enclave);
+        assert!(text.contains("gramine-sgx-sigstruct-view"), "{text}");
+        let policy = Policy::from_toml_str(&text).unwrap();
+        let role = policy.role(roles::NODE).unwrap();
+        assert_eq!(role.mr_enclave, [mr_enclave]);
+        assert_eq!(role.accepted_tcb_statuses, [TcbStatus::UpToDate]);
+        assert!(!role.allow_simulation && !role.allow_debug);
+        assert_eq!(role.max_evidence_age_secs, POLICY_MAX_AGE_SECS);
+
+        // The sample platform needs configuration and hardening: refused for that.
+        assert!(matches!(
+            role.check_sgx(&report),
+            Err(PolicyViolation::TcbStatus { .. })
+        ));
+        // The same enclave on an UpToDate platform without advisories is accepted...
+        let mut up_to_date = report.clone();
+        up_to_date.tcb_status = TcbStatus::UpToDate;
+        up_to_date.advisory_ids.clear();
+        role.check_sgx(&up_to_date).unwrap();
+        // ...but not another enclave, nor a debug one.
+        let mut other = up_to_date.clone();
+        other.mr_enclave = Measurement([7; 32]);
+        assert!(matches!(
+            role.check_sgx(&other),
+            Err(PolicyViolation::Enclave { .. })
+        ));
+        let mut debug = up_to_date;
+        debug.debug = true;
+        assert!(matches!(
+            role.check_sgx(&debug),
+            Err(PolicyViolation::Debug)
+        ));
+
+        // And simulation evidence, even this node's own, is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let sim = NodeIdentity::load_or_create(dir.path(), &SealingKey::generate(), &[]).unwrap();
+        let err = Verifier::new(policy)
+            .verify_certificate(roles::NODE, &sim.resolver.certificate(), None)
+            .unwrap_err();
+        assert!(err.to_string().contains("simulation"), "{err}");
     }
 }

@@ -137,3 +137,109 @@ async fn restarted_node_is_accepted_by_attested_clients_and_refused_by_stale_pin
     assert!(refused.claimed.is_some());
     node.shutdown().await;
 }
+
+/// The error chain of a failed start, as `cella serve` prints it.
+fn start_error_chain(err: &cella_server::StartError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+async fn start_sgx(data: &Path, device: &Path) -> Result<RunningNode, cella_server::StartError> {
+    let mut node = NodeConfig::new(data.to_owned());
+    node.workers = 1;
+    let mut config = ServerConfig::new(node, SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.evidence = cella_server::NodeEvidence::SgxDcap {
+        dir: device.to_owned(),
+    };
+    RunningNode::start(config, Executors::new()).await
+}
+
+/// A directory laid out like Gramine's `/dev/attestation`, serving dcap-qvl's sample quote
+/// (whose report data is fixed: it cannot carry the node's).
+fn fake_device() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("attestation_type"), "dcap").unwrap();
+    std::fs::write(dir.path().join("user_report_data"), [0u8; 64]).unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cella-attest/testdata/sgx_quote");
+    std::fs::write(dir.path().join("quote"), std::fs::read(sample).unwrap()).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn sgx_node_refuses_to_start_on_a_quote_without_its_report_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let device = fake_device();
+    let err = start_sgx(&data, device.path())
+        .await
+        .expect_err("the sample quote does not carry the node's report data");
+    let text = start_error_chain(&err);
+    assert!(
+        text.contains(&device.path().display().to_string())
+            && text.contains("does not carry the report_data")
+            && text.contains(&device.path().join("quote").display().to_string())
+            && text.contains("does not fall back to simulation"),
+        "{text}"
+    );
+    // The report data was written to the device, and nothing of simulation was.
+    assert_ne!(
+        std::fs::read(device.path().join("user_report_data")).unwrap(),
+        [0u8; 64]
+    );
+    let tls = data.join("tls");
+    for name in [
+        "sim-key.sealed",
+        "sim-key.pub",
+        "attestation-policy.sim.toml",
+        "attestation-policy.sgx.toml",
+        "cert.pem",
+    ] {
+        assert!(!tls.join(name).exists(), "{name} was written");
+    }
+}
+
+#[tokio::test]
+async fn sgx_node_refuses_to_start_without_the_attestation_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let device = dir.path().join("no-such-attestation");
+    let err = start_sgx(&data, &device)
+        .await
+        .expect_err("no device, no node");
+    let text = start_error_chain(&err);
+    assert!(
+        text.contains(&device.display().to_string())
+            && text.contains("does not exist")
+            && text.contains("gramine-sgx"),
+        "{text}"
+    );
+    assert!(!data.join("tls").join("sim-key.sealed").exists());
+
+    // A device that is not in DCAP mode is refused too, naming its file.
+    let device = fake_device();
+    std::fs::write(device.path().join("attestation_type"), "none").unwrap();
+    let text = start_error_chain(&start_sgx(&data, device.path()).await.unwrap_err());
+    assert!(
+        text.contains(&device.path().join("attestation_type").display().to_string()),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_default_node_is_in_simulation_and_names_its_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = start(&data, SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    assert_eq!(
+        node.policy_file(),
+        data.join("tls").join("attestation-policy.sim.toml")
+    );
+    assert!(data.join("tls").join("sim-key.sealed").exists());
+    node.shutdown().await;
+}

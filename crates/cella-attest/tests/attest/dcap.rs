@@ -171,3 +171,41 @@ fn malformed_inputs_are_refused() {
         Err(CollateralError::Malformed(_))
     ));
 }
+
+#[test]
+fn unverified_mr_enclave_reads_the_quote_and_refuses_garbage() {
+    assert_eq!(
+        cella_attest::dcap::unverified_mr_enclave(&sample_quote())
+            .unwrap()
+            .to_string(),
+        "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
+    );
+    assert!(matches!(
+        cella_attest::dcap::unverified_mr_enclave(&[0u8; 100]),
+        Err(QuoteError::Malformed(_))
+    ));
+}
+
+#[test]
+fn collateral_files_load_or_name_the_file() {
+    use cella_attest::dcap::{CollateralFileError, load_collateral};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join("sgx_quote_collateral.json");
+    let loaded = load_collateral(&path).unwrap();
+    assert_eq!(loaded.validity(), sample_collateral().validity());
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, b"{\"pck_crl\": 1}").unwrap();
+    let err = load_collateral(&bad).unwrap_err();
+    assert!(
+        matches!(&err, CollateralFileError::Invalid { path, .. } if path == &bad),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("bad.json"), "{err}");
+    let missing = dir.path().join("missing.json");
+    let err = load_collateral(&missing).unwrap_err();
+    assert!(matches!(err, CollateralFileError::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("missing.json"), "{err}");
+}
