@@ -451,13 +451,7 @@ impl SandboxBackend {
                     size_bytes: l.tmp_bytes,
                 },
             ],
-            limits: Limits {
-                memory_bytes: l.memory_bytes,
-                processes: l.processes,
-                open_files: l.open_files,
-                file_size_bytes: l.file_size_bytes,
-                cpu_seconds: l.cpu_seconds,
-            },
+            limits: Limits::from(l),
             cgroup: Some(CgroupLimits {
                 memory_bytes: l.memory_bytes,
                 pids: l.processes,

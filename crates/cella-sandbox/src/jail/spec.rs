@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
+use cella_libos::config::SandboxSection;
 use serde::{Deserialize, Serialize};
 
 use super::JailError;
@@ -88,13 +89,21 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The node configuration's defaults ([`SandboxSection::default`]).
     fn default() -> Self {
+        Self::from(&SandboxSection::default())
+    }
+}
+
+impl From<&SandboxSection> for Limits {
+    /// The rlimits of the node's `[libos.sandbox]` section.
+    fn from(l: &SandboxSection) -> Self {
         Self {
-            memory_bytes: 2 << 30,
-            processes: 256,
-            open_files: 1024,
-            file_size_bytes: 1 << 30,
-            cpu_seconds: 600,
+            memory_bytes: l.memory_bytes,
+            processes: l.processes,
+            open_files: l.open_files,
+            file_size_bytes: l.file_size_bytes,
+            cpu_seconds: l.cpu_seconds,
         }
     }
 }
