@@ -465,6 +465,27 @@ impl SandboxBackend {
         }
     }
 
+    /// Starts the jailer `cmd` (from [`crate::jail::command`]) with `stdout` as its
+    /// standard output and its standard error piped, killed if the child is dropped.
+    /// Nothing of the node's environment reaches the jail (the supervisor's
+    /// /proc/1/environ is readable inside).
+    fn spawn_jailer(
+        &self,
+        mut cmd: tokio::process::Command,
+        stdout: std::process::Stdio,
+    ) -> Result<tokio::process::Child, BackendError> {
+        cmd.env_clear()
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd.spawn().map_err(|e| {
+            fail(format!(
+                "starting the jailer {}: {e}",
+                self.jailer.display()
+            ))
+        })
+    }
+
     /// Checks that this machine can run sandboxes (user, mount, pid and network
     /// namespaces, seccomp user notification, Landlock): runs the pre-load binary's
     /// confining wrapper in a jail on an empty root, which confines itself and runs
@@ -507,18 +528,9 @@ impl SandboxBackend {
                 && b.inside.as_path() != Path::new(inside::EVIDENCE_SOCKET)
                 && b.inside.as_path() != Path::new(inside::POLICY)
         });
-        let mut cmd =
+        let cmd =
             crate::jail::command(&self.jailer, &spec).map_err(|e| fail(format!("probe: {e}")))?;
-        cmd.env_clear()
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let child = cmd.spawn().map_err(|e| {
-            fail(format!(
-                "starting the jailer {}: {e}",
-                self.jailer.display()
-            ))
-        })?;
+        let child = self.spawn_jailer(cmd, std::process::Stdio::piped())?;
         let out =
             tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
                 .await
@@ -637,19 +649,8 @@ impl LibosBackend for SandboxBackend {
             env,
             vec![inside::PRELOAD.to_owned()],
         );
-        let mut cmd = crate::jail::command(&self.jailer, &jail).map_err(|e| fail(e.to_string()))?;
-        // Nothing of the node's environment reaches the jail (the supervisor's
-        // /proc/1/environ is readable inside).
-        cmd.env_clear()
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let child = cmd.spawn().map_err(|e| {
-            fail(format!(
-                "starting the jailer {}: {e}",
-                self.jailer.display()
-            ))
-        })?;
+        let cmd = crate::jail::command(&self.jailer, &jail).map_err(|e| fail(e.to_string()))?;
+        let child = self.spawn_jailer(cmd, std::process::Stdio::null())?;
         self.launched.fetch_add(1, Ordering::AcqRel);
         let instance = SandboxInstance::new(
             child,
