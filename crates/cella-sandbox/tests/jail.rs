@@ -637,6 +637,26 @@ fn processes_in(ns: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Starts the jailer on `spec`, whose program prints `ready` once it has started what the
+/// test looks at; returns the jailer and its pid once that line came (within 30 s).
+async fn spawn_until_ready(
+    f: &Fixture,
+    user: User,
+    spec: &JailSpec,
+) -> (tokio::process::Child, u32) {
+    let mut child = f.command(user, spec).spawn().unwrap();
+    let jailer = child.id().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some("ready"));
+    // The pipe stays open: the program must not get SIGPIPE for a later line.
+    child.stdout = Some(lines.into_inner().into_inner());
+    (child, jailer)
+}
+
 #[tokio::test]
 async fn killing_the_process_group_leaves_no_process() {
     let f = Fixture::new();
@@ -646,14 +666,7 @@ async fn killing_the_process_group_leaves_no_process() {
             "-c",
             "sleep 1000 & sleep 1000 & (sleep 1000 &) ; echo ready; wait",
         ]);
-        let mut child = f.command(user, &spec).spawn().unwrap();
-        let jailer = child.id().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(ready.as_deref(), Some("ready"));
+        let (mut child, jailer) = spawn_until_ready(&f, user, &spec).await;
         let ns = instance_pid_ns(jailer);
         let before = processes_in(&ns);
         // PID 1, sh, three sleeps (one orphaned to PID 1).
@@ -698,14 +711,7 @@ async fn as_root_the_cgroups_are_created_and_removed() {
 
     // Stopped by a signal to the jailer: the instance goes, the cgroups too.
     let spec = f.spec(&["/bin/sh", "-c", "sleep 1000 & echo ready; wait"]);
-    let mut child = f.command(user, &spec).spawn().unwrap();
-    let jailer = child.id().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(ready.as_deref(), Some("ready"));
+    let (mut child, jailer) = spawn_until_ready(&f, user, &spec).await;
     let dirs = cgroup_dirs(jailer);
     assert_eq!(
         fs::read_to_string(dirs[1].join("pids.max")).unwrap().trim(),
