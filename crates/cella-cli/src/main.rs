@@ -9,6 +9,7 @@
 
 mod bench;
 mod cmd;
+mod collateral;
 mod demo;
 mod output;
 mod parse;

@@ -6,7 +6,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cella_platform::NodeConfig;
-use cella_server::{RunningNode, ServerConfig, default_executors};
+use cella_server::{NodeEvidence, RunningNode, ServerConfig, default_executors};
+
+/// Where the node's RA-TLS evidence comes from (`--evidence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum EvidenceArg {
+    /// Software-signed simulation evidence (development; not hardware-backed).
+    Sim,
+    /// SGX DCAP quotes from Gramine's attestation interface: the node runs under
+    /// gramine-sgx (see docs/gramine.md). Never falls back to simulation.
+    SgxDcap,
+}
 
 /// Arguments of `cella serve`.
 #[derive(Debug, clap::Args)]
@@ -34,10 +44,38 @@ pub(crate) struct ServeArgs {
     /// docs/libos.md). Without it the node runs no `libos` functions.
     #[arg(long, value_name = "FILE")]
     pub(crate) libos_config: Option<PathBuf>,
+    /// Where the node's attestation evidence comes from: `sim` (software-signed) or
+    /// `sgx-dcap` (DCAP quotes through Gramine's /dev/attestation, inside gramine-sgx).
+    #[arg(long, value_enum, value_name = "KIND", default_value = "sim")]
+    pub(crate) evidence: EvidenceArg,
+    /// Gramine's attestation interface, with `--evidence sgx-dcap`.
+    #[arg(long, value_name = "DIR", default_value = cella_attest::gramine::DEFAULT_ATTESTATION_DIR)]
+    pub(crate) attestation_dir: PathBuf,
+}
+
+impl ServeArgs {
+    /// The node's evidence source. `--attestation-dir` given with `--evidence sim` is an
+    /// error rather than silently ignored.
+    pub(crate) fn node_evidence(&self) -> anyhow::Result<NodeEvidence> {
+        let default_dir = self.attestation_dir
+            == std::path::Path::new(cella_attest::gramine::DEFAULT_ATTESTATION_DIR);
+        match self.evidence {
+            EvidenceArg::Sim if !default_dir => anyhow::bail!(
+                "--attestation-dir {} needs --evidence sgx-dcap",
+                self.attestation_dir.display()
+            ),
+            EvidenceArg::Sim => Ok(NodeEvidence::Simulation),
+            EvidenceArg::SgxDcap => Ok(NodeEvidence::SgxDcap {
+                dir: self.attestation_dir.clone(),
+            }),
+        }
+    }
 }
 
 /// Runs the node until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
+    let evidence = args.node_evidence()?;
+    let evidence_kind = args.evidence;
     let mut node = NodeConfig::new(&args.data_dir);
     node.workers = args.workers;
     node.file_url_roots = args.file_url_root;
@@ -47,26 +85,38 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     let first_start = !node.meta_path().exists();
     let mut config = ServerConfig::new(node, args.listen);
     config.tls_names.extend(args.tls_name);
+    config.evidence = evidence;
     let executors = default_executors(&config.node).context("setting up the executors")?;
     let running = RunningNode::start(config, executors)
         .await
         .with_context(|| format!("starting the node in {}", args.data_dir.display()))?;
-    let policy = args.data_dir.join("tls/attestation-policy.sim.toml");
+    let policy = running.policy_file().to_owned();
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "listening": running.addr().to_string(),
                 "attestation_policy": policy,
+                "evidence": match evidence_kind {
+                    EvidenceArg::Sim => "sim",
+                    EvidenceArg::SgxDcap => "sgx-dcap",
+                },
                 "admin_password_file": first_start.then_some(&admin_file),
             })
         );
     } else {
         eprintln!("cella node listening on {} (TLS)", running.addr());
-        eprintln!(
-            "  clients attest it with: cella login --policy {}",
-            policy.display()
-        );
+        match &evidence_kind {
+            EvidenceArg::Sim => eprintln!(
+                "  clients attest it with: cella login --policy {}",
+                policy.display()
+            ),
+            EvidenceArg::SgxDcap => eprintln!(
+                "  clients attest it with: cella login --policy {} --collateral FILE\n  \
+                 (compare the policy's MRENCLAVE with gramine-sgx-sigstruct-view first)",
+                policy.display()
+            ),
+        }
         if first_start {
             eprintln!(
                 "  first start: the admin password is in {}",

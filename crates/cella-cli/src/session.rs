@@ -38,6 +38,10 @@ pub(crate) struct Session {
     /// start and renewal of the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) policy_toml: Option<String>,
+    /// DCAP collateral files (absolute paths) for verifying an SGX node under the
+    /// policy, re-read at every connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) collateral: Vec<PathBuf>,
     /// The user logged in.
     pub(crate) user: String,
     /// The bearer token (secret).
@@ -173,7 +177,11 @@ impl Session {
             Some(text) => {
                 let policy = cella_attest::Policy::from_toml_str(text)
                     .context("the session's attestation policy is invalid; run cella login")?;
-                Ok(cella_client::ServerTrust::attested(policy))
+                let collateral = crate::collateral::load(&self.collateral)
+                    .context("the session's collateral; refresh the file or run cella login")?;
+                Ok(cella_client::ServerTrust::attested_with_collateral(
+                    policy, collateral,
+                ))
             }
             None => Ok(cella_client::ServerTrust::pinned_pem(
                 self.cert_pem.as_bytes(),
@@ -197,6 +205,7 @@ mod tests {
             addr: "localhost:7443".into(),
             cert_pem: "-----BEGIN CERTIFICATE-----\n".into(),
             policy_toml: None,
+            collateral: Vec::new(),
             user: "alice".into(),
             token: "secret-token".into(),
             expires_at_ms,

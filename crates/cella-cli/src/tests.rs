@@ -589,3 +589,62 @@ fn login_attests_with_a_policy_or_pins_a_certificate() {
     assert!(login(&["--cert", "c.pem", "--policy", "p.toml"]).is_err());
     assert!(login(&[]).is_err());
 }
+
+#[test]
+fn collateral_is_repeatable_on_attest_and_needs_a_policy_on_login() {
+    let cli = parse(&[
+        "attest",
+        "x:1",
+        "--policy",
+        "p",
+        "--collateral",
+        "a.json",
+        "--collateral",
+        "b.json",
+    ])
+    .unwrap();
+    let Command::Attest(args) = cli.command else {
+        panic!("not attest")
+    };
+    assert_eq!(args.collateral.len(), 2);
+    let login = |extra: &[&str]| {
+        let mut args = vec!["login", "--addr", "localhost:7443", "--user", "alice"];
+        args.extend_from_slice(extra);
+        parse(&args)
+    };
+    let cli = login(&["--policy", "p.toml", "--collateral", "c.json"]).unwrap();
+    let Command::Login(args) = cli.command else {
+        panic!("not login")
+    };
+    assert_eq!(args.collateral, [std::path::PathBuf::from("c.json")]);
+    // Collateral verifies quotes under a policy; a pinned certificate has no use for it.
+    assert!(login(&["--cert", "c.pem", "--collateral", "c.json"]).is_err());
+}
+
+#[test]
+fn serve_evidence_is_sim_by_default_or_sgx_dcap() {
+    use cella_server::NodeEvidence;
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--data-dir", "d"];
+        args.extend_from_slice(extra);
+        match parse(&args)?.command {
+            Command::Serve(a) => Ok::<_, clap::Error>(a),
+            _ => panic!("not serve"),
+        }
+    };
+    let evidence = |extra: &[&str]| serve(extra).unwrap().node_evidence();
+    assert_eq!(evidence(&[]).unwrap(), NodeEvidence::Simulation);
+    assert_eq!(
+        evidence(&["--evidence", "sgx-dcap"]).unwrap(),
+        NodeEvidence::sgx_dcap_default()
+    );
+    assert_eq!(
+        evidence(&["--evidence", "sgx-dcap", "--attestation-dir", "/tmp/att"]).unwrap(),
+        NodeEvidence::SgxDcap {
+            dir: "/tmp/att".into()
+        }
+    );
+    let err = evidence(&["--attestation-dir", "/tmp/att"]).unwrap_err();
+    assert!(err.to_string().contains("--evidence sgx-dcap"), "{err}");
+    assert!(serve(&["--evidence", "tdx"]).is_err());
+}

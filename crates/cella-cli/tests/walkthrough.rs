@@ -281,4 +281,118 @@ fn readme_walkthrough_and_cli_errors() {
     let no_session = env.run("h-nobody", &["file", "list"]);
     assert!(!no_session.status.success());
     assert!(String::from_utf8_lossy(&no_session.stderr).contains("not logged in"));
+
+    // `cella attest --collateral` loads DCAP collateral for SGX nodes (this node is in
+    // simulation, which needs none: it is still accepted) and reports what it loaded.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cella-attest/testdata/sgx_quote_collateral.json");
+    let policy = env.policy.to_str().unwrap().to_owned();
+    let attested = env.json(
+        "h-nobody",
+        &[
+            "attest",
+            &env.addr,
+            "--policy",
+            &policy,
+            "--collateral",
+            sample.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(attested["verdict"], "accepted", "{attested}");
+    assert_eq!(
+        attested["collateral"][0]["fmspc"], "00A067110000",
+        "{attested}"
+    );
+    let bad = root.join("bad-collateral.json");
+    std::fs::write(&bad, "{\"tcb_info\": 3}").unwrap();
+    let refused = env.run(
+        "h-nobody",
+        &[
+            "attest",
+            &env.addr,
+            "--policy",
+            &policy,
+            "--collateral",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("bad-collateral.json") && stderr.contains("collateral JSON"),
+        "{stderr}"
+    );
+    // And `cella login` with it: the session attests the node as before.
+    let login = env.run(
+        "h-collateral",
+        &[
+            "login",
+            "--addr",
+            &env.addr,
+            "--policy",
+            &policy,
+            "--collateral",
+            bad.to_str().unwrap(),
+            "--user",
+            "fo",
+            "--password-file",
+            "fo.pw",
+        ],
+    );
+    assert!(!login.status.success());
+    assert!(String::from_utf8_lossy(&login.stderr).contains("bad-collateral.json"));
+    env.json(
+        "h-collateral",
+        &[
+            "login",
+            "--addr",
+            &env.addr,
+            "--policy",
+            &policy,
+            "--collateral",
+            sample.to_str().unwrap(),
+            "--user",
+            "fo",
+            "--password-file",
+            "fo.pw",
+        ],
+    );
+    env.json("h-collateral", &["file", "list"]);
+}
+
+#[test]
+fn serve_with_sgx_evidence_outside_gramine_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(CELLA)
+        .args([
+            "serve",
+            "--data-dir",
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--evidence",
+            "sgx-dcap",
+            "--attestation-dir",
+            "no-attestation",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-attestation")
+            && stderr.contains("does not exist")
+            && stderr.contains("does not fall back to simulation"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("node/tls/sim-key.sealed").exists());
+    // --attestation-dir only goes with --evidence sgx-dcap.
+    let out = Command::new(CELLA)
+        .args(["serve", "--data-dir", "node", "--attestation-dir", "x"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--evidence sgx-dcap"));
 }

@@ -80,6 +80,25 @@ impl ServerTrust {
     pub fn attested(policy: cella_attest::Policy) -> Self {
         ServerTrust::Attested(Arc::new(cella_attest::Verifier::new(policy)))
     }
+
+    /// Like [`ServerTrust::attested`], verifying SGX DCAP quotes against `collateral`
+    /// (one set per platform family, e.g. loaded with
+    /// [`cella_attest::dcap::load_collateral`]). Without collateral for the node's
+    /// platform, SGX evidence is refused as a configuration problem ("no collateral is
+    /// configured for FMSPC …").
+    pub fn attested_with_collateral(
+        policy: cella_attest::Policy,
+        collateral: impl IntoIterator<Item = cella_attest::dcap::Collateral>,
+    ) -> Self {
+        let dcap = collateral
+            .into_iter()
+            .fold(cella_attest::dcap::DcapVerifier::new(), |d, c| {
+                d.with_collateral(c)
+            });
+        ServerTrust::Attested(Arc::new(
+            cella_attest::Verifier::new(policy).with_dcap(dcap),
+        ))
+    }
 }
 
 impl fmt::Debug for ServerTrust {

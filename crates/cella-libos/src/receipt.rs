@@ -112,6 +112,21 @@ pub fn verify_bundle(
     bytes: &[u8],
     policy: Option<&Policy>,
 ) -> Result<VerifiedReceipt, ReceiptError> {
+    verify_bundle_with(bytes, policy, &cella_attest::dcap::DcapVerifier::new())
+}
+
+/// [`verify_bundle`] with `dcap` verifying SGX quotes (its collateral); without
+/// collateral for the quote's platform, SGX evidence is refused with a "no collateral"
+/// error.
+///
+/// # Errors
+///
+/// [`ReceiptError`] naming the first link of the chain that does not hold.
+pub fn verify_bundle_with(
+    bytes: &[u8],
+    policy: Option<&Policy>,
+    dcap: &cella_attest::dcap::DcapVerifier,
+) -> Result<VerifiedReceipt, ReceiptError> {
     let bundle =
         ReceiptBundle::decode(bytes).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
     if bundle.format != BUNDLE_FORMAT {
@@ -164,9 +179,11 @@ pub fn verify_bundle(
         ));
     }
     if let Some(policy) = policy {
-        let verifier = Verifier::new(policy.clone()).with_clock(std::sync::Arc::new(
-            FixedClock::at_unix_secs(body.signed_at_unix_secs),
-        ));
+        let verifier = Verifier::new(policy.clone())
+            .with_dcap(dcap.clone())
+            .with_clock(std::sync::Arc::new(FixedClock::at_unix_secs(
+                body.signed_at_unix_secs,
+            )));
         verifier
             .verify_certificate(
                 roles::LIBOS_INSTANCE,

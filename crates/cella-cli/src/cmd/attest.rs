@@ -28,6 +28,10 @@ pub(crate) struct AttestArgs {
     /// Detached auditor signatures of the policy.
     #[arg(long, value_name = "FILE", requires = "trust_root")]
     pub(crate) signatures: Option<PathBuf>,
+    /// DCAP collateral JSON for verifying an SGX node's quote (repeatable, one per
+    /// platform FMSPC). Without it, SGX evidence is refused as "no collateral".
+    #[arg(long, value_name = "FILE")]
+    pub(crate) collateral: Vec<PathBuf>,
 }
 
 fn load_policy(args: &AttestArgs) -> anyhow::Result<Policy> {
@@ -93,6 +97,8 @@ fn evidence_text(e: &EvidenceSummary) -> String {
 /// Runs `cella attest`.
 pub(crate) async fn run(args: AttestArgs) -> anyhow::Result<Report> {
     let policy = load_policy(&args)?;
+    let collateral = crate::collateral::load(&args.collateral)?;
+    let collateral_json = crate::collateral::summary(&args.collateral, &collateral);
     let signed = match policy.provenance() {
         Provenance::Unsigned => json!(null),
         Provenance::Signed {
@@ -100,8 +106,8 @@ pub(crate) async fn run(args: AttestArgs) -> anyhow::Result<Report> {
             threshold,
         } => json!({ "auditors": auditors, "threshold": threshold }),
     };
-    let appraisal =
-        cella_client::appraise_node(&args.addr, Arc::new(Verifier::new(policy))).await?;
+    let verifier = Verifier::new(policy).with_dcap(crate::collateral::dcap_verifier(&collateral));
+    let appraisal = cella_client::appraise_node(&args.addr, Arc::new(verifier)).await?;
     let (verdict, reason) = match &appraisal.verdict {
         Ok(_) => ("accepted", None),
         Err(e) => ("refused", Some(e.to_string())),
@@ -121,6 +127,7 @@ pub(crate) async fn run(args: AttestArgs) -> anyhow::Result<Report> {
             "verdict": verdict,
             "reason": reason,
             "policy_signed_by": signed,
+            "collateral": collateral_json,
         }),
         human,
     );

@@ -26,6 +26,11 @@ pub(crate) struct LoginArgs {
     /// (e.g. its <data_dir>/tls/attestation-policy.sim.toml); saved with the session.
     #[arg(long, value_name = "FILE", conflicts_with = "cert")]
     pub(crate) policy: Option<PathBuf>,
+    /// DCAP collateral JSON for verifying an SGX node's quote (repeatable, one per
+    /// platform FMSPC); the paths are saved with the session and the files re-read at
+    /// every connection, so refreshing them needs no new login.
+    #[arg(long, value_name = "FILE", conflicts_with = "cert")]
+    pub(crate) collateral: Vec<PathBuf>,
     /// User name.
     #[arg(long, value_name = "NAME", value_parser = parse::user_name)]
     pub(crate) user: String,
@@ -39,13 +44,19 @@ pub(crate) struct LoginArgs {
 
 /// Logs in and saves the session.
 pub(crate) async fn login(ctx: &Ctx, args: LoginArgs) -> anyhow::Result<Report> {
+    let collateral = crate::collateral::absolute(&args.collateral)?;
     let (trust, cert_pem, policy_toml) = match (&args.policy, &args.cert) {
         (Some(policy), _) => {
             let text = std::fs::read_to_string(policy)
                 .with_context(|| format!("cannot read attestation policy {}", policy.display()))?;
             let parsed = cella_attest::Policy::from_toml_str(&text)
                 .with_context(|| format!("attestation policy {}", policy.display()))?;
-            (ServerTrust::attested(parsed), String::new(), Some(text))
+            let loaded = crate::collateral::load(&collateral)?;
+            (
+                ServerTrust::attested_with_collateral(parsed, loaded),
+                String::new(),
+                Some(text),
+            )
         }
         (None, Some(cert)) => {
             let pem = std::fs::read_to_string(cert)
@@ -67,6 +78,7 @@ pub(crate) async fn login(ctx: &Ctx, args: LoginArgs) -> anyhow::Result<Report> 
         addr: client.addr().to_owned(),
         cert_pem,
         policy_toml,
+        collateral,
         user: info.user.clone(),
         token: info.token.clone(),
         expires_at_ms: info.expires_at_ms,

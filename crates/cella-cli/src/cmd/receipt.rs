@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use base64::Engine;
 use cella_client::Client;
-use cella_libos::receipt::{Expected, Policy, check_expected, verify_bundle};
+use cella_libos::receipt::{Expected, Policy, check_expected, verify_bundle_with};
 use serde_json::json;
 
 use crate::output::Report;
@@ -26,13 +26,14 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Shows, and with `verify` checks, the receipt of task `id`. `policy` appraises the
 /// instance's evidence; `out_dir` holds outputs decrypted by `cella task result`, whose
-/// plaintext digests are compared with the receipt's.
+/// plaintext digests are compared with the receipt's; `collateral` files verify SGX quotes.
 pub(crate) async fn receipt(
     client: &Client,
     id: &str,
     verify: bool,
     policy: Option<PathBuf>,
     out_dir: Option<PathBuf>,
+    collateral: &[PathBuf],
 ) -> anyhow::Result<Report> {
     let task = client.get_task(id).await?;
     let Some(result) = task.result.as_ref().filter(|r| !r.receipt.is_empty()) else {
@@ -51,7 +52,8 @@ pub(crate) async fn receipt(
     let policy = policy
         .map(|p| Policy::load(&p).with_context(|| format!("attestation policy {}", p.display())))
         .transpose()?;
-    let verified = verify_bundle(&result.receipt, policy.as_ref())
+    let dcap = crate::collateral::dcap_verifier(&crate::collateral::load(collateral)?);
+    let verified = verify_bundle_with(&result.receipt, policy.as_ref(), &dcap)
         .with_context(|| format!("the receipt of {id} does not verify"))?;
     let mut outputs = BTreeMap::new();
     if let Some(dir) = &out_dir {
@@ -171,6 +173,7 @@ mod tests {
             verify,
             policy,
             out_dir,
+            collateral,
         }) = cli.command
         else {
             panic!("not task receipt");
@@ -179,7 +182,37 @@ mod tests {
         assert!(verify);
         assert_eq!(policy.unwrap().to_str(), Some("p.toml"));
         assert_eq!(out_dir.unwrap().to_str(), Some("d"));
+        assert!(collateral.is_empty());
         assert!(parse(&["task", "receipt", TASK_ID, "--policy", "p.toml"]).is_err());
+        // --collateral (repeatable) appraises SGX evidence under a policy.
+        let cli = parse(&[
+            "task",
+            "receipt",
+            TASK_ID,
+            "--verify",
+            "--policy",
+            "p.toml",
+            "--collateral",
+            "a.json",
+            "--collateral",
+            "b.json",
+        ])
+        .unwrap();
+        let Command::Task(TaskCmd::Receipt { collateral, .. }) = cli.command else {
+            panic!("not task receipt");
+        };
+        assert_eq!(collateral.len(), 2);
+        assert!(
+            parse(&[
+                "task",
+                "receipt",
+                TASK_ID,
+                "--verify",
+                "--collateral",
+                "a.json"
+            ])
+            .is_err()
+        );
         assert!(parse(&["task", "receipt", "nope", "--verify"]).is_err());
     }
 
@@ -296,11 +329,11 @@ mod tests {
         let done = fo.wait_terminal(&t.task_id).await.unwrap();
         assert!(done.result.is_some(), "{}", done.reason);
 
-        let shown = super::receipt(&fo, &t.task_id, false, None, None)
+        let shown = super::receipt(&fo, &t.task_id, false, None, None, &[])
             .await
             .unwrap();
         assert!(shown.human.contains("not verified"));
-        let report = super::receipt(&fo, &t.task_id, true, None, None)
+        let report = super::receipt(&fo, &t.task_id, true, None, None, &[])
             .await
             .unwrap();
         assert_eq!(report.json["verified"], true);
@@ -314,7 +347,7 @@ mod tests {
         let outputs = dir.path().join("outputs");
         std::fs::create_dir(&outputs).unwrap();
         std::fs::write(outputs.join("out"), b"HELLO").unwrap();
-        let report = super::receipt(&fo, &t.task_id, true, None, Some(outputs.clone()))
+        let report = super::receipt(&fo, &t.task_id, true, None, Some(outputs.clone()), &[])
             .await
             .unwrap();
         assert!(
@@ -323,7 +356,7 @@ mod tests {
             report.human
         );
         std::fs::write(outputs.join("out"), b"HELLO!").unwrap();
-        let err = super::receipt(&fo, &t.task_id, true, None, Some(outputs))
+        let err = super::receipt(&fo, &t.task_id, true, None, Some(outputs), &[])
             .await
             .unwrap_err();
         assert!(
@@ -344,10 +377,21 @@ mod tests {
             ),
         )
         .unwrap();
-        let err = super::receipt(&fo, &t.task_id, true, Some(policy), None)
+        let err = super::receipt(&fo, &t.task_id, true, Some(policy.clone()), None, &[])
             .await
             .unwrap_err();
         assert!(format!("{err:#}").contains("evidence"), "{err:#}");
+
+        // A malformed collateral file is an error naming it, before any verification.
+        let bad = dir.path().join("bad-collateral.json");
+        std::fs::write(&bad, b"{}").unwrap();
+        let err = super::receipt(&fo, &t.task_id, true, Some(policy), None, &[bad])
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("bad-collateral.json"),
+            "{err:#}"
+        );
         running.shutdown().await;
     }
 

@@ -96,6 +96,10 @@ pub(crate) enum TaskCmd {
         /// Compare output digests with the files `task result` decrypted into D.
         #[arg(long, value_name = "D", requires = "verify")]
         out_dir: Option<PathBuf>,
+        /// DCAP collateral JSON for appraising an SGX instance's quote (repeatable, one
+        /// per platform FMSPC).
+        #[arg(long, value_name = "FILE", requires = "policy")]
+        collateral: Vec<PathBuf>,
     },
     /// Download and decrypt your outputs of a finished task.
     Result {
@@ -187,7 +191,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<Report> {
             verify,
             policy,
             out_dir,
-        } => crate::cmd::receipt::receipt(&client, &id, verify, policy, out_dir).await,
+            collateral,
+        } => crate::cmd::receipt::receipt(&client, &id, verify, policy, out_dir, &collateral).await,
         TaskCmd::Result { id, out_dir, keys } => {
             result(&client, &session.user, &id, out_dir, keys).await
         }
