@@ -29,15 +29,13 @@ use cella_gramine::GramineBackend;
 use cella_libos::backend::{
     ConnectBack, Instance, InstanceEvidence, InstanceExit, LaunchSpec, LibosBackend, SgxAppraisal,
 };
-use cella_libos::{
-    BackendError, ExecutorAttestation, ExecutorConfig, LibosExecutor, PoolConfig, RuntimeImage,
-};
+use cella_libos::{BackendError, ExecutorAttestation, RuntimeImage};
 use cella_preload::Identity;
 use cella_types::{Digest, ExecutorKind, FunctionId, TaskId};
 use rustls::pki_types::{ServerName, UnixTime};
 
 use crate::common::{Fixture, attest_testdata};
-use crate::signing::{attestation, setup, sgx_config};
+use crate::signing::{attestation, one_instance_executor, setup, sgx_config};
 
 /// A directory laid out like Gramine's `/dev/attestation`, serving the sample quote.
 fn fake_device() -> tempfile::TempDir {
@@ -177,20 +175,13 @@ fn the_executor_refuses_the_sample_quote_for_its_binding_and_its_mrenclave() {
     assert_ne!(report.mr_enclave, expected);
     let mut policy_appraisal = appraisal();
     policy_appraisal.clock = None;
-    let executor = LibosExecutor::new(
-        Arc::new(
-            GramineBackend::new(sgx_config(&f), setup(&f, &attestation))
-                .unwrap()
-                .with_sgx_appraisal(policy_appraisal),
-        ),
-        vec![f.python3.clone()],
+    let executor = one_instance_executor(
+        &f,
+        GramineBackend::new(sgx_config(&f), setup(&f, &attestation))
+            .unwrap()
+            .with_sgx_appraisal(policy_appraisal),
         attestation.clone(),
-        ExecutorConfig {
-            pool: PoolConfig { warm: 0, max: 1 },
-            ..ExecutorConfig::default()
-        },
-    )
-    .unwrap();
+    );
     let policy = Policy::from_toml_str(&executor.instance_policy()).unwrap();
     let role = policy.role(roles::LIBOS_INSTANCE).unwrap();
     assert!(matches!(
@@ -296,16 +287,7 @@ async fn a_launch_presenting_the_sample_quote_fails_for_its_binding() {
         executor_policy: attestation.preload_config().executor_policy,
         device: device.path().to_path_buf(),
     };
-    let executor = LibosExecutor::new(
-        Arc::new(backend),
-        vec![f.python3.clone()],
-        attestation,
-        ExecutorConfig {
-            pool: PoolConfig { warm: 0, max: 1 },
-            ..ExecutorConfig::default()
-        },
-    )
-    .unwrap();
+    let executor = one_instance_executor(&f, backend, attestation);
     let program = b"print('hi')";
     let task = StagedTask {
         task_id: TaskId::new(),

@@ -9,7 +9,7 @@ use cella_attest::sim::SimSigner;
 use cella_attest::{Measurement, Policy};
 use cella_gramine::backend::{GramineBackend, ImageOnDisk, Setup, SetupError};
 use cella_gramine::{GramineConfig, Mode};
-use cella_libos::{ExecutorAttestation, ExecutorConfig, LibosExecutor, PoolConfig};
+use cella_libos::{ExecutorAttestation, ExecutorConfig, LibosBackend, LibosExecutor, PoolConfig};
 
 use crate::common::{Fixture, attest_testdata, standin};
 
@@ -33,6 +33,25 @@ pub(crate) fn sgx_config(f: &Fixture) -> GramineConfig {
     c.libos = Some(f.libos.path.clone());
     c.preload = Some(f.preload.path.clone());
     c
+}
+
+/// An executor on `backend` for the fixture's python3 image, with no warm instance and at
+/// most one live.
+pub(crate) fn one_instance_executor(
+    f: &Fixture,
+    backend: impl LibosBackend + 'static,
+    attestation: ExecutorAttestation,
+) -> LibosExecutor {
+    LibosExecutor::new(
+        Arc::new(backend),
+        vec![f.python3.clone()],
+        attestation,
+        ExecutorConfig {
+            pool: PoolConfig { warm: 0, max: 1 },
+            ..ExecutorConfig::default()
+        },
+    )
+    .unwrap()
 }
 
 pub(crate) fn setup(f: &Fixture, attestation: &ExecutorAttestation) -> Setup {
@@ -73,16 +92,7 @@ fn the_executor_expects_exactly_the_signed_mrenclave() {
         cella_gramine::schema::check(std::str::from_utf8(&manifest).unwrap(), Mode::Sgx).unwrap();
     cella_gramine::schema::verify_files(&checked).unwrap();
 
-    let executor = LibosExecutor::new(
-        Arc::new(backend),
-        vec![f.python3.clone()],
-        attestation,
-        ExecutorConfig {
-            pool: PoolConfig { warm: 0, max: 1 },
-            ..ExecutorConfig::default()
-        },
-    )
-    .unwrap();
+    let executor = one_instance_executor(&f, backend, attestation);
     assert_eq!(executor.measurement("python3"), Some(expected));
     let policy = Policy::from_toml_str(&executor.instance_policy()).unwrap();
     let role = policy.role(roles::LIBOS_INSTANCE).unwrap();
