@@ -391,49 +391,14 @@ async fn run(
     (r, io)
 }
 
-/// The processes below this one (children, grandchildren, …), by pid.
+/// The live processes below this one, by pid (a zombie waiting for its parent, tokio's
+/// reaper, holds nothing).
 fn descendants() -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let mut parent = BTreeMap::new();
-    let mut names = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") {
-            // A zombie waiting for its parent (tokio's reaper) holds nothing.
-            continue;
-        }
-        if let Some(ppid) = fields.get(1).and_then(|p| p.parse::<u32>().ok()) {
-            parent.insert(pid, ppid);
-            names.insert(pid, head.split_once('(').map_or("", |x| x.1).to_owned());
-        }
-    }
-    parent
-        .keys()
-        .filter(|&&pid| {
-            let mut p = pid;
-            for _ in 0..64 {
-                match parent.get(&p) {
-                    Some(&pp) if pp == me => return pid != me,
-                    Some(&pp) if pp > 1 => p = pp,
-                    _ => return false,
-                }
-            }
-            false
-        })
-        .map(|pid| (*pid, names[pid].clone()))
+    cella_libos::process::descendants()
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.zombie)
+        .map(|d| (d.pid, d.name))
         .collect()
 }
 

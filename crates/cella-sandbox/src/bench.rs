@@ -17,6 +17,7 @@ use cella_attest::Measurement;
 use cella_attest::sim::SimSigner;
 use cella_executor::{Executor, IoLimits, StagedTask, TaskIo};
 use cella_libos::config::SandboxSection;
+use cella_libos::process::descendants;
 use cella_libos::{ExecutorAttestation, ExecutorConfig, LibosBackend, LibosExecutor, PoolConfig};
 use cella_types::{Digest, ExecutorKind, FunctionId, InstanceReuse, TaskId};
 
@@ -212,49 +213,6 @@ fn time_command(argv: &[&str], dir: &Path, samples: usize) -> Option<Vec<Duratio
     Some(out)
 }
 
-/// The processes below this one, by pid.
-fn descendants() -> Vec<u32> {
-    let me = std::process::id();
-    let mut parent = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
-            parent.insert(pid, ppid);
-        }
-    }
-    parent
-        .keys()
-        .copied()
-        .filter(|&pid| {
-            let mut p = pid;
-            for _ in 0..64 {
-                match parent.get(&p) {
-                    Some(&pp) if pp == me => return pid != me,
-                    Some(&pp) if pp > 1 => p = pp,
-                    _ => return false,
-                }
-            }
-            false
-        })
-        .collect()
-}
-
 /// The PSS of `pid` in bytes, from `/proc/<pid>/smaps_rollup`.
 fn pss_bytes(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
@@ -342,13 +300,11 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
     let mut total = 0u64;
     let mut read_all = true;
     let per = n as u64;
-    for pid in descendants() {
-        match pss_bytes(pid) {
+    for process in descendants().unwrap_or_default() {
+        match pss_bytes(process.pid) {
             Some(b) => {
                 total += b;
-                let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .map_or_else(|_| "?".to_owned(), |c| c.trim().to_owned());
-                *report.idle_pss_by_process.entry(name).or_default() += b / per;
+                *report.idle_pss_by_process.entry(process.name).or_default() += b / per;
             }
             None => read_all = false,
         }
