@@ -120,18 +120,26 @@ async fn run(
     (r, io)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_examples_run_in_the_sandbox() {
+/// An executor whose `python3` image is the host's Python, in a fresh data dir that the
+/// returned guard keeps; `None` (the test is skipped) without `/usr/bin/python3` or when
+/// this machine cannot run sandboxes.
+async fn python3_executor() -> Option<(tempfile::TempDir, LibosExecutor)> {
     let python = Path::new("/usr/bin/python3");
     if !python.exists() {
         eprintln!("no /usr/bin/python3: skipped");
-        return;
+        return None;
     }
     let data_dir = tempfile::tempdir().unwrap();
     ImageStore::new(data_dir.path())
         .build_python3(python, "python3")
         .unwrap();
-    let Some(executor) = executor(data_dir.path(), &["python3"]).await else {
+    let executor = executor(data_dir.path(), &["python3"]).await?;
+    Some((data_dir, executor))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_examples_run_in_the_sandbox() {
+    let Some((_data_dir, executor)) = python3_executor().await else {
         return;
     };
 
@@ -210,16 +218,7 @@ open("/cella/outputs/out", "w").write(json.dumps(view))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_function_s_view_is_as_documented() {
-    let python = Path::new("/usr/bin/python3");
-    if !python.exists() {
-        eprintln!("no /usr/bin/python3: skipped");
-        return;
-    }
-    let data_dir = tempfile::tempdir().unwrap();
-    ImageStore::new(data_dir.path())
-        .build_python3(python, "python3")
-        .unwrap();
-    let Some(executor) = executor(data_dir.path(), &["python3"]).await else {
+    let Some((_data_dir, executor)) = python3_executor().await else {
         return;
     };
     let (r, io) = run(
