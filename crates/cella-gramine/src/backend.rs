@@ -22,7 +22,9 @@ use cella_libos::backend::{
     ConnectBack, Instance, InstanceEvidence, InstanceExit, LaunchSpec, LibosBackend, SgxAppraisal,
     instance_measurement,
 };
-use cella_libos::process::{BoundedLines, LongLines, Signal, instance_exit, signal_group};
+use cella_libos::process::{
+    BoundedLines, LongLines, RemoveDirOnDrop, Signal, instance_exit, signal_group,
+};
 use cella_libos::{BackendError, RuntimeImage};
 use cella_preload::Endpoint;
 
@@ -469,7 +471,7 @@ impl LibosBackend for GramineBackend {
             .join("launch")
             .join(hex::encode(&spec.nonce[..8]));
         create_dir(&dir.join(manifest::WORK_DIR_HOST)).map_err(|e| self.fail(e.to_string()))?;
-        let cleanup = LaunchDir(Some(dir.clone()));
+        let cleanup = RemoveDirOnDrop::new(dir.clone(), "a Gramine launch directory");
 
         let mut command = tokio::process::Command::new(&self.loader);
         command
@@ -559,27 +561,6 @@ async fn serve_evidence(
     Ok((value, task))
 }
 
-/// Removes a launch directory when the instance is gone.
-#[derive(Debug)]
-struct LaunchDir(Option<PathBuf>);
-
-impl LaunchDir {
-    fn remove(&mut self) {
-        if let Some(dir) = self.0.take()
-            && let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(dir = %dir.display(), error = %e, "removing a Gramine launch directory");
-        }
-    }
-}
-
-impl Drop for LaunchDir {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
 /// A running Gramine loader and everything it started (its process group).
 #[derive(Debug)]
 struct GramineInstance {
@@ -587,7 +568,7 @@ struct GramineInstance {
     pid: Option<u32>,
     exit: Option<InstanceExit>,
     terminated: bool,
-    _dir: LaunchDir,
+    _dir: RemoveDirOnDrop,
     evidence_task: Option<tokio::task::JoinHandle<()>>,
 }
 

@@ -1,7 +1,8 @@
 //! What the process backends (`cella-sandbox`, `cella-gramine`) share for an
 //! [`Instance`](crate::Instance) that is a child process leading its own process group:
 //! turning its wait status into an [`InstanceExit`], signalling its group, and reading
-//! its standard error with a bound per line for the node's log; and [`descendants`],
+//! its standard error with a bound per line for the node's log, removing its launch
+//! directory when it is gone ([`RemoveDirOnDrop`]); and [`descendants`],
 //! the processes still below this one, for benchmarks and containment tests.
 //!
 //! The group signal and the line reader live in `cella_preload::process` (the pre-load
@@ -27,6 +28,42 @@ pub fn instance_exit(
             (None, None) => InstanceExit::Other(status.to_string()),
         },
         Err(e) => InstanceExit::Other(format!("waiting for {what}: {e}")),
+    }
+}
+
+/// A directory removed with everything in it when dropped (or at [`Self::remove`]): an
+/// instance's launch or run directory, which goes with the instance.
+#[derive(Debug)]
+pub struct RemoveDirOnDrop {
+    path: Option<std::path::PathBuf>,
+    what: &'static str,
+}
+
+impl RemoveDirOnDrop {
+    /// Removes `path` when dropped; `what` names it in a warning if that fails (e.g. "a
+    /// sandbox run dir").
+    pub fn new(path: std::path::PathBuf, what: &'static str) -> Self {
+        Self {
+            path: Some(path),
+            what,
+        }
+    }
+
+    /// Removes the directory now (once; later calls and the drop do nothing). A directory
+    /// already gone is fine; any other failure is logged as a warning.
+    pub fn remove(&mut self) {
+        if let Some(path) = self.path.take()
+            && let Err(e) = std::fs::remove_dir_all(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "removing {}", self.what);
+        }
+    }
+}
+
+impl Drop for RemoveDirOnDrop {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -131,5 +168,22 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(descendants().unwrap().iter().all(|d| d.pid != pid));
+    }
+
+    #[test]
+    fn a_dir_goes_when_dropped_or_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("run");
+        std::fs::create_dir_all(dir.join("inner")).unwrap();
+        drop(RemoveDirOnDrop::new(dir.clone(), "a test dir"));
+        assert!(!dir.exists());
+        std::fs::create_dir(&dir).unwrap();
+        let mut guard = RemoveDirOnDrop::new(dir.clone(), "a test dir");
+        guard.remove();
+        assert!(!dir.exists());
+        // Recreated after an explicit remove: the drop leaves it alone.
+        std::fs::create_dir(&dir).unwrap();
+        drop(guard);
+        assert!(dir.exists());
     }
 }

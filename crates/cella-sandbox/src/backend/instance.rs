@@ -1,11 +1,12 @@
 //! One sandbox instance: the outer jailer process (leader of its own process group), its
 //! run dir, its evidence service and its stderr pump.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cella_libos::process::{BoundedLines, LongLines, Signal, instance_exit, signal_group};
+use cella_libos::process::{
+    BoundedLines, LongLines, RemoveDirOnDrop, Signal, instance_exit, signal_group,
+};
 use cella_libos::{Instance, InstanceExit};
 use tokio::process::Child;
 use tokio::task::JoinHandle;
@@ -14,31 +15,6 @@ use tokio::task::JoinHandle;
 const MAX_LOG_LINES: usize = 200;
 /// Longest stderr line copied (longer ones are cut).
 const MAX_LOG_LINE: usize = 4096;
-
-/// Removes an instance's run dir when dropped.
-#[derive(Debug)]
-pub(crate) struct RunDir(Option<PathBuf>);
-
-impl RunDir {
-    pub(crate) fn new(path: PathBuf) -> Self {
-        Self(Some(path))
-    }
-
-    fn remove(&mut self) {
-        if let Some(path) = self.0.take()
-            && let Err(e) = std::fs::remove_dir_all(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %path.display(), error = %e, "removing a sandbox run dir");
-        }
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
 
 /// Aborts its task when dropped (or asked to).
 #[derive(Debug)]
@@ -79,7 +55,7 @@ pub struct SandboxInstance {
     child: Child,
     pid: Option<u32>,
     exit: Option<InstanceExit>,
-    run_dir: RunDir,
+    run_dir: RemoveDirOnDrop,
     evidence: AbortOnDrop,
     stderr: Option<JoinHandle<()>>,
     live: Option<Live>,
@@ -103,7 +79,7 @@ async fn pump_stderr(stderr: tokio::process::ChildStderr, id: String) {
 impl SandboxInstance {
     pub(crate) fn new(
         mut child: Child,
-        run_dir: RunDir,
+        run_dir: RemoveDirOnDrop,
         evidence: AbortOnDrop,
         live: Live,
         id: String,

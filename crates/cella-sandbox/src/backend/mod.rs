@@ -594,7 +594,8 @@ impl LibosBackend for SandboxBackend {
             .mode(0o700)
             .create(&run_dir)
             .map_err(|e| fail(format!("creating {}: {e}", run_dir.display())))?;
-        let cleanup = instance::RunDir::new(run_dir.clone());
+        let cleanup =
+            cella_libos::process::RemoveDirOnDrop::new(run_dir.clone(), "a sandbox run dir");
         let policy = run_dir.join("executor-policy.toml");
         std::fs::write(&policy, &self.preload_config.executor_policy)
             .map_err(|e| fail(format!("writing {}: {e}", policy.display())))?;
