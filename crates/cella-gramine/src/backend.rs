@@ -23,7 +23,7 @@ use cella_libos::backend::{
     instance_measurement,
 };
 use cella_libos::process::{
-    BoundedLines, LongLines, RemoveDirOnDrop, Signal, instance_exit, signal_group,
+    AbortOnDrop, BoundedLines, LongLines, RemoveDirOnDrop, Signal, instance_exit, signal_group,
 };
 use cella_libos::{BackendError, RuntimeImage};
 use cella_preload::Endpoint;
@@ -497,7 +497,7 @@ impl LibosBackend for GramineBackend {
                 .await
                 .map_err(|e| self.fail(e))?;
             command.env(EVIDENCE_ENV, value);
-            evidence_task = Some(task);
+            evidence_task = Some(AbortOnDrop(task));
         }
         let mut child = command
             .spawn()
@@ -569,7 +569,17 @@ struct GramineInstance {
     exit: Option<InstanceExit>,
     terminated: bool,
     _dir: RemoveDirOnDrop,
-    evidence_task: Option<tokio::task::JoinHandle<()>>,
+    /// Ends with the instance, whether it was waited for or dropped.
+    evidence_task: Option<AbortOnDrop>,
+}
+
+impl Drop for GramineInstance {
+    fn drop(&mut self) {
+        // The child's kill-on-drop ends only the loader; what it started goes too.
+        if self.exit.is_none() {
+            self.signal_group(Signal::KILL);
+        }
+    }
 }
 
 impl GramineInstance {
@@ -591,9 +601,7 @@ impl Instance for GramineInstance {
         let exit = instance_exit(self.child.wait().await, "the Gramine loader");
         // Whatever the loader left behind (the program's enclave) goes with it.
         self.signal_group(Signal::KILL);
-        if let Some(task) = self.evidence_task.take() {
-            task.abort();
-        }
+        self.evidence_task = None;
         self._dir.remove();
         self.exit = Some(exit.clone());
         exit

@@ -2,7 +2,8 @@
 //! [`Instance`](crate::Instance) that is a child process leading its own process group:
 //! turning its wait status into an [`InstanceExit`], signalling its group, and reading
 //! its standard error with a bound per line for the node's log, removing its launch
-//! directory when it is gone ([`RemoveDirOnDrop`]); and [`descendants`],
+//! directory and ending its background tasks when it is gone ([`RemoveDirOnDrop`],
+//! [`AbortOnDrop`]); and [`descendants`],
 //! the processes still below this one, for benchmarks and containment tests.
 //!
 //! The group signal and the line reader live in `cella_preload::process` (the pre-load
@@ -28,6 +29,24 @@ pub fn instance_exit(
             (None, None) => InstanceExit::Other(status.to_string()),
         },
         Err(e) => InstanceExit::Other(format!("waiting for {what}: {e}")),
+    }
+}
+
+/// Aborts a background task of an instance (its evidence service) when dropped, or at
+/// [`Self::abort`]: the task ends with the instance, however the instance goes.
+#[derive(Debug)]
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Aborts the task now.
+    pub fn abort(&self) {
+        self.0.abort();
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

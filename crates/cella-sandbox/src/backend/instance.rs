@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cella_libos::process::{
-    BoundedLines, LongLines, RemoveDirOnDrop, Signal, instance_exit, signal_group,
+    AbortOnDrop, BoundedLines, LongLines, RemoveDirOnDrop, Signal, instance_exit, signal_group,
 };
 use cella_libos::{Instance, InstanceExit};
 use tokio::process::Child;
@@ -15,22 +15,6 @@ use tokio::task::JoinHandle;
 const MAX_LOG_LINES: usize = 200;
 /// Longest stderr line copied (longer ones are cut).
 const MAX_LOG_LINE: usize = 4096;
-
-/// Aborts its task when dropped (or asked to).
-#[derive(Debug)]
-pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
-
-impl AbortOnDrop {
-    fn abort(&self) {
-        self.0.abort();
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Counts a live instance until dropped.
 #[derive(Debug)]

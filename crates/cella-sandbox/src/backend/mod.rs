@@ -641,7 +641,7 @@ impl LibosBackend for SandboxBackend {
             ),
         ]);
         // Until the instance owns it, the evidence service ends with any failure below.
-        let evidence = instance::AbortOnDrop(evidence);
+        let evidence = cella_libos::process::AbortOnDrop(evidence);
         let jail = self.jail_spec(
             &root.rootfs,
             spec.image,
