@@ -22,7 +22,7 @@ use cella_executor::{ExecutionError, ExecutionOutcome, Executor, IoLimits, Stage
 use cella_libos::config::SandboxSection;
 use cella_libos::{ExecutorAttestation, ExecutorConfig, LibosExecutor, PoolConfig};
 use cella_sandbox::backend::{ImageRoot, SandboxBackend, SandboxConfig};
-use cella_types::{Digest, ExecutorKind, FunctionId, InstanceReuse, TaskId};
+use cella_types::ExecutorKind;
 
 /// The two tests never run at once: each counts the processes below the test process.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -124,19 +124,8 @@ async fn harness() -> Harness {
 }
 
 fn task(script: &str, deadline: Duration) -> StagedTask {
-    let payload: Arc<[u8]> = Arc::from(script.as_bytes());
-    StagedTask {
-        task_id: TaskId::new(),
-        function_id: FunctionId::new(),
-        function_name: "attack".into(),
-        executor: ExecutorKind::Libos,
-        payload_digest: Digest::of(&payload),
-        payload,
-        runtime: Some("python3".into()),
-        reuse: InstanceReuse::Never,
-        arguments: BTreeMap::new(),
-        deadline,
-    }
+    StagedTask::new("attack", ExecutorKind::Libos, script.as_bytes(), deadline)
+        .with_runtime("python3")
 }
 
 /// Python shared by every case: `report(text)` writes output `out`, `attempt(f)` says
@@ -650,19 +639,15 @@ fn a_static_c_program_runs_on_an_empty_root() {
             },
         )
         .unwrap();
-        let payload: Arc<[u8]> = Arc::from(std::fs::read(&binary).unwrap());
-        let task = StagedTask {
-            task_id: TaskId::new(),
-            function_id: FunctionId::new(),
-            function_name: "hello".into(),
-            executor: ExecutorKind::Libos,
-            payload_digest: Digest::of(&payload),
+        let payload = std::fs::read(&binary).unwrap();
+        let task = StagedTask::new(
+            "hello",
+            ExecutorKind::Libos,
             payload,
-            runtime: Some("native".into()),
-            reuse: InstanceReuse::Never,
-            arguments: BTreeMap::from([("word".to_owned(), "hi".to_owned())]),
-            deadline: Duration::from_secs(30),
-        };
+            Duration::from_secs(30),
+        )
+        .with_runtime("native")
+        .with_arguments([("word", "hi")]);
         let mut io = TaskIo::new(
             BTreeMap::from([("name".to_owned(), b"alice\n".to_vec())]),
             ["greeting".to_owned()],

@@ -20,7 +20,7 @@ use cella_image::ImageStore;
 use cella_libos::config::SandboxSection;
 use cella_libos::{ExecutorAttestation, ExecutorConfig, LibosExecutor, PoolConfig};
 use cella_sandbox::backend::{ImageRoot, SandboxBackend, SandboxConfig};
-use cella_types::{Digest, ExecutorKind, FunctionId, InstanceReuse, TaskId};
+use cella_types::ExecutorKind;
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -90,22 +90,14 @@ async fn run(
     inputs: &[(&str, &[u8])],
     outputs: &[&str],
 ) -> (Result<ExecutionOutcome, ExecutionError>, TaskIo) {
-    let payload: Arc<[u8]> = Arc::from(payload);
-    let task = StagedTask {
-        task_id: TaskId::new(),
-        function_id: FunctionId::new(),
-        function_name: "example".into(),
-        executor: ExecutorKind::Libos,
-        payload_digest: Digest::of(&payload),
+    let task = StagedTask::new(
+        "example",
+        ExecutorKind::Libos,
         payload,
-        runtime: Some(runtime.into()),
-        reuse: InstanceReuse::Never,
-        arguments: arguments
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        deadline: Duration::from_secs(60),
-    };
+        Duration::from_secs(60),
+    )
+    .with_runtime(runtime)
+    .with_arguments(arguments.iter().copied());
     let mut io = TaskIo::new(
         inputs
             .iter()

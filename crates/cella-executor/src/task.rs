@@ -37,6 +37,53 @@ pub struct StagedTask {
     pub deadline: Duration,
 }
 
+impl StagedTask {
+    /// A run of a fresh task of a fresh function (new ids) named `function_name`:
+    /// `payload` with its digest, no runtime image, single-use instances, no arguments.
+    /// The platform fills every field from the task and its function; tests, benchmarks
+    /// and other embedders of an executor start here and add what they need.
+    pub fn new(
+        function_name: impl Into<String>,
+        executor: ExecutorKind,
+        payload: impl Into<Arc<[u8]>>,
+        deadline: Duration,
+    ) -> Self {
+        let payload = payload.into();
+        Self {
+            task_id: TaskId::new(),
+            function_id: FunctionId::new(),
+            function_name: function_name.into(),
+            executor,
+            payload_digest: Digest::of(&payload),
+            payload,
+            runtime: None,
+            reuse: InstanceReuse::Never,
+            arguments: BTreeMap::new(),
+            deadline,
+        }
+    }
+
+    /// The same, on LibOS runtime image `runtime`.
+    #[must_use]
+    pub fn with_runtime(mut self, runtime: impl Into<String>) -> Self {
+        self.runtime = Some(runtime.into());
+        self
+    }
+
+    /// The same, with these (resolved) arguments.
+    #[must_use]
+    pub fn with_arguments<'a>(
+        mut self,
+        arguments: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        self.arguments = arguments
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        self
+    }
+}
+
 /// Shows the payload's length and the argument names only: payloads can be large and
 /// argument values belong to the task's participants, not to the node's logs.
 impl fmt::Debug for StagedTask {
@@ -62,18 +109,15 @@ mod tests {
 
     #[test]
     fn debug_hides_payload_and_argument_values() {
-        let task = StagedTask {
-            task_id: TaskId::new(),
-            function_id: FunctionId::new(),
-            function_name: "f".into(),
-            executor: ExecutorKind::Builtin,
-            payload: Arc::from(&b"echo"[..]),
-            payload_digest: Digest::of(b"echo"),
-            runtime: None,
-            reuse: cella_types::InstanceReuse::Never,
-            arguments: BTreeMap::from([("message".into(), "secret-value".into())]),
-            deadline: Duration::from_secs(1),
-        };
+        let task = StagedTask::new(
+            "f",
+            ExecutorKind::Builtin,
+            &b"echo"[..],
+            Duration::from_secs(1),
+        )
+        .with_arguments([("message", "secret-value")]);
+        assert_eq!(task.payload_digest, Digest::of(b"echo"));
+        assert_eq!(task.reuse, InstanceReuse::Never);
         let shown = format!("{task:?}");
         assert!(shown.contains("payload_len: 4"), "{shown}");
         assert!(shown.contains("\"message\""), "{shown}");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cella_executor::{IoLimits, StagedTask, TaskIo};
-use cella_types::{Digest, ExecutorKind, FunctionId, TaskId};
+use cella_types::ExecutorKind;
 
 use crate::executor::{ExecutorConfig, SetupError};
 use crate::image::RuntimeImage;
@@ -45,18 +45,13 @@ pub async fn dispatch_overhead(samples: usize) -> Result<Vec<Duration>, SetupErr
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let task = StagedTask {
-            task_id: TaskId::new(),
-            function_id: FunctionId::new(),
-            function_name: "bench".into(),
-            executor: ExecutorKind::Libos,
-            payload: Arc::clone(&payload),
-            payload_digest: Digest::of(SCRIPT),
-            runtime: Some("native".into()),
-            reuse: cella_types::InstanceReuse::Never,
-            arguments: BTreeMap::new(),
-            deadline: Duration::from_secs(10),
-        };
+        let task = StagedTask::new(
+            "bench",
+            ExecutorKind::Libos,
+            Arc::clone(&payload),
+            Duration::from_secs(10),
+        )
+        .with_runtime("native");
         let mut io = TaskIo::new(
             BTreeMap::from([("in".to_owned(), vec![7u8; 64])]),
             ["out".to_owned()],

@@ -9,7 +9,7 @@ use cella_executor::{
     ExecutionError, ExecutionOutcome, Executor, IoError, IoLimits, StagedTask, TaskIo,
 };
 use cella_preload::receipt::{ReceiptBody, sha256};
-use cella_types::{Digest, ExecutorKind, FunctionId, InstanceReuse, TaskId};
+use cella_types::{ExecutorKind, InstanceReuse, TaskId};
 use prost::Message;
 
 use crate::mock::{Fault, MockBackend};
@@ -38,18 +38,9 @@ fn executor(warm: usize, max: usize) -> (Arc<LibosExecutor>, Arc<MockBackend>) {
 }
 
 fn task(script: &str, deadline: Duration) -> StagedTask {
-    StagedTask {
-        task_id: TaskId::new(),
-        function_id: FunctionId::new(),
-        function_name: "t".into(),
-        executor: ExecutorKind::Libos,
-        payload: Arc::from(script.as_bytes()),
-        payload_digest: Digest::of(script.as_bytes()),
-        runtime: Some("native".into()),
-        reuse: cella_types::InstanceReuse::Never,
-        arguments: BTreeMap::from([("message".to_owned(), "hi there".to_owned())]),
-        deadline,
-    }
+    StagedTask::new("t", ExecutorKind::Libos, script.as_bytes(), deadline)
+        .with_runtime("native")
+        .with_arguments([("message", "hi there")])
 }
 
 fn io(limit: u64) -> TaskIo {

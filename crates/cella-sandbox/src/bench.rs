@@ -19,7 +19,7 @@ use cella_executor::{Executor, IoLimits, StagedTask, TaskIo};
 use cella_libos::config::SandboxSection;
 use cella_libos::process::descendants;
 use cella_libos::{ExecutorAttestation, ExecutorConfig, LibosBackend, LibosExecutor, PoolConfig};
-use cella_types::{Digest, ExecutorKind, FunctionId, InstanceReuse, TaskId};
+use cella_types::ExecutorKind;
 
 use crate::backend::{ImageRoot, SandboxBackend, SandboxConfig};
 
@@ -149,19 +149,13 @@ fn executor(s: &Setup, warm: usize) -> Result<LibosExecutor, BenchError> {
 }
 
 async fn hello(executor: &LibosExecutor) -> Result<Duration, BenchError> {
-    let payload: Arc<[u8]> = Arc::from(HELLO_PY.as_bytes());
-    let task = StagedTask {
-        task_id: TaskId::new(),
-        function_id: FunctionId::new(),
-        function_name: "hello".into(),
-        executor: ExecutorKind::Libos,
-        payload_digest: Digest::of(&payload),
-        payload,
-        runtime: Some("python3".into()),
-        reuse: InstanceReuse::Never,
-        arguments: BTreeMap::new(),
-        deadline: Duration::from_secs(30),
-    };
+    let task = StagedTask::new(
+        "hello",
+        ExecutorKind::Libos,
+        HELLO_PY.as_bytes(),
+        Duration::from_secs(30),
+    )
+    .with_runtime("python3");
     let mut io = TaskIo::new(
         BTreeMap::from([("in".to_owned(), b"world".to_vec())]),
         ["out".to_owned()],

@@ -9,11 +9,10 @@
 //!   outputs read back, directory removed, receipt; target p50 ≤ 5 ms. No gRPC.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cella_executor::{Executor, IoLimits, StagedTask, TaskIo};
-use cella_types::{Digest, ExecutorKind, FunctionId, TaskId};
+use cella_types::{Digest, ExecutorKind};
 use wasmtime::Store;
 
 use crate::config::WasmConfig;
@@ -65,18 +64,13 @@ pub fn instantiate_latency(samples: usize) -> Result<Vec<Duration>, BenchError> 
 pub async fn echo_task_latency(samples: usize) -> Result<Vec<Duration>, BenchError> {
     let executor = WasmExecutor::new(WasmConfig::default()).map_err(bench_err)?;
     executor.validate_payload(ECHO_WASM).map_err(BenchError)?;
-    let task = StagedTask {
-        task_id: TaskId::new(),
-        function_id: FunctionId::new(),
-        function_name: "echo".into(),
-        executor: ExecutorKind::Wasm,
-        payload: Arc::from(ECHO_WASM),
-        payload_digest: Digest::of(ECHO_WASM),
-        runtime: None,
-        reuse: cella_types::InstanceReuse::Never,
-        arguments: BTreeMap::from([("message".to_owned(), "hello".to_owned())]),
-        deadline: Duration::from_secs(10),
-    };
+    let task = StagedTask::new(
+        "echo",
+        ExecutorKind::Wasm,
+        ECHO_WASM,
+        Duration::from_secs(10),
+    )
+    .with_arguments([("message", "hello")]);
     let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
         let mut io = TaskIo::new(

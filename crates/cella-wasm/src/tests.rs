@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cella_executor::{
     ExecutionError, ExecutionOutcome, Executor, IoError, IoLimits, StagedTask, TaskIo,
 };
-use cella_types::{Digest, ExecutorKind, FunctionId, TaskId};
+use cella_types::{Digest, ExecutorKind};
 
 use crate::{RECEIPT_FORMAT, WasmConfig, WasmExecutor, WasmReceipt};
 
@@ -39,21 +38,13 @@ pub(crate) fn executor() -> WasmExecutor {
 }
 
 pub(crate) fn task(payload: &[u8], args: &[(&str, &str)]) -> StagedTask {
-    StagedTask {
-        task_id: TaskId::new(),
-        function_id: FunctionId::new(),
-        function_name: "test-fn".into(),
-        executor: ExecutorKind::Wasm,
-        payload: Arc::from(payload),
-        payload_digest: Digest::of(payload),
-        runtime: None,
-        reuse: cella_types::InstanceReuse::Never,
-        arguments: args
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        deadline: Duration::from_secs(10),
-    }
+    StagedTask::new(
+        "test-fn",
+        ExecutorKind::Wasm,
+        payload,
+        Duration::from_secs(10),
+    )
+    .with_arguments(args.iter().copied())
 }
 
 pub(crate) fn io(inputs: &[(&str, &[u8])], outputs: &[&str], limit: u64) -> TaskIo {

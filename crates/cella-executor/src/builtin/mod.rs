@@ -280,31 +280,23 @@ pub(crate) mod test_support {
     //! Runs builtins end to end through [`BuiltinExecutor`].
 
     use std::collections::BTreeMap;
-    use std::sync::Arc;
+
     use std::time::Duration;
 
-    use cella_types::{Digest, ExecutorKind, FunctionId, TaskId};
+    use cella_types::ExecutorKind;
 
     use super::BuiltinExecutor;
     use crate::{ExecutionError, ExecutionOutcome, Executor, IoLimits, StagedTask, TaskIo};
 
     /// A staged builtin task for `name` with these arguments and a 10 s deadline.
     pub(crate) fn task(name: &str, args: &[(&str, &str)]) -> StagedTask {
-        StagedTask {
-            task_id: TaskId::new(),
-            function_id: FunctionId::new(),
-            function_name: format!("test-{name}"),
-            executor: ExecutorKind::Builtin,
-            payload: Arc::from(name.as_bytes()),
-            payload_digest: Digest::of(name.as_bytes()),
-            runtime: None,
-            reuse: cella_types::InstanceReuse::Never,
-            arguments: args
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            deadline: Duration::from_secs(10),
-        }
+        StagedTask::new(
+            format!("test-{name}"),
+            ExecutorKind::Builtin,
+            name.as_bytes(),
+            Duration::from_secs(10),
+        )
+        .with_arguments(args.iter().copied())
     }
 
     /// A `TaskIo` with these inputs and outputs and the default limits.

@@ -13,7 +13,7 @@ use cella_executor::{Executor, IoLimits, StagedTask, TaskIo};
 use cella_gramine::backend::{GramineBackend, ImageOnDisk, Setup};
 use cella_gramine::{GramineConfig, Mode};
 use cella_libos::{ExecutorConfig, LibosExecutor, PoolConfig, Timeouts};
-use cella_types::{Digest, ExecutorKind, FunctionId, TaskId};
+use cella_types::ExecutorKind;
 
 use crate::common::{Fixture, jailer_binary, preload_binary, standin};
 use crate::signing::attestation;
@@ -139,18 +139,13 @@ const SH_SCRIPT: &str = "read -r line < \"$CELLA_INPUT_DIR/in\" || true; \
      printf '%s' \"$line\" > \"$CELLA_OUTPUT_DIR/out\"; echo copied";
 
 fn task(program: &[u8]) -> StagedTask {
-    StagedTask {
-        task_id: TaskId::new(),
-        function_id: FunctionId::new(),
-        function_name: "copy".into(),
-        executor: ExecutorKind::Libos,
-        payload: Arc::from(program),
-        payload_digest: Digest::of(program),
-        runtime: Some("native".into()),
-        reuse: cella_types::InstanceReuse::Never,
-        arguments: BTreeMap::new(),
-        deadline: Duration::from_secs(20),
-    }
+    StagedTask::new(
+        "copy",
+        ExecutorKind::Libos,
+        program,
+        Duration::from_secs(20),
+    )
+    .with_runtime("native")
 }
 
 fn launch_dirs(work: &std::path::Path) -> usize {

@@ -31,7 +31,7 @@ use cella_libos::backend::{
 };
 use cella_libos::{BackendError, ExecutorAttestation, RuntimeImage};
 use cella_preload::Identity;
-use cella_types::{Digest, ExecutorKind, FunctionId, TaskId};
+use cella_types::ExecutorKind;
 use rustls::pki_types::{ServerName, UnixTime};
 
 use crate::common::{Fixture, attest_testdata};
@@ -289,18 +289,13 @@ async fn a_launch_presenting_the_sample_quote_fails_for_its_binding() {
     };
     let executor = one_instance_executor(&f, backend, attestation);
     let program = b"print('hi')";
-    let task = StagedTask {
-        task_id: TaskId::new(),
-        function_id: FunctionId::new(),
-        function_name: "f".into(),
-        executor: ExecutorKind::Libos,
-        payload: Arc::from(&program[..]),
-        payload_digest: Digest::of(program),
-        runtime: Some("python3".into()),
-        reuse: cella_types::InstanceReuse::Never,
-        arguments: BTreeMap::new(),
-        deadline: Duration::from_secs(10),
-    };
+    let task = StagedTask::new(
+        "f",
+        ExecutorKind::Libos,
+        &program[..],
+        Duration::from_secs(10),
+    )
+    .with_runtime("python3");
     let mut io = TaskIo::new(
         BTreeMap::new(),
         [],
