@@ -76,11 +76,7 @@ impl ServeArgs {
 pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     let evidence = args.node_evidence()?;
     let evidence_kind = args.evidence;
-    // Absolute, so that what the node hands to child processes (the sandbox's jailer binds
-    // files of the data dir) does not depend on the working directory.
-    let data_dir = std::path::absolute(&args.data_dir)
-        .with_context(|| format!("data dir {}", args.data_dir.display()))?;
-    let mut node = NodeConfig::new(data_dir);
+    let mut node = NodeConfig::new(&args.data_dir);
     node.workers = args.workers;
     node.file_url_roots = args.file_url_root;
     node.task_deadline = Duration::from_secs(args.task_deadline);

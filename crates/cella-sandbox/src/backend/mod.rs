@@ -4,9 +4,9 @@
 //!
 //! ```text
 //! <data_dir>/libos/preload              the pre-load binary, copied once at start, 0555, measured
+//! <data_dir>/libos/executor-policy.toml what instances trust as their executor, written at start, 0444
 //! <data_dir>/libos/run/<id>/            one per live instance, removed when it is reaped
 //!     evidence.sock                      answers one evidence request, then closes
-//!     executor-policy.toml               what the instance trusts as its executor
 //! ```
 //!
 //! Inside the instance (see `docs/sandbox.md`):
@@ -29,6 +29,7 @@
 mod instance;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub mod inside {
 pub const LIBOS_DIR: &str = "libos";
 /// The pre-load copy's file name under [`LIBOS_DIR`].
 pub const PRELOAD_FILE: &str = "preload";
+/// The executor policy's file name under [`LIBOS_DIR`].
+pub const POLICY_FILE: &str = "executor-policy.toml";
 /// The run dirs' parent under [`LIBOS_DIR`].
 pub const RUN_DIR: &str = "run";
 
@@ -209,6 +212,11 @@ pub struct SandboxBackend {
     config_digest: [u8; 32],
     hardware: Arc<SimSigner>,
     images: BTreeMap<String, ImageRoot>,
+    /// Each image's instance measurement, computed once at start.
+    measurements: BTreeMap<String, Measurement>,
+    /// The executor policy the pre-load module checks, written once at start and bound
+    /// read-only into every instance.
+    policy_file: PathBuf,
     run_root: PathBuf,
     live: Arc<AtomicUsize>,
     launched: AtomicU64,
@@ -222,31 +230,52 @@ fn sha256_file(path: &Path) -> Result<[u8; 32], BackendError> {
 
 /// Copies `from` to `to` through a temporary file in the same directory, mode 0555, so
 /// that `to` is never seen half-written.
+/// Writes `bytes` to `to`, read-only (0444), replacing it atomically.
+fn install_bytes(bytes: &[u8], to: &Path) -> Result<(), BackendError> {
+    install(to, "the executor policy", |dst| dst.write_all(bytes), 0o444)
+}
+
+/// Copies `from` to `to`, read-only and executable (0555), replacing it atomically.
 fn install_copy(from: &Path, to: &Path) -> Result<(), BackendError> {
+    let what = format!("the pre-load module {}", from.display());
+    install(
+        to,
+        &what,
+        |dst| std::io::copy(&mut std::fs::File::open(from)?, dst).map(drop),
+        0o555,
+    )
+}
+
+/// Writes `to` through a temporary file beside it (filled by `fill`, synced, given
+/// `mode`, renamed into place), so that a reader never sees a partial file.
+fn install(
+    to: &Path,
+    what: &str,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+    mode: u32,
+) -> Result<(), BackendError> {
     let dir = to
         .parent()
         .ok_or_else(|| fail(format!("{} has no parent directory", to.display())))?;
-    let tmp = dir.join(format!(".{PRELOAD_FILE}.{}.tmp", std::process::id()));
+    let name = to
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _removed = std::fs::remove_file(&tmp);
-    let copy = || -> std::io::Result<()> {
-        let mut src = std::fs::File::open(from)?;
+    let write = || -> std::io::Result<()> {
         let mut dst = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o700)
+            .mode(0o600)
             .open(&tmp)?;
-        std::io::copy(&mut src, &mut dst)?;
+        fill(&mut dst)?;
         dst.sync_all()?;
-        dst.set_permissions(std::fs::Permissions::from_mode(0o555))?;
+        dst.set_permissions(std::fs::Permissions::from_mode(mode))?;
         std::fs::rename(&tmp, to)
     };
-    copy().map_err(|e| {
+    write().map_err(|e| {
         let _removed = std::fs::remove_file(&tmp);
-        fail(format!(
-            "copying the pre-load module {} to {}: {e}",
-            from.display(),
-            to.display()
-        ))
+        fail(format!("writing {what} to {}: {e}", to.display()))
     })
 }
 
@@ -267,7 +296,11 @@ impl SandboxBackend {
         images: Vec<ImageRoot>,
     ) -> Result<Self, BackendError> {
         config.limits.validate().map_err(fail)?;
-        let libos = config.data_dir.join(LIBOS_DIR);
+        // Everything below is bound into jails, whose specs take absolute paths only: a
+        // relative data dir is resolved here, once, against the working directory.
+        let data_dir = std::path::absolute(&config.data_dir)
+            .map_err(|e| fail(format!("the data dir {}: {e}", config.data_dir.display())))?;
+        let libos = data_dir.join(LIBOS_DIR);
         let run_root = libos.join(RUN_DIR);
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -303,6 +336,8 @@ impl SandboxBackend {
             library_files.insert(path, file);
         }
         let preload_config = attestation.preload_config();
+        let policy_file = libos.join(POLICY_FILE);
+        install_bytes(preload_config.executor_policy.as_bytes(), &policy_file)?;
         let measured_limits = SandboxSectionMeasured::from(&config.limits);
         let described = MeasuredConfig {
             format: "cella-sandbox-backend-v1",
@@ -327,7 +362,12 @@ impl SandboxBackend {
             .map_err(|e| fail(format!("describing the configuration: {e}")))?;
         let config_digest = sha256(&json);
         let mut by_name = BTreeMap::new();
+        let mut measurements = BTreeMap::new();
         for root in images {
+            measurements.insert(
+                root.image.name.clone(),
+                instance_measurement(&preload_sha256, &root.image, &config_digest),
+            );
             if !root.rootfs.is_dir() {
                 return Err(fail(format!(
                     "image {:?}: its root {} is not a directory",
@@ -349,6 +389,8 @@ impl SandboxBackend {
             config_digest,
             hardware: Arc::clone(attestation.hardware()),
             images: by_name,
+            measurements,
+            policy_file,
             run_root,
             live: Arc::new(AtomicUsize::new(0)),
             launched: AtomicU64::new(0),
@@ -425,7 +467,7 @@ impl SandboxBackend {
                 writable: false,
             },
             Bind {
-                host: run_dir.join("executor-policy.toml"),
+                host: self.policy_file.clone(),
                 inside: inside::POLICY.into(),
                 writable: false,
             },
@@ -562,11 +604,14 @@ impl LibosBackend for SandboxBackend {
     }
 
     fn measure(&self, image: &RuntimeImage) -> Result<Measurement, BackendError> {
-        Ok(instance_measurement(
-            &self.preload_sha256,
-            image,
-            &self.config_digest,
-        ))
+        match self.images.get(&image.name) {
+            Some(root) if root.image == *image => Ok(self.measurements[&image.name]),
+            _ => Ok(instance_measurement(
+                &self.preload_sha256,
+                image,
+                &self.config_digest,
+            )),
+        }
     }
 
     async fn launch(&self, spec: LaunchSpec<'_>) -> Result<Box<dyn Instance>, BackendError> {
@@ -587,7 +632,7 @@ impl LibosBackend for SandboxBackend {
             .unix_path()
             .ok_or_else(|| fail("the sandbox backend needs a Unix socket to the executor"))?
             .to_path_buf();
-        let measurement = self.measure(spec.image)?;
+        let measurement = self.measurements[&spec.image.name];
         let id = hex::encode(&spec.nonce[..8]);
         let run_dir = self.run_root.join(&id);
         std::fs::DirBuilder::new()
@@ -596,9 +641,6 @@ impl LibosBackend for SandboxBackend {
             .map_err(|e| fail(format!("creating {}: {e}", run_dir.display())))?;
         let cleanup =
             cella_libos::process::RemoveDirOnDrop::new(run_dir.clone(), "a sandbox run dir");
-        let policy = run_dir.join("executor-policy.toml");
-        std::fs::write(&policy, &self.preload_config.executor_policy)
-            .map_err(|e| fail(format!("writing {}: {e}", policy.display())))?;
         let evidence_path = run_dir.join("evidence.sock");
         let listener = tokio::net::UnixListener::bind(&evidence_path)
             .map_err(|e| fail(format!("binding {}: {e}", evidence_path.display())))?;
@@ -716,6 +758,52 @@ mod tests {
             let meta = std::fs::symlink_metadata(&bind.host).unwrap();
             assert!(meta.is_file(), "{} is not a file", bind.host.display());
         }
+    }
+
+    #[test]
+    fn a_relative_data_dir_gives_absolute_binds_and_the_policy_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // The same directory, named relative to the working directory.
+        let cwd = std::env::current_dir().unwrap();
+        let up = "../".repeat(cwd.components().count() - 1);
+        let relative = PathBuf::from(up).join(dir.path().strip_prefix("/").unwrap());
+        assert!(relative.is_relative() && relative.is_dir());
+        let a = attestation();
+        let b = backend(&relative, SandboxSection::default(), &a);
+        let spec = b.jail_spec(
+            &dir.path().join("root"),
+            &RuntimeImage::native(),
+            &dir.path().join("run"),
+            Path::new("/executor.sock"),
+            BTreeMap::new(),
+            vec![inside::PRELOAD.to_owned()],
+        );
+        for bind in &spec.binds {
+            assert!(bind.host.is_absolute(), "{}", bind.host.display());
+        }
+        // The policy every instance checks its executor against: one read-only file.
+        let policy = dir.path().join(LIBOS_DIR).join(POLICY_FILE);
+        assert_eq!(
+            std::fs::read_to_string(&policy).unwrap(),
+            a.preload_config().executor_policy
+        );
+        let mode = std::fs::metadata(&policy).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o444);
+        let policy = std::fs::canonicalize(&policy).unwrap();
+        assert!(
+            spec.binds
+                .iter()
+                .any(|b| std::fs::canonicalize(&b.host).is_ok_and(|h| h == policy))
+        );
+        // A measurement computed at start serves launches; other images are computed.
+        let image = RuntimeImage::native();
+        assert_eq!(
+            b.measure(&image).unwrap(),
+            instance_measurement(&b.preload_sha256, &image, &b.config_digest)
+        );
+        let mut other = image.clone();
+        other.argv.push("x".into());
+        assert_ne!(b.measure(&other).unwrap(), b.measure(&image).unwrap());
     }
 
     #[test]
