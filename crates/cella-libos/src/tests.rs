@@ -522,8 +522,21 @@ async fn a_failed_program_is_reset_too_and_a_crashed_instance_is_not_reused() {
     let mut crash = task("write out 1\n", Duration::from_secs(10));
     crash.reuse = InstanceReuse::SameFunction;
     b.push_fault(Fault::CrashAfterStarted);
-    let _failed = e.execute(&crash, &mut io(100)).await;
+    let m = function(&e.execute(&crash, &mut io(100)).await);
+    assert!(m.contains("stopped while the program ran"), "{m}");
+    // The crashed instance is gone, the parked one waits: once that is settled, the
+    // parked one is still the only one ever parked, and the function's next task takes it
+    // (its second run).
+    settle(&b, 1).await;
     assert_eq!(e.pool_stats("native").unwrap().reused, 1);
+    t.task_id = TaskId::new();
+    let again = function(&e.execute(&t, &mut io(100)).await);
+    assert!(again.contains("status 3"), "{again}");
+    assert_eq!(
+        b.launched(),
+        2,
+        "the crash's launch and the first, nothing more"
+    );
     drop(e);
     settle(&b, 0).await;
 }

@@ -69,10 +69,7 @@ async fn live(b: &MockBackend, n: usize, within: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_libos_task_runs_and_its_receipt_verifies_offline() {
     let (node, backend) = libos_node(1, |_| {}).await;
-    let admin = node.admin().await;
-    let fo = node
-        .user(&admin, "fo", &["function_owner", "data_owner"])
-        .await;
+    let fo = node.owner("fo").await;
     let script = b"log converting\nupper in out\nreturn ok\n".to_vec();
     let f = fo
         .register_function(libos_spec("upper", "native"), script.clone())
@@ -109,10 +106,7 @@ async fn a_libos_task_runs_and_its_receipt_verifies_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_runtime_and_failing_programs_fail_with_their_reason() {
     let (node, _backend) = libos_node(0, |_| {}).await;
-    let admin = node.admin().await;
-    let fo = node
-        .user(&admin, "fo", &["function_owner", "data_owner"])
-        .await;
+    let fo = node.owner("fo").await;
     // An empty payload is refused at registration.
     assert_eq!(
         code(
@@ -174,10 +168,7 @@ async fn unknown_runtime_and_failing_programs_fail_with_their_reason() {
 async fn cancel_of_a_running_libos_task_takes_effect_within_a_second() {
     let (node, backend) = libos_node(0, |_| {}).await;
     let b = mock(&backend);
-    let admin = node.admin().await;
-    let fo = node
-        .user(&admin, "fo", &["function_owner", "data_owner"])
-        .await;
+    let fo = node.owner("fo").await;
     let f = fo
         .register_function(libos_spec("hang", "native"), b"log up\nhang\n".to_vec())
         .await
@@ -202,10 +193,7 @@ async fn cancel_of_a_running_libos_task_takes_effect_within_a_second() {
 async fn deadline_and_instance_faults_fail_the_task_and_leave_nothing_behind() {
     let (node, backend) = libos_node(0, |c| c.task_deadline = Duration::from_millis(700)).await;
     let b = mock(&backend);
-    let admin = node.admin().await;
-    let fo = node
-        .user(&admin, "fo", &["function_owner", "data_owner"])
-        .await;
+    let fo = node.owner("fo").await;
     let hang = fo
         .register_function(libos_spec("hang", "native"), b"hang\n".to_vec())
         .await
@@ -250,10 +238,7 @@ async fn a_node_configured_with_a_libos_file_runs_libos_functions() {
     )
     .unwrap();
     let node = TestNode::start_with(|c| c.libos_config = Some(config)).await;
-    let admin = node.admin().await;
-    let fo = node
-        .user(&admin, "fo", &["function_owner", "data_owner"])
-        .await;
+    let fo = node.owner("fo").await;
     let f = fo
         .register_function(libos_spec("copy", "native"), b"copy in out\n".to_vec())
         .await
@@ -286,10 +271,7 @@ async fn a_node_configured_with_a_libos_file_runs_libos_functions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reuse_is_approved_with_the_task_and_reused_instances_say_so_in_receipts() {
     let (node, backend) = libos_node(0, |_| {}).await;
-    let admin = node.admin().await;
-    let fo = node
-        .user(&admin, "fo", &["function_owner", "data_owner"])
-        .await;
+    let fo = node.owner("fo").await;
     // Reuse is for libos functions only, and spelled exactly.
     let builtin = proto::FunctionSpec {
         reuse: "same-function".into(),

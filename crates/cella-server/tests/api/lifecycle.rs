@@ -211,10 +211,7 @@ impl NameOrDefault for cella_client::proto::FunctionInfo {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_running_when_the_node_dies_is_retried_once() {
     let mut node = TestNode::start().await;
-    let admin = node.admin().await;
-    let fo = node
-        .user(&admin, "fo", &["function_owner", "data_owner"])
-        .await;
+    let fo = node.owner("fo").await;
     let token = fo.token().unwrap().to_owned();
     let block = fo
         .register_function(spec("block", "wasm", &["in"], &["out"]), b"block".to_vec())
@@ -262,10 +259,7 @@ async fn a_task_running_when_the_node_dies_is_retried_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_worker_is_retried_once_then_fails() {
     let node = TestNode::start().await;
-    let admin = node.admin().await;
-    let fo = node
-        .user(&admin, "fo", &["function_owner", "data_owner"])
-        .await;
+    let fo = node.owner("fo").await;
     let f = fo
         .register_function(spec("panic", "wasm", &["in"], &["out"]), b"panic".to_vec())
         .await

@@ -135,6 +135,14 @@ impl TestNode {
     }
 
     /// Registers `name` with `roles` and returns a client logged in as it.
+    /// A user `name` who owns functions and data, registered by the admin: the one
+    /// participant most single-party tests need.
+    pub(crate) async fn owner(&self, name: &str) -> Client {
+        let admin = self.admin().await;
+        self.user(&admin, name, &["function_owner", "data_owner"])
+            .await
+    }
+
     pub(crate) async fn user(&self, admin: &Client, name: &str, roles: &[&str]) -> Client {
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
         admin.register_user(name, PASSWORD, &roles).await.unwrap();

@@ -101,16 +101,10 @@ async fn run(
     (wait(user, &t.task_id).await, out)
 }
 
-async fn owner(node: &TestNode) -> Client {
-    let admin = node.admin().await;
-    node.user(&admin, "owner", &["function_owner", "data_owner"])
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_and_copy_run_and_the_cache_is_used_across_tasks_and_restarts() {
     let (mut node, current) = wasm_node(|_| {}).await;
-    let user = owner(&node).await;
+    let user = node.owner("owner").await;
     let echo = register(&user, "echo", example("echo"), &[], &[]).await;
     let copy = register(&user, "copy", example("copy"), &["input"], &["output"]).await;
     assert_eq!(compiles(&current), 2, "compiled once each, at registration");
@@ -219,7 +213,7 @@ fn command(body: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_traps_and_exits_fail_the_task_with_their_reason() {
     let (node, _) = wasm_node(|c| c.task_deadline = std::time::Duration::from_secs(1)).await;
-    let user = owner(&node).await;
+    let user = node.owner("owner").await;
     let cases = [
         ("spin", command("(loop (br 0))"), "deadline of 1s"),
         (
@@ -250,7 +244,7 @@ async fn limits_traps_and_exits_fail_the_task_with_their_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modules_that_cannot_run_are_refused_at_registration() {
     let (node, current) = wasm_node(|_| {}).await;
-    let user = owner(&node).await;
+    let user = node.owner("owner").await;
     let foreign = wat::parse_str(
         r#"(module (import "env" "read_host_file" (func (param i32) (result i32)))
                    (func (export "_start")))"#,
@@ -312,7 +306,7 @@ async fn a_64_mib_module_uploads_and_runs() {
     assert!(payload.len() >= SEGMENT, "{}", payload.len());
 
     let (node, _) = wasm_node(|_| {}).await;
-    let user = owner(&node).await;
+    let user = node.owner("owner").await;
     let f = register(&user, "big", payload, &[], &[]).await;
     let (t, _) = run(&user, "owner", &f, None, &[], &[]).await;
     assert_eq!(status(&t), TaskStatus::Finished, "{}", t.reason);
