@@ -21,9 +21,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cella_attest::tls::provider;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
@@ -123,11 +124,6 @@ fn hex_prefix(digest: &[u8]) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The crypto provider of every client connection.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// Builds the rustls configuration for `trust`: TLS 1.3 only, ALPN `h2`, no client
 /// certificate.
 ///
@@ -135,6 +131,7 @@ fn provider() -> Arc<CryptoProvider> {
 ///
 /// [`ClientError::TlsConfig`] if the provider does not support TLS 1.3 (it does).
 pub(crate) fn client_config(trust: &ServerTrust) -> Result<rustls::ClientConfig, ClientError> {
+    // The same provider as every attested channel of the project.
     let provider = provider();
     let verifier: Arc<dyn ServerCertVerifier> = match trust {
         ServerTrust::Pinned(cert) => Arc::new(PinnedVerifier::new(
