@@ -16,6 +16,7 @@
 //! | `CELLA_PRELOAD_INSTANCE_KEY` | inside Gramine: the name of the encrypted `/cella`'s key, provisioned with fresh random bytes at start ([`crate::gramine`]) |
 //! | `CELLA_PRELOAD_CONFINE` | `1`: start the program confined with Landlock ([`crate::confine`]) |
 //! | `CELLA_SANDBOX_DENIALS` | the sandbox supervisor's seccomp denial counts, reported in the task log |
+//! | `CELLA_PRELOAD_PRIVATE_DIRS` | `:`-separated directories of the instance alone the program may write (the sandbox's `/tmp`), emptied at every `Reset` |
 //!
 //! Exit status: 0 after `Finished` or a cancel, 1 otherwise (the reason on stderr).
 
@@ -93,7 +94,13 @@ async fn instance() -> Result<crate::Served, String> {
             &name,
         )?;
     }
-    let runner = ProcessRunner::from_env()?;
+    // The pre-load process starts nothing but the programs it runs: what they leave
+    // behind is its to kill when they end.
+    let mut runner = ProcessRunner::from_env()?;
+    if let Err(e) = runner.reap_leftovers() {
+        // A LibOS without child subreapers (Gramine): the process group is still killed.
+        eprintln!("cella-preload: warning: processes a program leaves are not reaped: {e}");
+    }
     crate::run(&launch, &config, evidence.as_ref(), &runner)
         .await
         .map_err(|e| e.to_string())

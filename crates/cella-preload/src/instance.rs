@@ -166,7 +166,7 @@ where
             Ok(Envelope {
                 body: Some(Body::Reset(_)),
             }) => {
-                if let Err(e) = layout.wipe() {
+                if let Err(e) = layout.wipe().and_then(|()| runner.reset()) {
                     return Err(give_up(&mut wr, e.code, e.message).await);
                 }
                 run_index += 1;

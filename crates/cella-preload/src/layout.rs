@@ -142,7 +142,13 @@ impl Layout {
     /// [`ErrorCode::OutputMissing`], [`ErrorCode::OutputTooLarge`] or
     /// [`ErrorCode::Layout`], naming the slot.
     pub fn read_output(&self, slot: &str, limit: u64) -> Result<Vec<u8>, LayoutError> {
-        let path = self.output_dir().join(slot);
+        // The program may have left the directory or the file without read permission
+        // (`umask 0777`, `chmod 0`): the pre-load module, which has no capability to
+        // override modes, gives itself access back. Its output is read whatever its mode.
+        let dir = self.output_dir();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| LayoutError::io("setting permissions of", &dir, &e))?;
+        let path = dir.join(slot);
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -159,6 +165,7 @@ impl Layout {
                 format!("output {slot:?} is not a regular file"),
             ));
         }
+        make_readable(&path, &meta)?;
         read_capped(&path, limit).map_err(|e| match e {
             Capped::Over(size) => LayoutError::new(
                 ErrorCode::OutputTooLarge,
@@ -182,10 +189,7 @@ impl Layout {
     pub fn wipe(&self) -> Result<(), LayoutError> {
         let keep = [self.output_dir(), self.scratch_dir()];
         for dir in &keep {
-            for entry in fs::read_dir(dir).map_err(|e| LayoutError::io("listing", dir, &e))? {
-                let entry = entry.map_err(|e| LayoutError::io("listing", dir, &e))?;
-                remove_tree(&entry.path())?;
-            }
+            empty_dir(dir)?;
         }
         for entry in
             fs::read_dir(&self.root).map_err(|e| LayoutError::io("listing", &self.root, &e))?
@@ -219,6 +223,7 @@ impl Layout {
             }
             Ok(_) => {}
         }
+        make_readable(&path, &fs::symlink_metadata(&path).map_err(|e| LayoutError::io("reading", &path, &e))?)?;
         read_capped(&path, limit).map_err(|e| match e {
             Capped::Over(size) => LayoutError::new(
                 ErrorCode::OutputTooLarge,
@@ -227,6 +232,22 @@ impl Layout {
             Capped::Io(e) => LayoutError::io("reading", &path, &e),
         })
     }
+}
+
+/// Removes everything in directory `dir`, keeping `dir` itself (it may be a mount point),
+/// whatever modes the program left on what it made.
+///
+/// # Errors
+///
+/// [`LayoutError`] with [`ErrorCode::Layout`], naming what could not be removed.
+pub fn empty_dir(dir: &Path) -> Result<(), LayoutError> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| LayoutError::io("setting permissions of", dir, &e))?;
+    for entry in fs::read_dir(dir).map_err(|e| LayoutError::io("listing", dir, &e))? {
+        let entry = entry.map_err(|e| LayoutError::io("listing", dir, &e))?;
+        remove_tree(&entry.path())?;
+    }
+    Ok(())
 }
 
 /// Removes `path` and, if it is a directory (not a link to one), everything under it,
@@ -250,6 +271,18 @@ fn remove_tree(path: &Path) -> Result<(), LayoutError> {
     } else {
         fs::remove_file(path).map_err(|e| LayoutError::io("removing", path, &e))
     }
+}
+
+/// Gives the owner read permission on the regular file `path` (just checked to be one,
+/// `meta`) if the program took it away. `chmod` follows links, but the program has ended
+/// and what it left was killed before outputs are collected, so nothing swaps the file.
+fn make_readable(path: &Path, meta: &fs::Metadata) -> Result<(), LayoutError> {
+    let mode = meta.permissions().mode();
+    if meta.file_type().is_file() && mode & 0o400 == 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode((mode & 0o777) | 0o400))
+            .map_err(|e| LayoutError::io("setting permissions of", path, &e))?;
+    }
+    Ok(())
 }
 
 enum Capped {
@@ -479,6 +512,29 @@ mod tests {
             layout.read_return_value(1).unwrap_err().code,
             ErrorCode::OutputTooLarge
         );
+    }
+
+    #[test]
+    fn an_output_is_read_whatever_mode_the_program_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let out = layout.output_dir().join("o");
+        fs::write(&out, b"result").unwrap();
+        fs::write(layout.return_file(), b"rv").unwrap();
+        // As `umask 0777` then writing would leave them; and the directory too.
+        for p in [&out, &layout.return_file()] {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o000)).unwrap();
+        }
+        fs::set_permissions(layout.output_dir(), fs::Permissions::from_mode(0o000)).unwrap();
+        assert_eq!(layout.read_output("o", 10).unwrap(), b"result");
+        assert_eq!(layout.read_return_value(10).unwrap(), b"rv");
+        // Readable by their owner again: a process without CAP_DAC_OVERRIDE (the
+        // pre-load module in a sandbox) reads them too.
+        for p in [&out, &layout.return_file()] {
+            assert_eq!(fs::metadata(p).unwrap().permissions().mode() & 0o400, 0o400);
+        }
+        let dir_mode = fs::metadata(layout.output_dir()).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o700, 0o700);
     }
 
     #[test]

@@ -195,6 +195,7 @@ impl Fixture {
             cgroup: Some(CgroupLimits {
                 memory_bytes: 256 << 20,
                 pids: 32,
+                required: false,
             }),
             landlock_writable: vec!["/cella/scratch".into(), "/tmp".into()],
             denials_file: DENIALS.into(),
@@ -316,6 +317,38 @@ async fn the_root_is_read_only_and_holds_only_the_image() {
         }
         // uid 0 inside, whoever runs the jailer outside.
         assert!(run.line("id:").starts_with("id: 0 0 0 0"), "{run}");
+    }
+}
+
+#[tokio::test]
+async fn the_hosts_proc_files_read_as_empty() {
+    let f = Fixture::new();
+    let files = [
+        "slabinfo",
+        "vmallocinfo",
+        "timer_list",
+        "loadavg",
+        "stat",
+        "meminfo",
+        "keys",
+        "cmdline",
+        "kallsyms",
+        "iomem",
+    ];
+    let script = format!(
+        "for f in {} self/status; do c=$(cat /proc/$f 2>/dev/null); echo \"$f: ${{#c}}\"; done; \
+         echo x > /proc/meminfo 2>/dev/null || echo write-meminfo: refused",
+        files.join(" ")
+    );
+    for user in users() {
+        let run = f.run(user, &f.spec(&["/bin/sh", "-c", &script])).await;
+        assert_eq!(run.code, Some(0), "{run}");
+        for file in files {
+            assert_eq!(run.line(&format!("{file}:")), format!("{file}: 0"), "{run}");
+        }
+        // The instance's own processes are still described.
+        assert_ne!(run.line("self/status:"), "self/status: 0", "{run}");
+        assert!(run.stdout.contains("write-meminfo: refused"), "{run}");
     }
 }
 
@@ -450,6 +483,57 @@ async fn kernel_attack_surface_is_denied_and_counted() {
             assert_eq!(d["by_syscall"][name], 1, "{name}: {run}");
         }
         assert_eq!(d["total"], calls.len(), "{run}");
+    }
+}
+
+#[tokio::test]
+async fn a_32_bit_call_is_denied_and_named_not_killed() {
+    let f = Fixture::new();
+    let script = "torture int80; cat /run/cella/denials.json";
+    for user in users() {
+        let run = f.run(user, &f.spec(&["/bin/sh", "-c", script])).await;
+        assert_eq!(run.code, Some(0), "{run}");
+        assert_eq!(
+            run.line("int80:"),
+            "int80: denied Operation not permitted",
+            "{run}"
+        );
+        assert_eq!(run.denials()["by_syscall"]["i386:nr_20"], 1, "{run}");
+    }
+}
+
+/// Without a cgroup, memory no RLIMIT_AS sees (memfd) is refused; a spec that requires
+/// the cgroup is refused where none can be made, and runs with one where it can.
+#[tokio::test]
+async fn memory_beyond_the_rlimits_needs_a_cgroup() {
+    let f = Fixture::new();
+    let cgroups = Path::new("/sys/fs/cgroup/memory").is_dir();
+    for user in users() {
+        let script = "torture memfd; cat /run/cella/memory.oom_control 2>/dev/null || echo oom_control: absent";
+        let optional = f.spec(&["/bin/sh", "-c", script]);
+        let run = f.run(user, &optional).await;
+        assert_eq!(run.code, Some(0), "{run}");
+        let mut required = optional.clone();
+        if let Some(c) = required.cgroup.as_mut() {
+            c.required = true;
+        }
+        let strict = f.run(user, &required).await;
+        if is_root(user) && cgroups {
+            assert_eq!(run.line("memfd:"), "memfd: allowed 3", "{run}");
+            assert!(run.stdout.contains("oom_kill 0"), "{run}");
+            assert_eq!(strict.code, Some(0), "{strict}");
+        } else {
+            assert_eq!(
+                run.line("memfd:"),
+                "memfd: denied Operation not permitted",
+                "{run}"
+            );
+            assert!(run.stdout.contains("oom_control: absent"), "{run}");
+            assert!(run.stderr.contains(jail::CGROUP_SKIPPED), "{run}");
+            assert_eq!(strict.code, Some(125), "{strict}");
+            assert!(strict.stderr.contains(jail::CGROUP_REQUIRED), "{strict}");
+            assert!(!strict.stdout.contains("memfd:"), "nothing ran: {strict}");
+        }
     }
 }
 

@@ -48,6 +48,27 @@ pub const EXIT_CANNOT_EXEC: u8 = 126;
 /// Exit status when the program was not found.
 pub const EXIT_NOT_FOUND: u8 = 127;
 
+/// The file next to the denials file (in the directory the jailer mounts for it) where
+/// the instance's cgroup `memory.oom_control` is bound read-only when the cgroup limits
+/// apply: its `oom_kill` count tells that the kernel killed a process at the instance's
+/// memory limit. Absent without a cgroup.
+pub const OOM_CONTROL_FILE: &str = "memory.oom_control";
+
+/// How the jailer's warning starts when the cgroup limits could not be applied and the
+/// spec did not require them (the instance runs under its rlimits only).
+pub const CGROUP_SKIPPED: &str = "cella-jail: warning: cgroup limits not applied";
+
+/// How the jailer's refusal starts when the spec requires cgroup limits it cannot apply.
+pub const CGROUP_REQUIRED: &str = "the instance's cgroup limits are required";
+
+fn cgroup_required(why: &str) -> JailError {
+    JailError::Setup(format!(
+        "{CGROUP_REQUIRED} and cannot be applied ({why}); without them its memory and \
+         process limits are per process only, which the node's operator must accept \
+         explicitly"
+    ))
+}
+
 /// The largest spec the jailer reads.
 const MAX_SPEC_BYTES: u64 = 4 << 20;
 
@@ -149,7 +170,7 @@ fn run() -> Result<u8, JailError> {
     landlock_rules::check_available()?;
     // The program's environment is the spec's; the instance keeps nothing of ours.
     sys::clear_env();
-    let filter = Allowlist::builtin()?.compile()?;
+    let allowlist = Allowlist::builtin()?;
 
     // The program's stdin: /dev/null, not the spec's pipe.
     let null = std::fs::File::open("/dev/null").map_err(|e| setup("opening /dev/null", e))?;
@@ -159,14 +180,21 @@ fn run() -> Result<u8, JailError> {
     let mut cgroup = match &spec.cgroup {
         Some(limits) => match cgroup::Cgroup::create(limits) {
             Ok(c) => Some(c),
+            Err(why) if limits.required => return Err(cgroup_required(&why)),
             Err(warning) => {
-                eprintln!("cella-jail: warning: {warning}");
+                eprintln!("{CGROUP_SKIPPED}: {warning}");
                 None
             }
         },
         None => None,
     };
-    let result = run_namespaced(&spec, &filter, cgroup.as_mut());
+    // Without a cgroup, memory that no process's RLIMIT_AS counts is not allowed either.
+    let filter = match cgroup.as_ref().and_then(cgroup::Cgroup::oom_control) {
+        Some(_) => allowlist.compile()?,
+        None => allowlist.compile_without(seccomp::MEMORY_UNBOUNDED)?,
+    };
+    let oom_control = cgroup.as_ref().and_then(cgroup::Cgroup::oom_control);
+    let result = run_namespaced(&spec, &filter, cgroup.as_mut(), oom_control.as_deref());
     if let Some(c) = cgroup.as_mut() {
         c.remove();
     }
@@ -178,6 +206,7 @@ fn run_namespaced(
     spec: &JailSpec,
     filter: &[seccompiler::sock_filter],
     cgroup: Option<&mut cgroup::Cgroup>,
+    oom_control: Option<&Path>,
 ) -> Result<u8, JailError> {
     let uid = nix::unistd::geteuid();
     let gid = nix::unistd::getegid();
@@ -221,7 +250,7 @@ fn run_namespaced(
     match sys::fork().map_err(|e| setup("fork", e))? {
         ForkResult::Child => {
             drop(go_write);
-            let code = instance(spec, filter, go_read);
+            let code = instance(spec, filter, go_read, oom_control);
             std::process::exit(i32::from(code));
         }
         ForkResult::Parent { child } => {
@@ -231,10 +260,14 @@ fn run_namespaced(
             if let Some(cg) = cgroup
                 && let Err(e) = cg.attach(child.as_raw())
             {
+                let why = format!("moving the instance in: {e}");
+                if spec.cgroup.is_some_and(|c| c.required) {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(cgroup_required(&why));
+                }
                 // Like an unwritable hierarchy: a warning; the rlimits still hold.
-                eprintln!(
-                    "cella-jail: warning: cgroup limits not applied: moving the instance in: {e}"
-                );
+                eprintln!("{CGROUP_SKIPPED}: {why}");
             }
             let mut go = std::fs::File::from(go_write);
             if go.write_all(b"g").is_err() {
@@ -274,8 +307,13 @@ fn wait_instance(child: Pid, sfd: &SignalFd) -> Result<u8, JailError> {
 }
 
 /// PID 1 of the instance. Returns the exit status; never returns to the caller's flow.
-fn instance(spec: &JailSpec, filter: &[seccompiler::sock_filter], go: OwnedFd) -> u8 {
-    match instance_setup(spec, go) {
+fn instance(
+    spec: &JailSpec,
+    filter: &[seccompiler::sock_filter],
+    go: OwnedFd,
+    oom_control: Option<&Path>,
+) -> u8 {
+    match instance_setup(spec, go, oom_control) {
         Ok(None) => EXIT_SETUP_FAILED,
         Ok(Some(denials)) => start_program(spec, filter, denials),
         Err(e) => {
@@ -290,6 +328,7 @@ fn instance(spec: &JailSpec, filter: &[seccompiler::sock_filter], go: OwnedFd) -
 fn instance_setup(
     spec: &JailSpec,
     go: OwnedFd,
+    oom_control: Option<&Path>,
 ) -> Result<Option<supervisor::DenialsFile>, JailError> {
     // If the outer jailer dies, so does the instance (and with PID 1, the namespace).
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| setup("PR_SET_PDEATHSIG", e))?;
@@ -303,7 +342,7 @@ fn instance_setup(
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| setup("creating the cgroup namespace", e))?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| setup("sethostname", e))?;
-    mounts::build_root(spec)?;
+    mounts::build_root(spec, oom_control)?;
     let denials = supervisor::DenialsFile::create(&spec.denials_file)?;
     Ok(Some(denials))
 }

@@ -33,8 +33,38 @@ const OLD_ROOT: &str = "/.cella-jail-old-root";
 /// Devices bound from the host (read and write: writes to them go nowhere).
 pub(crate) const DEVICES: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"];
 
+/// Files of `/proc` that describe the host, not the instance: its kernel's memory layout
+/// and physical addresses (`slabinfo`, `vmallocinfo`, `kallsyms`, `iomem`…), its timers,
+/// keys, command line, load, CPU and memory use, devices and modules. The instance's
+/// fresh `/proc` would show them, since procfs is per pid namespace only for processes.
+/// Each that exists is covered by a read-only bind of `/dev/null`: it reads as empty.
+pub(crate) const PROC_MASKED: [&str; 22] = [
+    "/proc/slabinfo",
+    "/proc/vmallocinfo",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/kallsyms",
+    "/proc/kcore",
+    "/proc/iomem",
+    "/proc/ioports",
+    "/proc/modules",
+    "/proc/keys",
+    "/proc/key-users",
+    "/proc/cmdline",
+    "/proc/loadavg",
+    "/proc/stat",
+    "/proc/meminfo",
+    "/proc/vmstat",
+    "/proc/zoneinfo",
+    "/proc/buddyinfo",
+    "/proc/pagetypeinfo",
+    "/proc/partitions",
+    "/proc/diskstats",
+    "/proc/swaps",
+];
+
 /// Size of the denials directory's tmpfs.
-const DENIALS_TMPFS_BYTES: u64 = 64 * 1024;
+pub(crate) const DENIALS_TMPFS_BYTES: u64 = 64 * 1024;
 
 /// One mount of step 4.
 #[derive(Debug)]
@@ -68,7 +98,10 @@ fn err(what: impl Into<String>, e: impl std::fmt::Display) -> JailError {
 }
 
 /// Builds the instance's file system and makes it the root (see the module's docs).
-pub(crate) fn build_root(spec: &JailSpec) -> Result<(), JailError> {
+///
+/// `oom_control` (a host path) is bound read-only next to the denials file as
+/// [`super::OOM_CONTROL_FILE`].
+pub(crate) fn build_root(spec: &JailSpec, oom_control: Option<&Path>) -> Result<(), JailError> {
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| err("making the mounts private", e))?;
@@ -95,6 +128,13 @@ pub(crate) fn build_root(spec: &JailSpec) -> Result<(), JailError> {
         .to_path_buf();
 
     let mut mounts: Vec<Mount> = vec![Mount::Dev, Mount::Proc];
+    if let Some(file) = oom_control {
+        mounts.push(Mount::Bind {
+            host: host(file),
+            inside: denials_dir.join(super::OOM_CONTROL_FILE),
+            writable: false,
+        });
+    }
     mounts.push(Mount::Tmpfs {
         inside: denials_dir,
         size_bytes: DENIALS_TMPFS_BYTES,
@@ -258,14 +298,23 @@ fn do_mount(m: &Mount) -> Result<(), JailError> {
                 bind_read_only(host, inside)
             }
         }
-        Mount::Proc => mount(
-            Some("proc"),
-            "/proc",
-            Some("proc"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
-            none,
-        )
-        .map_err(|e| err("mounting /proc", e)),
+        Mount::Proc => {
+            mount(
+                Some("proc"),
+                "/proc",
+                Some("proc"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+                none,
+            )
+            .map_err(|e| err("mounting /proc", e))?;
+            let null = Path::new(OLD_ROOT).join("dev/null");
+            for file in PROC_MASKED {
+                if fs::symlink_metadata(file).is_ok() {
+                    bind_read_only(&null, Path::new(file))?;
+                }
+            }
+            Ok(())
+        }
         Mount::Dev => {
             mount(
                 Some("tmpfs"),

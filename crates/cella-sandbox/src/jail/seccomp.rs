@@ -156,17 +156,32 @@ impl Allowlist {
     /// Compiles the allowlist to a BPF program for x86-64 whose default action is
     /// `SECCOMP_RET_USER_NOTIF`.
     pub fn compile(&self) -> Result<BpfProgram, JailError> {
+        self.compile_without(&[])
+    }
+
+    /// As [`Allowlist::compile`], with the system calls named in `withheld` denied (and
+    /// counted) although the list allows them: [`MEMORY_UNBOUNDED`] where no cgroup bounds
+    /// the instance's memory.
+    ///
+    /// A call made through another architecture's interface (32-bit `int 0x80`) is not
+    /// killed, as `seccompiler` lays the filter out, but notified as well: the supervisor
+    /// denies it with `EPERM` and counts it by number, so that the program is told and the
+    /// task's log names the call, instead of a bare "signal 31".
+    pub fn compile_without(&self, withheld: &[&str]) -> Result<BpfProgram, JailError> {
         if !cfg!(target_arch = "x86_64") {
             return Err(JailError::Allowlist(
                 "the allowlist and its system call table are for x86-64 only".into(),
             ));
         }
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+        for w in withheld {
+            known(w)?;
+        }
         for g in &self.allow {
-            for s in &g.syscalls {
+            for s in g.syscalls.iter().filter(|s| !withheld.contains(&s.as_str())) {
                 rules.insert(known(s)?, Vec::new());
             }
-            for r in &g.rules {
+            for r in g.rules.iter().filter(|r| !withheld.contains(&r.syscall.as_str())) {
                 let conditions = r
                     .args
                     .iter()
@@ -200,9 +215,26 @@ impl Allowlist {
                 "the compiled filter has no default action to turn into a notification".into(),
             ));
         }
+        // The architecture check comes first: load the arch, jump over the next
+        // instruction if it is x86-64, else return KILL_PROCESS. That return notifies too.
+        match program.get_mut(2) {
+            Some(insn) if insn.code == RET_K && insn.k == libc::SECCOMP_RET_KILL_PROCESS => {
+                insn.k = libc::SECCOMP_RET_USER_NOTIF;
+            }
+            _ => {
+                return Err(JailError::Allowlist(
+                    "the compiled filter does not start with the architecture check".into(),
+                ));
+            }
+        }
         Ok(program)
     }
 }
+
+/// What cannot be allowed where no cgroup bounds the instance's memory: `memfd_create`
+/// makes memory that counts against no process's `RLIMIT_AS` (only `RLIMIT_FSIZE` caps
+/// each one), so a program could hold any number of them.
+pub const MEMORY_UNBOUNDED: &[&str] = &["memfd_create"];
 
 /// `BPF_RET | BPF_K`.
 const RET_K: u16 = 0x06;
@@ -238,6 +270,26 @@ fn condition(syscall: &str, c: &ArgCondition) -> Result<SeccompCondition, JailEr
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn withheld_calls_and_foreign_architectures_are_notified_not_allowed_or_killed() {
+        let list = Allowlist::builtin().unwrap();
+        let all = list.compile().unwrap();
+        let without = list.compile_without(MEMORY_UNBOUNDED).unwrap();
+        let memfd = u32::try_from(known("memfd_create").unwrap()).unwrap();
+        // The call's number is compared with in the full filter only.
+        let compares = |p: &BpfProgram| p.iter().any(|i| i.code == 0x15 && i.k == memfd);
+        assert!(compares(&all));
+        assert!(!compares(&without));
+        for p in [&all, &without] {
+            assert!(
+                p.iter()
+                    .all(|i| !(i.code == RET_K && i.k == libc::SECCOMP_RET_KILL_PROCESS)),
+                "a kill is left in the filter"
+            );
+        }
+        assert!(list.compile_without(&["no_such_call"]).is_err());
+    }
 
     #[test]
     fn the_builtin_allowlist_parses_and_compiles() {

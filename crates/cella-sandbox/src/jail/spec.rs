@@ -116,6 +116,11 @@ pub struct CgroupLimits {
     pub memory_bytes: u64,
     /// `pids.max`: most tasks (processes and threads) in the instance.
     pub pids: u64,
+    /// Whether the instance may not run without them: the jailer fails (exit status
+    /// 125) where the controllers are not writable, instead of warning and running under
+    /// the per-process rlimits only.
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// Inside paths the jailer itself mounts; a spec may not mount over them.

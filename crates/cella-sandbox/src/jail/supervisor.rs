@@ -23,6 +23,11 @@ use super::{JailError, sys, syscalls};
 /// The clone flags that create namespaces (`clone3`'s flags are checked against them).
 pub(crate) const NAMESPACE_FLAGS: u64 = 0x7e02_0080;
 
+/// Most distinct system call names the denials file counts one by one.
+const MAX_DISTINCT: usize = 256;
+/// The name the calls past [`MAX_DISTINCT`] distinct ones are counted under.
+pub(crate) const OTHER: &str = "other";
+
 /// What the denials file holds.
 #[derive(Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Denials {
@@ -57,6 +62,15 @@ impl DenialsFile {
 
     fn count(&mut self, name: String) {
         self.denials.total += 1;
+        // A program can make any number of distinct unknown calls: past a bound they are
+        // counted together, so the file stays small (its tmpfs holds 64 KiB).
+        let name = if self.denials.by_syscall.len() >= MAX_DISTINCT
+            && !self.denials.by_syscall.contains_key(&name)
+        {
+            OTHER.to_owned()
+        } else {
+            name
+        };
         *self.denials.by_syscall.entry(name).or_default() += 1;
         if let Err(e) = self.write() {
             eprintln!("cella-jail: warning: denials file not updated: {e}");
@@ -201,17 +215,19 @@ fn handle(listener: &OwnedFd, notif_len: usize, denials: &mut DenialsFile) {
         Err(_) => return,
     };
     let nr = i64::from(n.nr);
-    let name = syscalls::name(nr).map_or_else(|| format!("nr_{nr}"), str::to_owned);
-    let (errno, counted) = if nr == libc::SYS_clone3 {
-        // clone3 passes its flags in memory, which the BPF filter cannot read. It always
-        // fails: ENOSYS makes libc fall back to clone (whose flags the filter checks);
-        // a request for new namespaces is a denial like any other.
-        match clone3_flags(n.pid, n.args[0]) {
-            Some(flags) if flags & NAMESPACE_FLAGS != 0 => (Errno::EPERM, true),
-            _ => (Errno::ENOSYS, false),
-        }
+    let (errno, counted, name) = if n.arch != AUDIT_ARCH_X86_64 {
+        // Another architecture's interface (the filter's arch check notifies instead of
+        // killing): never run, named by its number in that interface.
+        let abi = if n.arch == AUDIT_ARCH_I386 {
+            "i386".to_owned()
+        } else {
+            format!("arch_{:x}", n.arch)
+        };
+        (Errno::EPERM, true, format!("{abi}:nr_{nr}"))
     } else {
-        (Errno::EPERM, true)
+        let name = syscalls::name(nr).map_or_else(|| format!("nr_{nr}"), str::to_owned);
+        let (errno, counted) = native(&n, nr);
+        (errno, counted, name)
     };
     // The memory read above must have been of the process that is still waiting.
     if !sys::notif_id_valid(listener.as_fd(), n.id) {
@@ -223,10 +239,53 @@ fn handle(listener: &OwnedFd, notif_len: usize, denials: &mut DenialsFile) {
     let _ = sys::notif_fail(listener.as_fd(), n.id, errno);
 }
 
+/// `AUDIT_ARCH_X86_64`: the interface the allowlist is written for.
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// `AUDIT_ARCH_I386`: 32-bit calls (`int 0x80`).
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
+/// The answer to a denied x86-64 call: the errno, and whether it is counted.
+fn native(n: &sys::Notification, nr: i64) -> (Errno, bool) {
+    if nr == libc::SYS_clone3 {
+        // clone3 passes its flags in memory, which the BPF filter cannot read. It always
+        // fails: ENOSYS makes libc fall back to clone (whose flags the filter checks);
+        // a request for new namespaces is a denial like any other.
+        match clone3_flags(n.pid, n.args[0]) {
+            Some(flags) if flags & NAMESPACE_FLAGS != 0 => (Errno::EPERM, true),
+            _ => (Errno::ENOSYS, false),
+        }
+    } else {
+        (Errno::EPERM, true)
+    }
+}
+
 /// The `flags` field of a `clone_args` at `addr` in process `pid`.
 fn clone3_flags(pid: u32, addr: u64) -> Option<u64> {
     let mem = fs::File::open(format!("/proc/{pid}/mem")).ok()?;
     let mut buf = [0u8; 8];
     mem.read_exact_at(&mut buf, addr).ok()?;
     Some(u64::from_ne_bytes(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_calls_past_the_bound_are_counted_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("denials.json");
+        let mut file = DenialsFile::create(&path).unwrap();
+        for n in 0..4000 {
+            file.count(format!("nr_{}", 100_000 + n));
+        }
+        file.count("nr_100000".into());
+        let written: Denials = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written.total, 4001);
+        assert_eq!(written.by_syscall.len(), MAX_DISTINCT + 1);
+        assert_eq!(written.by_syscall["nr_100000"], 2);
+        assert_eq!(written.by_syscall[OTHER], 4000 - MAX_DISTINCT as u64);
+        // Well within the denials tmpfs.
+        assert!(fs::metadata(&path).unwrap().len() < super::super::mounts::DENIALS_TMPFS_BYTES / 2);
+    }
 }

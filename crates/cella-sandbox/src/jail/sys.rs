@@ -102,6 +102,8 @@ pub(crate) struct Notification {
     pub(crate) pid: u32,
     /// The system call's number.
     pub(crate) nr: i32,
+    /// The architecture of the call's interface (`AUDIT_ARCH_*`).
+    pub(crate) arch: u32,
     /// Its arguments.
     pub(crate) args: [u64; 6],
 }
@@ -132,6 +134,7 @@ pub(crate) fn notif_recv(listener: BorrowedFd<'_>, buf_len: usize) -> Result<Not
         id: n.id,
         pid: n.pid,
         nr: n.data.nr,
+        arch: n.data.arch,
         args: n.data.args,
     })
 }
