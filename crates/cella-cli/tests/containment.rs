@@ -52,6 +52,9 @@ fn limits() -> SandboxSection {
         outputs_bytes: 4 * MAX_OUTPUT,
         scratch_bytes: SCRATCH,
         tmp_bytes: TMP,
+        // Root gets cgroups (required: the node would not start without them); an
+        // ordinary user cannot write any, and accepts the per-process limits.
+        accept_per_process_limits: euid() != 0,
         jailer: None,
         preload: None,
     }
@@ -147,8 +150,22 @@ def attempt(fn):
 enum Expect {
     /// Finished; the output satisfies the check.
     Output(fn(&str) -> Result<(), String>),
+    /// Finished; the output is exactly this.
+    Exactly(&'static str),
     /// Failed; the error message contains this.
     Fails(&'static str),
+}
+
+impl Expect {
+    /// Whether a finished task's output is the one expected.
+    fn output(&self, out: &str) -> Result<(), String> {
+        match self {
+            Expect::Output(check) => check(out),
+            Expect::Exactly(want) if out == *want => Ok(()),
+            Expect::Exactly(want) => Err(format!("output {out:?}, not {want:?}")),
+            Expect::Fails(want) => Err(format!("finished, but should have failed with {want:?}")),
+        }
+    }
 }
 
 struct Case {
@@ -159,6 +176,8 @@ struct Case {
     expect: Expect,
     /// A log line must contain this.
     log: Option<&'static str>,
+    /// The task must end within this (well before its deadline).
+    within: Option<Duration>,
 }
 
 fn case(name: &'static str, body: &str, expect: Expect) -> Case {
@@ -169,6 +188,7 @@ fn case(name: &'static str, body: &str, expect: Expect) -> Case {
         max_output: MAX_OUTPUT,
         expect,
         log: None,
+        within: None,
     }
 }
 
@@ -177,6 +197,46 @@ fn every_line_refused(out: &str) -> Result<(), String> {
         return Err(format!("something was allowed: {out}"));
     }
     Ok(())
+}
+
+/// Issue 10.7: memory the per-process limit does not see (a memfd, several children).
+/// With a cgroup (root) the instance's total is bounded and the kernel's kill is named;
+/// without one (an ordinary user, per-process limits accepted) memfd is refused.
+fn memory_case() -> Case {
+    let script = r#"
+try:
+    fd = os.memfd_create("hog")
+    os.ftruncate(fd, 1 << 20)
+    memfd = "ALLOWED memfd"
+except OSError as e:
+    memfd = "refused memfd: " + str(e)
+pids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        import time
+        hog = b"x" * (200 << 20)
+        time.sleep(2)
+        os._exit(0)
+    pids.append(pid)
+killed = [os.waitpid(p, 0)[1] for p in pids]
+if any(os.WIFSIGNALED(s) for s in killed):
+    print("a child was killed", file=sys.stderr)
+    sys.exit(1)
+report(memfd)"#;
+    if euid() == 0 {
+        case(
+            "memfd and four children past the memory limit",
+            script,
+            Expect::Fails("memory limit of 512 MiB"),
+        )
+    } else {
+        case(
+            "memfd and four children past the memory limit",
+            script,
+            Expect::Output(every_line_refused),
+        )
+    }
 }
 
 fn cases(data_dir: &Path) -> Vec<Case> {
@@ -341,19 +401,84 @@ for _ in range(10000):
     sys.stdout.write(line)
 sys.stdout.flush()
 report("done")"#,
-            Expect::Output(|out| {
-                if out == "done" {
-                    Ok(())
-                } else {
-                    Err(out.to_owned())
-                }
-            }),
+            Expect::Exactly("done"),
         ),
         case(
             "an output over its cap",
             r#"report("z" * (2 << 20))"#,
             Expect::Fails("limit"),
         ),
+        // Issue 10.11: the function's doings are the function's fault, not the node's.
+        case(
+            "umask 0777 before writing the output",
+            r#"
+os.umask(0o777)
+report("written unreadable")
+os.chmod(os.environ["CELLA_OUTPUT_DIR"], 0)"#,
+            Expect::Exactly("written unreadable"),
+        ),
+        Case {
+            log: Some("… and "),
+            ..case(
+                "400 distinct unknown system calls",
+                r#"
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+refused = sum(1 for n in range(1000, 1400) if libc.syscall(n) == -1 and ctypes.get_errno() == 1)
+report("refused " + str(refused))"#,
+                Expect::Exactly("refused 400"),
+            )
+        },
+        // Issue 10.12: a 32-bit call is denied and named, not a bare "signal 31".
+        Case {
+            log: Some("i386:nr_20"),
+            ..case(
+                "a 32-bit system call (int 0x80)",
+                r#"
+import ctypes, mmap
+# mov eax, 20 (getpid in the i386 table); int 0x80; ret
+code = bytes([0xb8, 0x14, 0, 0, 0, 0xcd, 0x80, 0xc3])
+m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+m.write(code)
+call = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))
+r = call()
+report("refused int 0x80: " + str(r) if r == -1 else "ALLOWED int 0x80: " + str(r))"#,
+                Expect::Output(every_line_refused),
+            )
+        },
+        // Issue 10.12: the run ends when the program does, whatever it left running.
+        Case {
+            within: Some(Duration::from_secs(10)),
+            ..case(
+                "a setsid child holding stdout",
+                r#"
+import time
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(60)
+    os._exit(0)
+print("parent done")
+sys.stdout.flush()
+report("left a child")"#,
+                Expect::Exactly("left a child"),
+            )
+        },
+        // Issue 10.13: the host's /proc files read as empty.
+        case(
+            "the host's /proc files",
+            r#"
+lines = []
+for f in ["slabinfo", "vmallocinfo", "timer_list", "loadavg", "stat", "meminfo", "keys",
+          "cmdline", "kallsyms", "iomem"]:
+    try:
+        data = open("/proc/" + f, "rb").read()
+        lines.append(("refused /proc/%s: empty" % f) if not data else ("ALLOWED /proc/%s: %d bytes" % (f, len(data))))
+    except OSError as e:
+        lines.append("refused /proc/%s: %s" % (f, e))
+report("\n".join(lines))"#,
+            Expect::Output(every_line_refused),
+        ),
+        memory_case(),
     ];
     // The system calls case must leave its denials in the log.
     if let Some(c) = cases.iter_mut().find(|c| c.name.starts_with("ptrace")) {
@@ -433,6 +558,11 @@ async fn suite() -> Vec<String> {
                 run(&h, HELLO, Duration::from_secs(30), MAX_OUTPUT).await
             });
         let took = started.elapsed();
+        if let Some(within) = c.within
+            && took > within
+        {
+            failures.push(format!("{}: took {took:?}, more than {within:?}", c.name));
+        }
         match beside {
             Ok(_) if beside_io.output("out") == Some(&b"hello world"[..]) => {}
             Ok(_) => failures.push(format!(
@@ -442,13 +572,13 @@ async fn suite() -> Vec<String> {
             Err(e) => failures.push(format!("{}: the task beside it failed: {e}", c.name)),
         }
         let verdict = match (&c.expect, &result) {
-            (Expect::Output(check), Ok(outcome)) => {
+            (Expect::Output(_) | Expect::Exactly(_), Ok(outcome)) => {
                 let out =
                     String::from_utf8_lossy(io.output("out").unwrap_or_default()).into_owned();
                 let logged = c
                     .log
                     .is_none_or(|want| outcome.log.iter().any(|l| l.contains(want)));
-                match check(&out) {
+                match c.expect.output(&out) {
                     Ok(()) if logged => Ok(format!(
                         "refused inside: {}",
                         out.lines().next().unwrap_or("")
@@ -461,7 +591,9 @@ async fn suite() -> Vec<String> {
                     format!("{s} (log {log_bytes} bytes)")
                 })
             }
-            (Expect::Output(_), Err(e)) => Err(format!("the task failed: {e}")),
+            (Expect::Output(_) | Expect::Exactly(_), Err(e)) => {
+                Err(format!("the task failed: {e}"))
+            }
             (Expect::Fails(want), Err(e)) if e.to_string().contains(want) => {
                 Ok(format!("task failed: {e}"))
             }
@@ -494,7 +626,62 @@ async fn suite() -> Vec<String> {
             failures.push(format!("{} (next task): {e}", c.name));
         }
     }
+    // Last, since it leaves an instance parked for reuse.
+    if let Err(e) = tmp_is_wiped_between_tenants(&h).await {
+        failures.push(format!("/tmp across Reset: {e}"));
+    }
     failures
+}
+
+/// Issue 10.10: under `reuse = same-function`, the next task on the reused instance (of
+/// another tenant: at the executor, another task of the same function) finds nothing of
+/// the last one's in `/tmp`.
+async fn tmp_is_wiped_between_tenants(h: &Harness) -> Result<(), String> {
+    let script = format!(
+        r#"{PRELUDE}
+p = "/tmp/left-by-the-last-task"
+if os.path.exists(p):
+    report("LEAKED " + open(p).read())
+else:
+    os.makedirs("/tmp/d/e")
+    open(p, "w").write("tenant a's secret")
+    os.chmod("/tmp/d", 0)
+    report("clean")
+"#
+    );
+    let mut first = task(&script, Duration::from_secs(30));
+    first.reuse = cella_types::InstanceReuse::SameFunction;
+    let mut second = first.clone();
+    second.task_id = cella_types::TaskId::new();
+    let run_one = |t: StagedTask| async move {
+        let mut io = TaskIo::new(BTreeMap::new(), ["out".to_owned()], IoLimits::default());
+        let r = h.executor.execute(&t, &mut io).await;
+        r.map(|_| String::from_utf8_lossy(io.output("out").unwrap_or_default()).into_owned())
+            .map_err(|e| e.to_string())
+    };
+    let out = run_one(first).await?;
+    if out != "clean" {
+        return Err(format!("the first task: {out}"));
+    }
+    // The instance is reset off the task's path, then parked for the function.
+    let until = Instant::now() + Duration::from_secs(10);
+    while h.executor.pool_stats("python3").is_none_or(|s| s.idle == 0) {
+        if Instant::now() > until {
+            return Err("the instance was not parked for reuse".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let launched = h.backend.launched();
+    let out = run_one(second).await?;
+    if h.backend.launched() != launched {
+        return Err("the second task did not reuse the instance".into());
+    }
+    if out == "clean" {
+        eprintln!("contained: /tmp across Reset: the next task found it empty");
+        Ok(())
+    } else {
+        Err(format!("the second task: {out}"))
+    }
 }
 
 #[test]

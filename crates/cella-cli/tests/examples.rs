@@ -39,6 +39,9 @@ fn limits() -> SandboxSection {
         outputs_bytes: 16 << 20,
         scratch_bytes: 16 << 20,
         tmp_bytes: 8 << 20,
+        // The examples run wherever a sandbox can (as an ordinary user too); the
+        // containment suite is where the limits themselves are checked.
+        accept_per_process_limits: true,
         jailer: None,
         preload: None,
     }

@@ -32,6 +32,17 @@ pub enum ExecutionError {
         /// The task's deadline.
         limit: Duration,
     },
+    /// The node could not provide what the task needs (an instance of its runtime could
+    /// not be started): the node's fault, not the function's. `summary` says what failed
+    /// in words for the task's participants; `message` has the details for the node's
+    /// operators (paths, causes) and goes to the node's log only.
+    #[error("{summary}: {message}")]
+    Unavailable {
+        /// What failed, without the node's internals.
+        summary: String,
+        /// The full reason.
+        message: String,
+    },
     /// The executor or platform failed, not the function.
     #[error("internal executor error: {message}")]
     Internal {
@@ -55,9 +66,18 @@ impl ExecutionError {
         }
     }
 
-    /// Whether the node, not the function, is at fault: only [`ExecutionError::Internal`].
+    /// Shorthand for [`ExecutionError::Unavailable`].
+    pub fn unavailable(summary: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            summary: summary.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether the node, not the function, is at fault: [`ExecutionError::Internal`] and
+    /// [`ExecutionError::Unavailable`].
     pub fn is_platform_fault(&self) -> bool {
-        matches!(self, Self::Internal { .. })
+        matches!(self, Self::Internal { .. } | Self::Unavailable { .. })
     }
 }
 

@@ -43,6 +43,13 @@ pub trait Executor: Send + Sync {
         Ok(())
     }
 
+    /// Isolation settings weaker than the executor's default that the node's operator
+    /// accepted explicitly (e.g. a sandbox with per-process limits only), each a sentence
+    /// for `cella node health`. Empty by default.
+    fn isolation_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Runs `task`, reading inputs from and writing outputs to `io`.
     ///
     /// # Errors
@@ -100,6 +107,19 @@ impl Executors {
             .get(&kind)
             .cloned()
             .ok_or(NoExecutorError { kind })
+    }
+
+    /// Every registered executor's [`Executor::isolation_warnings`], each prefixed with
+    /// its kind.
+    pub fn isolation_warnings(&self) -> Vec<String> {
+        self.by_kind
+            .iter()
+            .flat_map(|(kind, e)| {
+                e.isolation_warnings()
+                    .into_iter()
+                    .map(move |w| format!("{kind}: {w}"))
+            })
+            .collect()
     }
 
     /// The registered kinds, sorted.

@@ -190,6 +190,13 @@ pub trait LibosBackend: Send + Sync + fmt::Debug {
     /// [`BackendError`] if a file to measure cannot be read.
     fn measure(&self, image: &RuntimeImage) -> Result<Measurement, BackendError>;
 
+    /// Isolation weaker than the backend's default that the operator accepted (see
+    /// `cella_executor::Executor::isolation_warnings`); known once the backend checked
+    /// the machine at start. Empty by default.
+    fn isolation_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// How its instances reach the executor (default: a Unix socket).
     fn connect_back(&self) -> ConnectBack {
         ConnectBack::Unix

@@ -19,6 +19,7 @@
 //! outputs_bytes = 1073741824  # tmpfs /cella/outputs
 //! scratch_bytes = 1073741824  # tmpfs /cella/scratch
 //! tmp_bytes = 67108864        # tmpfs /tmp
+//! accept_per_process_limits = false # true: run where no cgroup is writable (see below)
 //!
 //! [[runtime]]                 # inline images: a description only (no files on disk)
 //! name = "native"
@@ -93,6 +94,12 @@ pub struct SandboxSection {
     pub scratch_bytes: u64,
     /// Size of the `/tmp` tmpfs.
     pub tmp_bytes: u64,
+    /// Where no cgroup can bound a whole instance (an unprivileged node, a read-only
+    /// `/sys/fs/cgroup`), the node refuses to start its sandbox unless this is `true`:
+    /// the operator accepts that the limits then hold per process only (`RLIMIT_AS` per
+    /// process, not per instance; `memfd_create` is denied). Logged at start and shown
+    /// by `cella node health`. See `docs/sandbox.md`.
+    pub accept_per_process_limits: bool,
     /// The jailer binary; default: the running `cella` executable (multi-call).
     pub jailer: Option<std::path::PathBuf>,
     /// The pre-load binary copied into the data dir and measured; default: the running
@@ -114,6 +121,7 @@ impl Default for SandboxSection {
             outputs_bytes: 1 << 30,
             scratch_bytes: 1 << 30,
             tmp_bytes: 64 << 20,
+            accept_per_process_limits: false,
             jailer: None,
             preload: None,
         }

@@ -55,6 +55,8 @@ pub struct LibosExecutor {
     evidence: InstanceEvidence,
     runtimes: BTreeMap<String, Runtime>,
     timeouts: Timeouts,
+    /// The backend's isolation warnings, as it found them before the executor started.
+    isolation_warnings: Vec<String>,
     // Sockets live here until the executor is dropped (after its pools).
     _socket_dir: Arc<tempfile::TempDir>,
 }
@@ -129,6 +131,7 @@ impl LibosExecutor {
             evidence,
             runtimes,
             timeouts: config.timeouts,
+            isolation_warnings: backend.isolation_warnings(),
             _socket_dir: socket_dir,
         })
     }
@@ -180,6 +183,10 @@ impl Executor for LibosExecutor {
         ExecutorKind::Libos
     }
 
+    fn isolation_warnings(&self) -> Vec<String> {
+        self.isolation_warnings.clone()
+    }
+
     /// A libos payload is the program file (a binary or a script); it must not be empty.
     /// The runtime image is checked when a task runs (see the module documentation).
     fn validate_payload(&self, payload: &[u8]) -> Result<(), String> {
@@ -222,7 +229,17 @@ impl LibosExecutor {
             .map_err(|_| ExecutionError::DeadlineExceeded {
                 limit: task.deadline,
             })?
-            .map_err(|e| ExecutionError::internal(e.to_string()))?;
+            .map_err(|e| {
+                ExecutionError::unavailable(
+                    format!(
+                        "the node could not start an instance of runtime image {:?} ({} backend, {})",
+                        runtime.image.name,
+                        e.backend,
+                        e.step
+                    ),
+                    e.to_string(),
+                )
+            })?;
         let (result, reusable) = crate::run::run_task(
             ready,
             task,

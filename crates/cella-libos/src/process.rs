@@ -6,11 +6,13 @@
 //! [`AbortOnDrop`]); and [`descendants`],
 //! the processes still below this one, for benchmarks and containment tests.
 //!
-//! The group signal and the line reader live in `cella_preload::process` (the pre-load
+//! The group signal, the line reader and [`descendants`] live in `cella_preload::process` (the pre-load
 //! module runs its workload the same way, and it is the lower crate); they are
 //! re-exported here so that backends need only this module.
 
-pub use cella_preload::process::{BoundedLines, LongLines, Signal, signal_group};
+pub use cella_preload::process::{
+    BoundedLines, Descendant, LongLines, Signal, descendants, signal_group,
+};
 
 use crate::InstanceExit;
 
@@ -86,72 +88,6 @@ impl Drop for RemoveDirOnDrop {
     }
 }
 
-/// A process below this one, as `/proc/<pid>/stat` describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Descendant {
-    /// Its pid.
-    pub pid: u32,
-    /// Its command name (`comm`: at most 15 bytes of the program's file name).
-    pub name: String,
-    /// It has exited and waits to be reaped (state `Z`): it holds no memory or files.
-    pub zombie: bool,
-}
-
-/// How many parents up [`descendants`] looks for this process before giving up.
-const MAX_DEPTH: usize = 64;
-
-/// The processes below this one (children, grandchildren, …, up to 64 levels), by pid,
-/// read from `/proc`. Processes that end while it reads are left out.
-///
-/// # Errors
-///
-/// `/proc` cannot be listed.
-pub fn descendants() -> std::io::Result<Vec<Descendant>> {
-    use std::collections::BTreeMap;
-    let me = std::process::id();
-    let mut parent = BTreeMap::new();
-    let mut about = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let zombie = fields.next() == Some("Z");
-        if let Some(ppid) = fields.next().and_then(|p| p.parse::<u32>().ok()) {
-            parent.insert(pid, ppid);
-            let name = head.split_once('(').map_or("", |x| x.1).to_owned();
-            about.insert(pid, (name, zombie));
-        }
-    }
-    let below_me = |pid: u32| {
-        let mut p = pid;
-        for _ in 0..MAX_DEPTH {
-            match parent.get(&p) {
-                Some(&pp) if pp == me => return pid != me,
-                Some(&pp) if pp > 1 => p = pp,
-                _ => return false,
-            }
-        }
-        false
-    };
-    Ok(about
-        .into_iter()
-        .filter(|(pid, _)| below_me(*pid))
-        .map(|(pid, (name, zombie))| Descendant { pid, name, zombie })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,25 +104,6 @@ mod tests {
             failed,
             InstanceExit::Other("waiting for the jailer: gone".into())
         );
-    }
-
-    #[test]
-    fn a_child_is_a_descendant_until_reaped() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("1000")
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let found = descendants().unwrap();
-        let me = found.iter().find(|d| d.pid == pid);
-        assert!(
-            me.is_some_and(|d| d.name == "sleep" && !d.zombie),
-            "{found:?}"
-        );
-        assert!(found.iter().all(|d| d.pid != std::process::id()));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(descendants().unwrap().iter().all(|d| d.pid != pid));
     }
 
     #[test]

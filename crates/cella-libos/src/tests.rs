@@ -92,10 +92,18 @@ async fn run_with(
     (r, io)
 }
 
+/// The node's fault: an internal error, or no instance (a launch or its attestation
+/// failed), whose summary must not carry the details.
 fn internal(r: &Result<ExecutionOutcome, ExecutionError>) -> String {
     match r {
         Err(e @ ExecutionError::Internal { message }) => {
             assert!(e.is_platform_fault());
+            message.clone()
+        }
+        Err(e @ ExecutionError::Unavailable { summary, message }) => {
+            assert!(e.is_platform_fault());
+            assert!(summary.contains("could not start an instance"), "{summary}");
+            assert!(!summary.contains(message.as_str()), "{summary}");
             message.clone()
         }
         other => panic!("expected an internal error, got {other:?}"),

@@ -193,7 +193,7 @@ impl Scheduler {
 }
 
 /// Load figures for health checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     /// Configured workers.
     pub workers: usize,
@@ -201,6 +201,10 @@ pub struct Health {
     pub queued: u64,
     /// Tasks executing on this node.
     pub running: usize,
+    /// Weaker isolation the operator accepted ([`Executors::isolation_warnings`]).
+    ///
+    /// [`Executors::isolation_warnings`]: cella_executor::Executors::isolation_warnings
+    pub isolation_warnings: Vec<String>,
 }
 
 /// The running workers of a node; dropping it does not stop them, [`Workers::shutdown`]
@@ -387,6 +391,7 @@ impl Platform {
             workers: self.config.workers,
             queued: self.store.read(|tx| tx.count::<QueueEntry>())?,
             running: self.sched.running_count(),
+            isolation_warnings: self.executors.isolation_warnings(),
         })
     }
 }

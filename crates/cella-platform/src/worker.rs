@@ -231,6 +231,12 @@ impl Platform {
                 tracing::error!(task = %job.task.id, %message, "executor failed");
                 RunError::Failed("the executor failed (see the node's log)".into())
             }
+            ExecutionError::Unavailable { summary, message } => {
+                tracing::error!(task = %job.task.id, %summary, %message, "executor failed");
+                RunError::Failed(format!(
+                    "the executor failed: {summary} (the node's log has the details)"
+                ))
+            }
             other => RunError::Failed(other.to_string()),
         })?;
 

@@ -223,7 +223,10 @@ impl Layout {
             }
             Ok(_) => {}
         }
-        make_readable(&path, &fs::symlink_metadata(&path).map_err(|e| LayoutError::io("reading", &path, &e))?)?;
+        make_readable(
+            &path,
+            &fs::symlink_metadata(&path).map_err(|e| LayoutError::io("reading", &path, &e))?,
+        )?;
         read_capped(&path, limit).map_err(|e| match e {
             Capped::Over(size) => LayoutError::new(
                 ErrorCode::OutputTooLarge,
@@ -533,7 +536,10 @@ mod tests {
         for p in [&out, &layout.return_file()] {
             assert_eq!(fs::metadata(p).unwrap().permissions().mode() & 0o400, 0o400);
         }
-        let dir_mode = fs::metadata(layout.output_dir()).unwrap().permissions().mode();
+        let dir_mode = fs::metadata(layout.output_dir())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(dir_mode & 0o700, 0o700);
     }
 

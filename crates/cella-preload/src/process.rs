@@ -247,5 +247,4 @@ mod tests {
         child.wait().unwrap();
         assert!(descendants().unwrap().iter().all(|d| d.pid != pid));
     }
-
 }

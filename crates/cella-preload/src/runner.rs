@@ -220,7 +220,9 @@ impl ProcessRunner {
                 .rsplit_once(':')
                 .and_then(|(path, limit)| Some((PathBuf::from(path), limit.parse().ok()?)));
             let Some((oom_control, limit_bytes)) = parsed else {
-                return Err(format!("{MEMORY_ENV} must be <path>:<bytes>, not {memory:?}"));
+                return Err(format!(
+                    "{MEMORY_ENV} must be <path>:<bytes>, not {memory:?}"
+                ));
             };
             runner.memory = Some(MemoryWatch {
                 oom_control,
@@ -544,7 +546,10 @@ async fn kill_leftovers() {
             let _reaped = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
         }
         if tokio::time::Instant::now() >= until {
-            tracing::warn!(left = left.len(), "processes the program left survived SIGKILL");
+            tracing::warn!(
+                left = left.len(),
+                "processes the program left survived SIGKILL"
+            );
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -613,9 +618,15 @@ mod tests {
         };
         let line = denials.log_line().unwrap();
         assert!(line.len() <= MAX_LOG_LINE_BYTES, "{} bytes", line.len());
-        assert!(line.starts_with("sandbox: 400 system calls denied: nr_1000 ×1"), "{line}");
+        assert!(
+            line.starts_with("sandbox: 400 system calls denied: nr_1000 ×1"),
+            "{line}"
+        );
         let shown = line.matches('×').count();
-        assert!(line.ends_with(&format!("… and {} more", 400 - shown)), "{line}");
+        assert!(
+            line.ends_with(&format!("… and {} more", 400 - shown)),
+            "{line}"
+        );
     }
 
     #[test]
@@ -682,7 +693,10 @@ mod tests {
         assert!(status.success());
         assert!(took < Duration::from_secs(5), "the run took {took:?}");
         assert_eq!(lines[0], "before", "{lines:?}");
-        assert!(lines.iter().any(|l| l.contains("kept its output open")), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.contains("kept its output open")),
+            "{lines:?}"
+        );
     }
 
     #[tokio::test]

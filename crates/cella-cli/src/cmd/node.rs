@@ -59,14 +59,19 @@ pub(crate) async fn run(ctx: &Ctx, cmd: NodeCmd) -> anyhow::Result<Report> {
                     "workers": h.workers,
                     "queued_tasks": h.queued_tasks,
                     "running_tasks": h.running_tasks,
+                    "isolation_warnings": h.isolation_warnings,
                 }),
                 format!(
-                    "{}: {} ({} workers, {} queued, {} running)",
+                    "{}: {} ({} workers, {} queued, {} running){}",
                     client.addr(),
                     h.status,
                     h.workers,
                     h.queued_tasks,
-                    h.running_tasks
+                    h.running_tasks,
+                    h.isolation_warnings
+                        .iter()
+                        .map(|w| format!("\nwarning: {w}"))
+                        .collect::<String>()
                 ),
             ))
         }

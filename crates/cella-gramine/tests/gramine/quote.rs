@@ -304,8 +304,9 @@ async fn a_launch_presenting_the_sample_quote_fails_for_its_binding() {
         },
     );
     let err = executor.execute(&task, &mut io).await.unwrap_err();
-    let ExecutionError::Internal { message } = &err else {
-        panic!("expected an internal error, got {err:?}")
+    // A refused attestation: no instance could be started for the task.
+    let ExecutionError::Unavailable { message, .. } = &err else {
+        panic!("expected an unavailable-instance error, got {err:?}")
     };
     assert!(message.contains("attestation was refused"), "{message}");
     assert!(message.contains("report_data does not bind"), "{message}");

@@ -46,7 +46,10 @@ use cella_preload::PreloadConfig;
 use cella_preload::receipt::sha256;
 use serde::Serialize;
 
-use crate::jail::{Bind, CgroupLimits, JailSpec, Limits, Tmpfs};
+use crate::jail::{Bind, CGROUP_REQUIRED, CGROUP_SKIPPED, CgroupLimits, JailSpec, Limits, Tmpfs};
+
+/// How `SandboxBackend::isolation_warnings` says that the limits are per process only.
+pub const PER_PROCESS_ONLY: &str = "sandbox limits per process only: no cgroup bounds an instance's total memory or processes, and memfd_create is denied";
 
 pub use instance::SandboxInstance;
 
@@ -68,6 +71,9 @@ pub mod inside {
     pub const POLICY: &str = "/run/cella/executor-policy.toml";
     /// The seccomp denial counts.
     pub const DENIALS: &str = "/run/cella-sandbox/denials.json";
+    /// The instance's cgroup `memory.oom_control`, bound by the jailer next to the
+    /// denials (`crate::jail::OOM_CONTROL_FILE`) when the cgroup applies.
+    pub const OOM_CONTROL: &str = "/run/cella-sandbox/memory.oom_control";
     /// The pre-load module's work dir (tmpfs).
     pub const WORK: &str = "/cella";
     /// The outputs (tmpfs of their own).
@@ -165,7 +171,7 @@ struct MeasuredConfig<'a> {
     seccomp_allowlist_sha256: String,
     preload_config_sha256: String,
     preload_libraries: &'a BTreeMap<String, String>,
-    inside: [&'static str; 10],
+    inside: [&'static str; 11],
 }
 
 /// The limits as measured (the jailer and pre-load paths are not: what they are is).
@@ -180,6 +186,7 @@ struct SandboxSectionMeasured {
     outputs_bytes: u64,
     scratch_bytes: u64,
     tmp_bytes: u64,
+    accept_per_process_limits: bool,
 }
 
 impl From<&SandboxSection> for SandboxSectionMeasured {
@@ -194,6 +201,7 @@ impl From<&SandboxSection> for SandboxSectionMeasured {
             outputs_bytes: s.outputs_bytes,
             scratch_bytes: s.scratch_bytes,
             tmp_bytes: s.tmp_bytes,
+            accept_per_process_limits: s.accept_per_process_limits,
         }
     }
 }
@@ -220,6 +228,8 @@ pub struct SandboxBackend {
     run_root: PathBuf,
     live: Arc<AtomicUsize>,
     launched: AtomicU64,
+    /// Set by the probe when instances run without cgroups (the operator accepted it).
+    per_process_only: std::sync::OnceLock<String>,
 }
 
 fn sha256_file(path: &Path) -> Result<[u8; 32], BackendError> {
@@ -297,9 +307,22 @@ impl SandboxBackend {
     ) -> Result<Self, BackendError> {
         config.limits.validate().map_err(fail)?;
         // Everything below is bound into jails, whose specs take absolute paths only: a
-        // relative data dir is resolved here, once, against the working directory.
-        let data_dir = std::path::absolute(&config.data_dir)
-            .map_err(|e| fail(format!("the data dir {}: {e}", config.data_dir.display())))?;
+        // relative data dir, image root, jailer or pre-load path is resolved here, once,
+        // against the working directory.
+        let absolute = |what: &str, p: &Path| {
+            std::path::absolute(p).map_err(|e| fail(format!("{what} {}: {e}", p.display())))
+        };
+        let data_dir = absolute("the data dir", &config.data_dir)?;
+        let mut config = config;
+        config.jailer = absolute("the jailer", &config.jailer)?;
+        config.preload = absolute("the pre-load module", &config.preload)?;
+        let images = images
+            .into_iter()
+            .map(|mut root| {
+                root.rootfs = absolute("the image root", &root.rootfs)?;
+                Ok(root)
+            })
+            .collect::<Result<Vec<_>, BackendError>>()?;
         let libos = data_dir.join(LIBOS_DIR);
         let run_root = libos.join(RUN_DIR);
         std::fs::DirBuilder::new()
@@ -351,6 +374,7 @@ impl SandboxBackend {
                 inside::EVIDENCE_SOCKET,
                 inside::POLICY,
                 inside::DENIALS,
+                inside::OOM_CONTROL,
                 inside::WORK,
                 inside::OUTPUTS,
                 inside::SCRATCH,
@@ -394,6 +418,7 @@ impl SandboxBackend {
             run_root,
             live: Arc::new(AtomicUsize::new(0)),
             launched: AtomicU64::new(0),
+            per_process_only: std::sync::OnceLock::new(),
         })
     }
 
@@ -497,6 +522,7 @@ impl SandboxBackend {
             cgroup: Some(CgroupLimits {
                 memory_bytes: l.memory_bytes,
                 pids: l.processes,
+                required: !l.accept_per_process_limits,
             }),
             landlock_writable: vec![inside::WORK.into(), inside::TMP.into()],
             denials_file: inside::DENIALS.into(),
@@ -529,9 +555,10 @@ impl SandboxBackend {
     }
 
     /// Checks that this machine can run sandboxes (user, mount, pid and network
-    /// namespaces, seccomp user notification, Landlock): runs the pre-load binary's
-    /// confining wrapper in a jail on an empty root, which confines itself and runs
-    /// `cella-preload probe`. Meant for node start-up: a sandbox that cannot work is an
+    /// namespaces, seccomp user notification, Landlock, and cgroups unless the operator
+    /// accepted per-process limits): runs the pre-load binary's confining wrapper in a
+    /// jail on an empty root, which confines itself and runs `cella-preload probe`; then
+    /// the same in the root of every image offered. Meant for node start-up: a sandbox that cannot work is an
     /// error then, never a silent fallback.
     ///
     /// # Errors
@@ -547,6 +574,24 @@ impl SandboxBackend {
             argv: vec!["probe".into()],
             files: Vec::new(),
         };
+        self.probe_in(root.path(), &empty).await?;
+        // Then in every image's own root, with the binds an instance of it gets: an image
+        // whose instances cannot start stops the node now, not its tasks one by one.
+        for root in self.images.values() {
+            self.probe_in(&root.rootfs, &root.image)
+                .await
+                .map_err(|e| fail(format!("image {:?}: {}", root.image.name, e.message)))?;
+        }
+        Ok(())
+    }
+
+    /// One probe: the confining wrapper and `cella-preload probe` in a jail on `rootfs`
+    /// with the binds of an instance of `image` (but its sockets and policy).
+    async fn probe_in(&self, rootfs: &Path, image: &RuntimeImage) -> Result<(), BackendError> {
+        let scratch = tempfile::Builder::new()
+            .prefix("cella-sandbox-probe-run-")
+            .tempdir()
+            .map_err(|e| fail(format!("probe run dir: {e}")))?;
         let argv: Vec<String> = vec![
             inside::PRELOAD.into(),
             cella_preload::confine::EXEC_PROGRAM.into(),
@@ -557,10 +602,10 @@ impl SandboxBackend {
             cella_preload::entry::PROBE.into(),
         ];
         let mut spec = self.jail_spec(
-            root.path(),
-            &empty,
-            root.path(),
-            root.path(),
+            rootfs,
+            image,
+            scratch.path(),
+            scratch.path(),
             BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
             argv,
         );
@@ -579,10 +624,34 @@ impl SandboxBackend {
                 .map_err(|_| fail("the sandbox probe did not finish within 30 s"))?
                 .map_err(|e| fail(format!("waiting for the sandbox probe: {e}")))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() && stdout.contains(cella_preload::entry::PROBE_OK) {
+            let per_process = stderr.lines().find(|l| l.starts_with(CGROUP_SKIPPED));
+            if let Some(why) = per_process {
+                // Only reached with the operator's consent: the jailer refuses otherwise.
+                let warning = format!(
+                    "{PER_PROCESS_ONLY} ([sandbox] accept_per_process_limits = true): {}",
+                    why.trim_start_matches(CGROUP_SKIPPED)
+                        .trim_start_matches(": ")
+                );
+                tracing::warn!("sandbox backend: {warning}");
+                let _set = self.per_process_only.set(warning);
+            }
             return Ok(());
         }
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains(CGROUP_REQUIRED) {
+            return Err(fail(format!(
+                "no cgroup can bound a sandbox instance's memory and processes here ({}); \
+                 run the node as root with the cgroup v1 memory and pids controllers \
+                 writable, or set accept_per_process_limits = true in the [sandbox] section \
+                 of the LibOS configuration to accept per-process limits only",
+                stderr
+                    .lines()
+                    .find(|l| l.contains(CGROUP_REQUIRED))
+                    .unwrap_or("")
+                    .trim()
+            )));
+        }
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         Err(fail(format!(
@@ -601,6 +670,13 @@ impl SandboxBackend {
 impl LibosBackend for SandboxBackend {
     fn name(&self) -> &str {
         "sandbox"
+    }
+
+    /// What the node's operator accepted that weakens the isolation, found by
+    /// [`SandboxBackend::probe`]: the limits hold per process only where no cgroup can
+    /// bound an instance. Empty when every layer is in place.
+    fn isolation_warnings(&self) -> Vec<String> {
+        self.per_process_only.get().cloned().into_iter().collect()
     }
 
     fn measure(&self, image: &RuntimeImage) -> Result<Measurement, BackendError> {
@@ -680,6 +756,15 @@ impl LibosBackend for SandboxBackend {
             (
                 cella_preload::runner::DENIALS_ENV.to_owned(),
                 inside::DENIALS.to_owned(),
+            ),
+            (
+                cella_preload::runner::MEMORY_ENV.to_owned(),
+                format!("{}:{}", inside::OOM_CONTROL, self.limits.memory_bytes),
+            ),
+            // /tmp is the instance's own tmpfs: emptied at Reset, like the run's files.
+            (
+                cella_preload::runner::PRIVATE_DIRS_ENV.to_owned(),
+                inside::TMP.to_owned(),
             ),
         ]);
         // Until the instance owns it, the evidence service ends with any failure below.
@@ -781,6 +866,10 @@ mod tests {
         for bind in &spec.binds {
             assert!(bind.host.is_absolute(), "{}", bind.host.display());
         }
+        // The image's root, given relative to the working directory too, is absolute.
+        let root = &b.images["native"].rootfs;
+        assert!(root.is_absolute(), "{}", root.display());
+        assert!(b.jailer.is_absolute());
         // The policy every instance checks its executor against: one read-only file.
         let policy = dir.path().join(LIBOS_DIR).join(POLICY_FILE);
         assert_eq!(

@@ -59,9 +59,7 @@ impl Cgroup {
         ];
         for (controller, values) in files {
             let parent = root.join(controller).join(PARENT);
-            let step = |what: &str, p: &Path, e: io::Error| {
-                format!("{what} {}: {e}", p.display())
-            };
+            let step = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
             let result = (|| {
                 if !parent.is_dir() {
                     match fs::create_dir(&parent) {

@@ -178,10 +178,18 @@ impl Allowlist {
             known(w)?;
         }
         for g in &self.allow {
-            for s in g.syscalls.iter().filter(|s| !withheld.contains(&s.as_str())) {
+            for s in g
+                .syscalls
+                .iter()
+                .filter(|s| !withheld.contains(&s.as_str()))
+            {
                 rules.insert(known(s)?, Vec::new());
             }
-            for r in g.rules.iter().filter(|r| !withheld.contains(&r.syscall.as_str())) {
+            for r in g
+                .rules
+                .iter()
+                .filter(|r| !withheld.contains(&r.syscall.as_str()))
+            {
                 let conditions = r
                     .args
                     .iter()

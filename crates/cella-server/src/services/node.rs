@@ -22,6 +22,7 @@ impl NodeService for NodeApi {
             workers: u32::try_from(h.workers).unwrap_or(u32::MAX),
             queued_tasks: h.queued,
             running_tasks: h.running as u64,
+            isolation_warnings: h.isolation_warnings,
         }))
     }
 
