@@ -43,6 +43,13 @@ pub trait Executor: Send + Sync {
         Ok(())
     }
 
+    /// The runtime images this executor offers, sorted by name, so that a function naming
+    /// one it does not offer is refused at registration. Empty for executors that take
+    /// no runtime image.
+    fn offered_runtimes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Runs `task`, reading inputs from and writing outputs to `io`.
     ///
     /// # Errors
