@@ -50,6 +50,13 @@ pub trait Executor: Send + Sync {
         Vec::new()
     }
 
+    /// The runtime images this executor offers, sorted by name, so that a function naming
+    /// one it does not offer is refused at registration. Empty for executors that take
+    /// no runtime image.
+    fn offered_runtimes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Runs `task`, reading inputs from and writing outputs to `io`.
     ///
     /// # Errors

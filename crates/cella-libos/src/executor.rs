@@ -4,10 +4,10 @@
 //! `reuse = same-function`, in which case the instance is reset and parked for the
 //! function's next task.
 //!
-//! The function's runtime image is named in its spec, not in its payload, so
-//! [`Executor::validate_payload`] cannot check it: a task whose function names a runtime
-//! this node does not offer fails at run time with a message listing the runtimes it
-//! does offer.
+//! The function's runtime image is named in its spec, not in its payload: the platform
+//! checks it against [`Executor::offered_runtimes`] at registration, and a run still
+//! re-checks it (a node restarted with fewer images), failing with a message listing the
+//! runtimes it does offer.
 //!
 //! Cancellation: when the platform cancels a task it drops the `execute` future; the
 //! instance's guard then kills its process group at once (no grace: the decision is
@@ -189,6 +189,10 @@ impl Executor for LibosExecutor {
 
     /// A libos payload is the program file (a binary or a script); it must not be empty.
     /// The runtime image is checked when a task runs (see the module documentation).
+    fn offered_runtimes(&self) -> Vec<String> {
+        self.runtimes.keys().cloned().collect()
+    }
+
     fn validate_payload(&self, payload: &[u8]) -> Result<(), String> {
         if payload.is_empty() {
             return Err("a libos payload is the program to run, and it is empty".into());

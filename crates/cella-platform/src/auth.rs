@@ -252,9 +252,18 @@ impl Platform {
     /// # Errors
     ///
     /// [`PlatformError::Unauthenticated`] for an unknown user or wrong password (the
-    /// same message for both).
+    /// same message for both); [`PlatformError::Unavailable`] when too many passwords
+    /// are being checked at once (see `hashing`).
     pub fn login(&self, user: &str, password: &str) -> Result<Login> {
         let denied = || PlatformError::Unauthenticated("wrong user name or password".into());
+        // Refused before any look-up or hash, the same for every name: no stored password
+        // is this long, and its hash would be the costliest.
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(denied());
+        }
+        // The slot is taken before the look-up, so that known and unknown names wait,
+        // hash and are refused under load alike.
+        let slot = self.hashing.acquire()?;
         let name: Option<UserName> = user.parse().ok();
         let found = match &name {
             Some(n) => self.store.read(|tx| tx.get::<User>(n.as_str()))?,
@@ -264,9 +273,10 @@ impl Platform {
             verify_password(password, decoy_hash());
             return Err(denied());
         };
-        if password.len() > MAX_PASSWORD_LEN || !verify_password(password, &found.password_hash) {
+        if !verify_password(password, &found.password_hash) {
             return Err(denied());
         }
+        drop(slot);
         let sid = random_bytes::<SESSION_ID_LEN>()?;
         let ttl = u64::try_from(self.config.token_ttl.as_millis()).unwrap_or(u64::MAX);
         let expires_ms = now_ms().saturating_add(ttl);
@@ -345,10 +355,14 @@ impl Platform {
                 "a user needs at least one role".into(),
             ));
         }
+        let password_hash = {
+            let _slot = self.hashing.acquire()?;
+            hash_password(password)?
+        };
         let user = User {
             name,
             roles,
-            password_hash: hash_password(password)?,
+            password_hash,
             created_ms: now_ms(),
         };
         self.store.write(|tx| {
@@ -387,12 +401,14 @@ impl Platform {
             .store
             .read(|tx| tx.get::<User>(target.as_str()))?
             .ok_or_else(|| PlatformError::NotFound(format!("user {target}")))?;
+        let slot = self.hashing.acquire()?;
         if own && !verify_password(old_password, &user.password_hash) {
             return Err(PlatformError::PermissionDenied(
                 "the old password is wrong".into(),
             ));
         }
         let new_hash = hash_password(new_password)?;
+        drop(slot);
         self.store.write(|tx| {
             // Re-read inside the transaction so a concurrent change is not lost.
             let current = tx.get::<User>(target.as_str())?;
@@ -430,6 +446,45 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("x", "not a phc string"));
+    }
+
+    /// A node with one password-hashing slot and no executors.
+    fn one_slot_platform(dir: &std::path::Path) -> std::sync::Arc<Platform> {
+        let mut config = crate::NodeConfig::new(dir.join("data"));
+        config.password_hash_memory = crate::hashing::ARGON2_MEMORY_BYTES;
+        Platform::open(config, cella_executor::Executors::new()).unwrap()
+    }
+
+    #[test]
+    fn logins_wait_for_a_hashing_slot_whether_or_not_the_user_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = one_slot_platform(dir.path());
+        let pw = std::fs::read_to_string(p.config.admin_password_path()).unwrap();
+        let held = p.hashing.acquire().unwrap();
+        std::thread::scope(|s| {
+            let known = s.spawn(|| p.login(FIRST_ADMIN, pw.trim()).map(|l| l.roles));
+            let unknown = s.spawn(|| p.login("nobody-here", "some password"));
+            // Both queue for the slot before looking the name up or hashing anything.
+            while p.hashing.waiting() < 2 {
+                std::thread::yield_now();
+            }
+            assert!(!known.is_finished() && !unknown.is_finished());
+            drop(held);
+            assert!(known.join().unwrap().unwrap().contains(&Role::Admin));
+            let e = unknown.join().unwrap().unwrap_err();
+            assert!(matches!(e, PlatformError::Unauthenticated(_)), "{e}");
+        });
+        assert_eq!(p.hashing.in_use(), 0);
+        // An over-long password is refused before any slot or look-up, for any name.
+        let long = "x".repeat(MAX_PASSWORD_LEN + 1);
+        let _held = p.hashing.acquire().unwrap();
+        for user in [FIRST_ADMIN, "nobody-here"] {
+            let e = p.login(user, &long).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "unauthenticated: wrong user name or password"
+            );
+        }
     }
 
     #[test]

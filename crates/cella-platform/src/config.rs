@@ -15,6 +15,10 @@ pub const DEFAULT_TASK_DEADLINE: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 256 << 20;
 /// Default cap on one input's plaintext held in memory by an execution worker.
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 1 << 30;
+/// Default memory budget for password hashing: room for six argon2id hashes at once
+/// (19 MiB each), which keeps a flood of logins from taking the node's memory while a
+/// burst of honest logins still runs in parallel on a small machine.
+pub const DEFAULT_PASSWORD_HASH_MEMORY: u64 = 128 << 20;
 /// Largest function payload accepted: a 64 MiB WebAssembly module and then some.
 pub const MAX_PAYLOAD_BYTES: usize = 96 << 20;
 
@@ -35,6 +39,13 @@ pub struct NodeConfig {
     pub max_output_bytes: u64,
     /// Cap on one input's plaintext size.
     pub max_input_bytes: u64,
+    /// Memory password hashing may take at once; it sets how many logins, registrations
+    /// and password changes hash concurrently (see `docs/security.md`).
+    pub password_hash_memory: u64,
+    /// Most tasks of one creator running at once; `None`: one less than the workers (at
+    /// least one), so one user's flood always leaves a worker for everyone else (see
+    /// `docs/scheduling.md`).
+    pub max_running_per_user: Option<usize>,
     /// Directories under which `file://` URLs may be registered. Empty: none, so no
     /// user can make the node read its own files.
     pub file_url_roots: Vec<PathBuf>,
@@ -54,9 +65,19 @@ impl NodeConfig {
             task_deadline: DEFAULT_TASK_DEADLINE,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
+            password_hash_memory: DEFAULT_PASSWORD_HASH_MEMORY,
+            max_running_per_user: None,
             file_url_roots: Vec::new(),
             libos_config: None,
         }
+    }
+
+    /// The cap on one creator's running tasks: [`NodeConfig::max_running_per_user`], or
+    /// one less than the workers (at least one).
+    pub fn running_cap_per_user(&self) -> usize {
+        self.max_running_per_user
+            .unwrap_or_else(|| self.workers.max(1).saturating_sub(1))
+            .max(1)
     }
 
     /// The node's sealing key file.

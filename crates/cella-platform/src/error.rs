@@ -29,6 +29,10 @@ pub enum PlatformError {
     /// A quota or limit is used up.
     #[error("resource exhausted: {0}")]
     ResourceExhausted(String),
+    /// The node cannot take this request now (busy, or its store cannot write); the
+    /// same request may succeed later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The node failed; the message says where, never what secret was involved.
     #[error("internal error: {0}")]
     Internal(String),

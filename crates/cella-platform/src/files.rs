@@ -273,6 +273,7 @@ impl Platform {
             schema: crypto.schema,
             key: crypto.key,
             content: None,
+            reserved_by: None,
             created_ms: now_ms(),
         };
         self.store.write(|tx| {
@@ -375,7 +376,9 @@ impl Platform {
         })?;
         let blob = match &file {
             FileView::Input(f) if f.location == Location::Blob => Some(BlobName::input(f.id)),
-            FileView::Output(f) if f.location == Location::Blob => Some(BlobName::output(f.id)),
+            FileView::Output(f) if f.location == Location::Blob => {
+                f.content.as_ref().map(|c| output_blob(f.id, c.version))
+            }
             _ => None,
         };
         if let Some(b) = blob {
@@ -394,14 +397,16 @@ impl Platform {
         match file {
             FileView::Input(f) => self.open_input(&f),
             FileView::Output(f) => {
-                if f.content.is_none() {
+                let Some(content) = &f.content else {
                     return Err(PlatformError::FailedPrecondition(format!(
                         "output {} has not been written by a task yet",
                         f.id
                     )));
-                }
+                };
                 match &f.location {
-                    Location::Blob => Ok(self.blobs.open_read(&BlobName::output(f.id))?),
+                    Location::Blob => {
+                        Ok(self.blobs.open_read(&output_blob(f.id, content.version))?)
+                    }
                     Location::Url(u) => open_url(u, &self.config.file_url_roots),
                 }
             }
@@ -416,12 +421,21 @@ impl Platform {
         }
     }
 
-    /// Writes an output's ciphertext to its place; fails if something is already there.
-    pub(crate) fn write_output(&self, f: &OutputFile, ciphertext: &[u8]) -> Result<Digest> {
+    /// Writes one run's ciphertext of an output: in the blob store as a new version
+    /// `version` (never over content a task recorded; the record's commit makes it the
+    /// output's), at a URL only where nothing is yet.
+    pub(crate) fn write_output(
+        &self,
+        f: &OutputFile,
+        version: u64,
+        ciphertext: &[u8],
+    ) -> Result<Digest> {
         use std::io::Write;
         match &f.location {
             Location::Blob => {
-                let mut w = self.blobs.create(&BlobName::output(f.id))?;
+                let mut w = self
+                    .blobs
+                    .create(&BlobName::output_version(f.id, version))?;
                 w.write_all(ciphertext)
                     .map_err(|e| PlatformError::Internal(format!("writing output: {e}")))?;
                 Ok(w.commit()?.0)
@@ -450,12 +464,13 @@ impl Platform {
         }
     }
 
-    /// Removes an output written by a run whose result was discarded.
-    pub(crate) fn discard_output(&self, f: &OutputFile) {
+    /// Removes the version `version` of an output that a run wrote and whose result was
+    /// discarded: only that run's own blob, never the recorded content.
+    pub(crate) fn discard_output(&self, f: &OutputFile, version: u64) {
         let removed = match &f.location {
             Location::Blob => self
                 .blobs
-                .remove(&BlobName::output(f.id))
+                .remove(&BlobName::output_version(f.id, version))
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Location::Url(u) => url_path(u, &self.config.file_url_roots, false)
@@ -465,6 +480,14 @@ impl Platform {
         if let Err(e) = removed {
             tracing::warn!(output = %f.id, error = %e, "could not remove a discarded output");
         }
+    }
+}
+
+/// The blob holding an output's recorded content of `version`.
+fn output_blob(id: cella_types::OutputFileId, version: Option<u64>) -> BlobName {
+    match version {
+        Some(v) => BlobName::output_version(id, v),
+        None => BlobName::output(id),
     }
 }
 

@@ -21,8 +21,10 @@ pub struct FunctionView {
 }
 
 impl Platform {
-    /// Checks a spec and payload against the node: the executor exists and accepts the
-    /// payload, allowlisted users exist.
+    /// Checks a spec and payload against the node: the executor exists, offers the
+    /// runtime image named, and accepts the payload; allowlisted users exist. Refusing
+    /// here, naming what the node offers, spares every participant approving a task that
+    /// could never run.
     fn check_function(&self, spec: &FunctionSpec, payload: &[u8]) -> Result<()> {
         spec.validate()?;
         if payload.len() > MAX_PAYLOAD_BYTES {
@@ -31,10 +33,25 @@ impl Platform {
                 payload.len()
             )));
         }
-        let executor = self
-            .executors
-            .get(spec.executor)
-            .map_err(|e| PlatformError::InvalidArgument(e.to_string()))?;
+        let executor = self.executors.get(spec.executor).map_err(|e| {
+            PlatformError::InvalidArgument(format!(
+                "{e}; it offers: {}",
+                self.executor_kinds()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        if let Some(runtime) = &spec.runtime {
+            let offered = executor.offered_runtimes();
+            if !offered.contains(runtime) {
+                return Err(PlatformError::InvalidArgument(format!(
+                    "runtime image {runtime:?} is not offered by this node; it offers: [{}]",
+                    offered.join(", ")
+                )));
+            }
+        }
         executor
             .validate_payload(payload)
             .map_err(|e| PlatformError::InvalidArgument(format!("payload refused: {e}")))?;
@@ -163,7 +180,13 @@ impl Platform {
         payload: Option<&[u8]>,
     ) -> Result<Function> {
         let current = self.load_function(id)?;
-        policy::check(caller, &Action::ModifyFunction(&current))?;
+        policy::check(
+            caller,
+            &Action::ModifyFunction {
+                function: &current,
+                verb: "update",
+            },
+        )?;
         if spec.executor != current.spec.executor || spec.runtime != current.spec.runtime {
             return Err(PlatformError::InvalidArgument(
                 "the executor and runtime of a function cannot change; register a new function"
@@ -201,7 +224,13 @@ impl Platform {
     /// Permission, not found.
     pub fn disable_function(&self, caller: &Caller, id: &str) -> Result<Function> {
         let current = self.load_function(id)?;
-        policy::check(caller, &Action::ModifyFunction(&current))?;
+        policy::check(
+            caller,
+            &Action::ModifyFunction {
+                function: &current,
+                verb: "disable",
+            },
+        )?;
         self.store.write(|tx| {
             let mut f = tx
                 .get::<Function>(&current.key())?
@@ -222,7 +251,13 @@ impl Platform {
     /// that still uses it.
     pub fn delete_function(&self, caller: &Caller, id: &str) -> Result<()> {
         let current = self.load_function(id)?;
-        policy::check(caller, &Action::ModifyFunction(&current))?;
+        policy::check(
+            caller,
+            &Action::ModifyFunction {
+                function: &current,
+                verb: "delete",
+            },
+        )?;
         self.store.write(|tx| {
             if let Some(t) = tx
                 .list::<Task>()?

@@ -14,8 +14,10 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+mod fair;
 pub mod files;
 pub mod functions;
+mod hashing;
 mod policy;
 pub mod scheduler;
 pub mod tasks;
@@ -33,6 +35,7 @@ pub use config::NodeConfig;
 pub use error::{PlatformError, Result};
 
 use crate::auth::TokenKey;
+use crate::hashing::HashLimiter;
 use crate::scheduler::Scheduler;
 
 /// A Cella node's service logic over its stores and executors.
@@ -43,6 +46,7 @@ pub struct Platform {
     token_key: TokenKey,
     executors: Executors,
     sched: Scheduler,
+    hashing: HashLimiter,
 }
 
 impl std::fmt::Debug for Platform {
@@ -79,13 +83,17 @@ impl Platform {
         let store = MetaStore::open(&config.meta_path(), key)?;
         let blobs = BlobStore::open(&config.blob_dir())?;
         let token_key = TokenKey::load_or_create(&store)?;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let hashing = HashLimiter::new(hashing::slots_for(config.password_hash_memory, cores));
+        let sched = Scheduler::new(config.running_cap_per_user());
         let platform = Arc::new(Self {
             config,
             store,
             blobs,
             token_key,
             executors,
-            sched: Scheduler::new(),
+            sched,
+            hashing,
         });
         platform.bootstrap_admin()?;
         platform.recover()?;

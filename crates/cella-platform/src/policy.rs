@@ -25,8 +25,13 @@ pub(crate) enum Action<'a> {
     UseFunction(&'a Function),
     /// Read a function's payload.
     ReadPayload(&'a Function),
-    /// Update, disable or delete a function.
-    ModifyFunction(&'a Function),
+    /// Update, disable or delete a function; `verb` names which, for the refusal.
+    ModifyFunction {
+        /// The function.
+        function: &'a Function,
+        /// What the caller tried: "update", "disable" or "delete".
+        verb: &'static str,
+    },
     /// Register an input or output file.
     RegisterFile,
     /// Read, download or delete a file owned by `owner`.
@@ -79,6 +84,17 @@ fn need_participant(caller: &Caller, task: &Task, what: &str) -> Result<(), Plat
     }
 }
 
+fn need_function_owner(caller: &Caller, f: &Function, what: &str) -> Result<(), PlatformError> {
+    if f.owner == caller.user {
+        Ok(())
+    } else {
+        deny(format!(
+            "only the owner of function {} ({}) may {what}; {} is not",
+            f.id, f.owner, caller.user
+        ))
+    }
+}
+
 /// Whether `caller` may perform `action`.
 ///
 /// # Errors
@@ -100,15 +116,9 @@ pub(crate) fn check(caller: &Caller, action: &Action<'_>) -> Result<(), Platform
                 ))
             }
         }
-        Action::ReadPayload(f) | Action::ModifyFunction(f) => {
-            if f.owner == caller.user {
-                Ok(())
-            } else {
-                deny(format!(
-                    "only the owner of function {} may read its payload or change it",
-                    f.id
-                ))
-            }
+        Action::ReadPayload(f) => need_function_owner(caller, f, "read its payload"),
+        Action::ModifyFunction { function, verb } => {
+            need_function_owner(caller, function, &format!("{verb} it"))
         }
         Action::RegisterFile => need_role(caller, Role::DataOwner, "registering a file"),
         Action::AccessFile { owner } => {
@@ -224,7 +234,13 @@ mod tests {
             ("use private function", Action::UseFunction(&private)),
             ("use public function", Action::UseFunction(&public)),
             ("read payload", Action::ReadPayload(&private)),
-            ("modify function", Action::ModifyFunction(&private)),
+            (
+                "modify function",
+                Action::ModifyFunction {
+                    function: &private,
+                    verb: "update",
+                },
+            ),
             ("register file", Action::RegisterFile),
             ("access alice's file", Action::AccessFile { owner: &alice }),
             ("read task", Action::ReadTask(&t)),

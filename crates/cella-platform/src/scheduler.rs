@@ -4,18 +4,22 @@
 //!
 //! Invariants: a task is in the queue table exactly while it is Staged (a canceled task's
 //! entry is skipped and dropped when reached); a Running task has a lease naming its
-//! worker; a worker only records a result if it still holds the lease.
+//! worker; a worker only records a result if it still holds the lease. Workers are
+//! shared fairly between task creators, each under a cap of running tasks (see
+//! [`crate::fair`]); a task counts against its creator from its lease to the end of its
+//! run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cella_store::{Record, WriteTx, seq_key};
-use cella_types::{Digest, Task, TaskId, TaskStatus};
+use cella_types::{Digest, Task, TaskId, TaskStatus, UserName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{NODE_ACTOR, audit_as};
+use crate::fair::{FairShare, SCAN_WINDOW};
 use crate::{Platform, PlatformError, Result, now_ms};
 
 /// Capacity of the change-notification channel. A watcher that falls this far behind
@@ -30,6 +34,10 @@ const PAYLOAD_CACHE_BYTES: usize = 256 << 20;
 pub(crate) struct QueueEntry {
     seq: u64,
     pub(crate) task: TaskId,
+    /// The task's creator, whose share the task counts against. `None` in entries
+    /// queued before fair sharing; those are looked up in the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    creator: Option<UserName>,
 }
 
 impl Record for QueueEntry {
@@ -40,9 +48,13 @@ impl Record for QueueEntry {
 }
 
 /// Puts a task at the back of the queue, inside the caller's transaction.
-pub(crate) fn enqueue(tx: &mut WriteTx<'_>, task: TaskId) -> Result<()> {
+pub(crate) fn enqueue(tx: &mut WriteTx<'_>, task: &Task) -> Result<()> {
     let seq = tx.next_seq(QueueEntry::TABLE)?;
-    tx.put(&QueueEntry { seq, task })?;
+    tx.put(&QueueEntry {
+        seq,
+        task: task.id,
+        creator: Some(task.creator.clone()),
+    })?;
     Ok(())
 }
 
@@ -106,18 +118,44 @@ pub(crate) struct Scheduler {
     idle: Mutex<Vec<IdleWorker>>,
     events: broadcast::Sender<TaskId>,
     running: Mutex<HashMap<TaskId, CancellationToken>>,
+    fair: Mutex<FairShare>,
+    /// Most tasks one creator runs at once.
+    cap_per_user: usize,
     pub(crate) payload_cache: PayloadCache,
 }
 
 impl Scheduler {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(cap_per_user: usize) -> Self {
         Self {
             wake: Notify::new(),
             idle: Mutex::new(Vec::new()),
             events: broadcast::channel(EVENT_CAPACITY).0,
             running: Mutex::new(HashMap::new()),
+            fair: Mutex::new(FairShare::default()),
+            cap_per_user: cap_per_user.max(1),
             payload_cache: PayloadCache::default(),
         }
+    }
+
+    fn fair(&self) -> std::sync::MutexGuard<'_, FairShare> {
+        // Counters updated one at a time: consistent after a panic elsewhere.
+        self.fair.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a task of `creator` as started if the creator is under its cap; whether
+    /// it was.
+    pub(crate) fn try_start(&self, creator: &UserName) -> bool {
+        let mut fair = self.fair();
+        let ok = fair.may_start(creator, self.cap_per_user);
+        if ok {
+            fair.start(creator);
+        }
+        ok
+    }
+
+    /// Counts a task of `creator` as ended, or as never started after all.
+    pub(crate) fn ended(&self, creator: &UserName) {
+        self.fair().end(creator);
     }
 
     /// Tells watchers that `task` changed.
@@ -302,28 +340,78 @@ impl Platform {
         }
     }
 
-    /// Takes the oldest queued task that is still Staged and marks it Running under a
-    /// lease held by `worker`.
-    fn lease_next(&self, worker: &str) -> Result<Option<Task>> {
+    /// Takes the queued task that the fair share picks (see [`crate::fair`]) and marks
+    /// it Running under a lease held by `worker`, counting it against its creator.
+    /// `None` when the queue is empty or every queued creator is at its cap.
+    pub(crate) fn lease_next(&self, worker: &str) -> Result<Option<Task>> {
+        let mut counted: Option<UserName> = None;
         let leased = self.store.write(|tx| {
-            while let Some(entry) = tx.first::<QueueEntry>()? {
-                tx.delete::<QueueEntry>(&entry.key())?;
-                let Some(mut task) = tx.get::<Task>(&entry.task.to_string())? else {
-                    continue;
-                };
-                if task.status() != TaskStatus::Staged {
-                    continue; // canceled while queued
+            loop {
+                let mut window = tx.first_n::<QueueEntry>(SCAN_WINDOW)?;
+                if window.is_empty() {
+                    return Ok::<_, PlatformError>(None);
                 }
-                task.start(self.new_lease(worker), now_ms())?;
-                tx.put(&task)?;
-                return Ok::<_, PlatformError>(Some(task));
+                let mut creators = Vec::with_capacity(window.len());
+                let mut stale = Vec::new();
+                for entry in &window {
+                    let creator = match &entry.creator {
+                        Some(c) => Some(c.clone()),
+                        None => tx.get::<Task>(&entry.task.to_string())?.map(|t| t.creator),
+                    };
+                    match creator {
+                        Some(c) => creators.push(c),
+                        None => stale.push(entry.key()),
+                    }
+                }
+                if !stale.is_empty() {
+                    // Entries of deleted tasks: drop them and look again.
+                    for key in stale {
+                        tx.delete::<QueueEntry>(&key)?;
+                    }
+                    continue;
+                }
+                let picked = {
+                    let mut fair = self.sched.fair();
+                    let Some(i) = fair.pick(&creators, self.sched.cap_per_user) else {
+                        return Ok(None);
+                    };
+                    fair.start(&creators[i]);
+                    i
+                };
+                let entry = window.swap_remove(picked);
+                counted = Some(creators.swap_remove(picked));
+                tx.delete::<QueueEntry>(&entry.key())?;
+                let task = tx.get::<Task>(&entry.task.to_string())?;
+                match task {
+                    Some(mut task) if task.status() == TaskStatus::Staged => {
+                        task.start(self.new_lease(worker), now_ms())?;
+                        tx.put(&task)?;
+                        return Ok(Some(task));
+                    }
+                    // Canceled while queued: it never starts.
+                    _ => {
+                        if let Some(c) = counted.take() {
+                            self.sched.ended(&c);
+                        }
+                    }
+                }
             }
-            Ok(None)
-        })?;
-        if let Some(t) = &leased {
-            self.sched.publish(t.id);
+        });
+        match leased {
+            Ok(leased) => {
+                if let Some(t) = &leased {
+                    self.sched.publish(t.id);
+                }
+                Ok(leased)
+            }
+            Err(e) => {
+                // Nothing was leased: the task does not count.
+                if let Some(c) = counted {
+                    self.sched.ended(&c);
+                }
+                Err(e)
+            }
         }
-        Ok(leased)
     }
 
     /// Runs after a start: every task that was Running belonged to a worker of the last
@@ -339,7 +427,7 @@ impl Platform {
                     task.lease_lost("the node stopped while the task was running", now_ms())?;
                 tx.put(&task)?;
                 if status == TaskStatus::Staged {
-                    crate::scheduler::enqueue(tx, task.id)?;
+                    crate::scheduler::enqueue(tx, &task)?;
                 }
                 audit_as(tx, NODE_ACTOR, "recover_task", &task.key())?;
                 n += 1;
@@ -369,7 +457,7 @@ impl Platform {
             let status = t.lease_lost(why, now_ms())?;
             tx.put(&t)?;
             if status == TaskStatus::Staged {
-                enqueue(tx, t.id)?;
+                enqueue(tx, &t)?;
             }
             audit_as(tx, NODE_ACTOR, "lease_lost", &t.key())?;
             Ok(status == TaskStatus::Staged)
@@ -395,3 +483,7 @@ impl Platform {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 
 use crate::audit::audit;
 use crate::policy::{self, Action};
-use crate::scheduler::enqueue;
+use crate::scheduler::{IdleWorker, enqueue};
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
 
 /// A task as a participant sees it.
@@ -88,6 +88,30 @@ fn check_slot(
             file_owner,
         },
     )
+}
+
+/// Refuses an output file that another unfinished task holds, or another slot of this
+/// task: two runs writing one output would make one of them lose its result (or, before
+/// outputs were versioned, destroy the other's).
+fn check_output_free(tx: &WriteTx<'_>, task: &Task, file: &OutputFile) -> Result<()> {
+    if let Some((other_slot, _)) = task.outputs.iter().find(|(_, s)| s.file == Some(file.id)) {
+        return Err(PlatformError::FailedPrecondition(format!(
+            "output file {} is already assigned to slot {other_slot:?} of this task: \
+             each output slot needs its own output file",
+            file.id
+        )));
+    }
+    if let Some(holder) = file.reserved_by.filter(|t| *t != task.id)
+        && let Some(other) = tx.get::<Task>(&holder.to_string())?
+        && !other.status().is_terminal()
+    {
+        return Err(PlatformError::FailedPrecondition(format!(
+            "output file {} is assigned to unfinished {holder}: an output goes to one task \
+             at a time; register another output file, or wait until {holder} ends",
+            file.id
+        )));
+    }
+    Ok(())
 }
 
 fn task_key(id: &str) -> Result<String> {
@@ -309,7 +333,7 @@ impl Platform {
             }
             for (slot, file_id) in outputs {
                 let file_key = file_id.parse::<cella_types::OutputFileId>()?.to_string();
-                let file: OutputFile = load_file(tx, "output", &file_key)?;
+                let mut file: OutputFile = load_file(tx, "output", &file_key)?;
                 let owners = task.outputs.get(slot).map(|s| &s.owners);
                 check_slot(caller, task, "output", slot, owners, &file.owner)?;
                 if let Some(c) = &file.content {
@@ -318,7 +342,10 @@ impl Platform {
                         c.task
                     )));
                 }
+                check_output_free(tx, task, &file)?;
                 task.assign_output(slot, file.id, now)?;
+                file.reserved_by = Some(task.id);
+                tx.put(&file)?;
             }
             Ok(())
         })
@@ -349,7 +376,9 @@ impl Platform {
     ///
     /// Permission, missing or stale approvals, a disabled function, quota exhausted.
     pub fn invoke_task(&self, caller: &Caller, id: &str) -> Result<TaskView> {
-        let mut handoff = None;
+        let mut handoff: Option<IdleWorker> = None;
+        // Only the creator may invoke (checked below), so the task counts against them.
+        let creator = caller.user.clone();
         let invoked = self.mutate_task(caller, id, "invoke_task", |tx, task, function| {
             policy::check(caller, &Action::Invoke(task))?;
             let mut function = function.cloned().ok_or_else(|| {
@@ -373,21 +402,28 @@ impl Platform {
             task.stage(&current, now)?;
             function.usage += 1;
             tx.put(&function)?;
-            // An idle worker takes the task in this same commit; otherwise it queues.
+            // An idle worker takes the task in this same commit, if its creator is under
+            // the cap of running tasks; otherwise it queues.
             match self.sched.take_idle() {
-                Some(worker) => {
-                    task.start(self.new_lease(&worker.name), now)?;
+                Some(worker) if self.sched.try_start(&task.creator) => {
+                    // Counted from here; undone below unless the commit goes through.
+                    let lease = self.new_lease(&worker.name);
                     handoff = Some(worker);
+                    task.start(lease, now)?;
                     Ok(())
                 }
-                None => enqueue(tx, task.id),
+                // The worker not taken stays parked: its hand-off channel closes when
+                // `worker` drops, and it looks at the queue again.
+                _ => enqueue(tx, task),
             }
         });
         match (invoked, handoff) {
             (Ok(view), Some(worker)) => {
                 let name = worker.name.clone();
                 if !worker.hand(view.task.clone()) {
-                    // The worker stopped meanwhile: treat it as a lost lease.
+                    // The worker stopped meanwhile: treat it as a lost lease; the task
+                    // did not run.
+                    self.sched.ended(&creator);
                     self.lease_lost(
                         view.task.id,
                         &name,
@@ -401,8 +437,12 @@ impl Platform {
                 Ok(view)
             }
             // A worker taken by an invoke that did not commit sees its hand-off channel
-            // close and goes back to waiting.
-            (Err(e), _) => Err(e),
+            // close and goes back to waiting; the task never started.
+            (Err(e), Some(_)) => {
+                self.sched.ended(&creator);
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
         }
     }
 

@@ -59,6 +59,7 @@ impl Platform {
         stop: &CancellationToken,
     ) {
         let id = task.id;
+        let creator = task.creator.clone();
         let cancel = self.sched.register_running(id);
         let me = Arc::clone(self);
         // A task of its own, so that a panic in an executor is caught here.
@@ -86,6 +87,7 @@ impl Platform {
             }
         }
         self.sched.unregister_running(id);
+        self.sched.ended(&creator);
     }
 
     fn load_job(&self, task: Task) -> Result<Job> {
@@ -271,6 +273,11 @@ impl Platform {
         mut plain: BTreeMap<String, Vec<u8>>,
     ) -> std::result::Result<BTreeMap<String, (OutputFile, OutputContent)>, RunError> {
         let mut written: BTreeMap<String, (OutputFile, OutputContent)> = BTreeMap::new();
+        // This run's outputs go to blobs of their own; only the commit that records the
+        // result makes them the outputs' content (see `record`).
+        let version = crate::auth::random_bytes::<8>()
+            .map(u64::from_be_bytes)
+            .map_err(|e| RunError::Failed(format!("output version: {e}")))?;
         for (slot, file) in files {
             let data = plain.remove(slot).unwrap_or_default();
             let sealed = key_of(file.key.as_bytes()).and_then(|key| {
@@ -278,7 +285,7 @@ impl Platform {
                     .map_err(|e| RunError::Failed(format!("sealing output {slot:?}: {e}")))
             });
             let stored = sealed.and_then(|ct| {
-                self.write_output(file, &ct)
+                self.write_output(file, version, &ct)
                     .map(|d| (d, ct.len() as u64))
                     .map_err(|e| RunError::Failed(format!("output slot {slot:?}: {e}")))
             });
@@ -292,13 +299,14 @@ impl Platform {
                                 ciphertext_digest,
                                 size,
                                 task,
+                                version: Some(version),
                             },
                         ),
                     );
                 }
                 Err(e) => {
                     for (f, _) in written.values() {
-                        self.discard_output(f);
+                        self.discard_output(f, version);
                     }
                     return Err(e);
                 }
@@ -310,10 +318,15 @@ impl Platform {
     /// Records a run's outcome if `worker` still holds the task; otherwise (canceled
     /// meanwhile) throws the outputs away.
     fn record(&self, id: TaskId, worker: &str, outcome: std::result::Result<Completed, RunError>) {
-        let outputs: Vec<OutputFile> = match &outcome {
-            Ok(c) => c.outputs.iter().map(|(f, _)| f.clone()).collect(),
+        let outputs: Vec<(OutputFile, u64)> = match &outcome {
+            Ok(c) => c
+                .outputs
+                .iter()
+                .filter_map(|(f, content)| content.version.map(|v| (f.clone(), v)))
+                .collect(),
             Err(_) => Vec::new(),
         };
+        let discard = || outputs.iter().for_each(|(f, v)| self.discard_output(f, *v));
         let recorded = self.store.write(|tx| {
             let Some(mut task) = tx.get::<Task>(&id.to_string())? else {
                 return Ok::<_, PlatformError>(false);
@@ -355,9 +368,9 @@ impl Platform {
         });
         match recorded {
             Ok(true) => {}
-            Ok(false) => outputs.iter().for_each(|f| self.discard_output(f)),
+            Ok(false) => discard(),
             Err(e) => {
-                outputs.iter().for_each(|f| self.discard_output(f));
+                discard();
                 tracing::error!(task = %id, error = %e, "could not record the result");
                 // Record the failure itself, so the task does not stay Running.
                 let reason = format!("recording the result failed: {e}");

@@ -14,6 +14,7 @@ pub(crate) fn to_status(e: PlatformError) -> Status {
         PlatformError::FailedPrecondition(_) => Code::FailedPrecondition,
         PlatformError::AlreadyExists(_) => Code::AlreadyExists,
         PlatformError::ResourceExhausted(_) => Code::ResourceExhausted,
+        PlatformError::Unavailable(_) => Code::Unavailable,
         PlatformError::Internal(_) => Code::Internal,
     };
     if code == Code::Internal {
@@ -61,6 +62,7 @@ mod tests {
                 PlatformError::ResourceExhausted("x".into()),
                 Code::ResourceExhausted,
             ),
+            (PlatformError::Unavailable("x".into()), Code::Unavailable),
             (PlatformError::Internal("x".into()), Code::Internal),
         ];
         for (e, code) in cases {

@@ -2,7 +2,7 @@
 //!
 //! Blobs are ciphertexts uploaded by data owners, function payloads and task outputs: they
 //! are already encrypted or not secret, so the store keeps them as they come and seals
-//! nothing. Layout: `<root>/inputs/<input id>`, `<root>/outputs/<output id>`,
+//! nothing. Layout: `<root>/inputs/<input id>`, `<root>/outputs/<output id>[.<version>]`,
 //! `<root>/payloads/<sha-256 hex>`; a [`BlobName`] can only name one of those.
 //!
 //! Writes go to a temporary file beside the destination, hashed on the way in; [`BlobWriter::commit`]
@@ -190,6 +190,16 @@ impl BlobName {
         Self {
             dir: OUTPUTS_DIR,
             file: id.to_string(),
+        }
+    }
+
+    /// One run's version of an output's ciphertext: `outputs/<id>.<version as 16 hex>`.
+    /// A run writes its own version, so a run whose result is refused or discarded never
+    /// touches the content another run recorded.
+    pub fn output_version(id: OutputFileId, version: u64) -> Self {
+        Self {
+            dir: OUTPUTS_DIR,
+            file: format!("{id}.{version:016x}"),
         }
     }
 

@@ -74,6 +74,10 @@ fn payload_and_output_names() {
     );
     let out = OutputFileId::new();
     assert_eq!(BlobName::output(out).to_string(), format!("outputs/{out}"));
+    assert_eq!(
+        BlobName::output_version(out, 0xab).to_string(),
+        format!("outputs/{out}.00000000000000ab")
+    );
 }
 
 #[test]

@@ -614,6 +614,16 @@ impl ReadTx<'_> {
         Ok(self.entries(1)?.into_iter().next())
     }
 
+    /// The up to `n` records of type `R` with the smallest keys, in key order: the
+    /// head of a queue kept under [`seq_key`] keys.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ReadTx::get`], for any of them.
+    pub fn first_n<R: Record>(&self, n: usize) -> Result<Vec<R>, StoreError> {
+        self.entries(n)
+    }
+
     /// How many records of type `R` there are.
     ///
     /// # Errors

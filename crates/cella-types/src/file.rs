@@ -105,6 +105,12 @@ pub struct OutputContent {
     pub size: u64,
     /// The task that wrote it.
     pub task: crate::TaskId,
+    /// Which of the output's blobs holds this content, for outputs in the node's blob
+    /// store: each run writes a blob of its own, named by a fresh version, and the commit
+    /// that records the content is what makes it the output. `None` in records written
+    /// before versions existed, whose blob carries the output's id alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// A registered output file: a place and a key for a task's result.
@@ -122,6 +128,11 @@ pub struct OutputFile {
     pub key: KeyMaterial,
     /// Set once a task has written it; outputs are write-once.
     pub content: Option<OutputContent>,
+    /// The task the output is assigned to: an output goes to one task at a time, so a
+    /// second unfinished task cannot be given it. A reservation whose task has ended
+    /// (failed or canceled without writing) no longer holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_by: Option<crate::TaskId>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
 }

@@ -280,6 +280,14 @@ pub enum SpecError {
         /// The repeated name.
         name: String,
     },
+    /// The same name declared as an input slot and as an output slot.
+    #[error("slot {0:?} is declared both as an input and as an output: give them different names")]
+    SlotInBoth(String),
+    /// A quota of zero invocations.
+    #[error(
+        "quota = 0 would allow no invocation at all: give at least 1, or no quota for unlimited"
+    )]
+    ZeroQuota,
     /// An output slot marked optional: every output must have a place to go.
     #[error("output slot {0:?} cannot be optional")]
     OptionalOutput(String),
@@ -371,6 +379,19 @@ impl FunctionSpec {
         check_unique("argument", self.arguments.iter().map(|a| a.name.as_str()))?;
         check_unique("input slot", self.inputs.iter().map(|s| s.name.as_str()))?;
         check_unique("output slot", self.outputs.iter().map(|s| s.name.as_str()))?;
+        // One name for an input and an output would make every place that names a slot
+        // (assignment, the executor's I/O, the task record) ambiguous.
+        if let Some(both) = self
+            .outputs
+            .iter()
+            .find(|o| self.inputs.iter().any(|i| i.name == o.name))
+        {
+            return Err(SpecError::SlotInBoth(both.name.clone()));
+        }
+        // A quota of zero would register a function no task could ever run.
+        if self.quota == Some(0) {
+            return Err(SpecError::ZeroQuota);
+        }
         if let Some(out) = self.outputs.iter().find(|s| s.optional) {
             return Err(SpecError::OptionalOutput(out.name.clone()));
         }
@@ -492,6 +513,25 @@ mod tests {
             })
             .collect();
         assert!(matches!(s.validate(), Err(SpecError::TooMany { .. })));
+    }
+
+    #[test]
+    fn zero_quota_and_a_slot_in_both_directions_are_refused() {
+        let mut s = spec();
+        s.quota = Some(0);
+        let e = s.validate().unwrap_err();
+        assert_eq!(e, SpecError::ZeroQuota);
+        assert!(e.to_string().contains("quota = 0"), "{e}");
+        s.quota = None;
+        assert_eq!(s.validate(), Ok(()));
+        let mut s = spec();
+        s.outputs[0].name = s.inputs[0].name.clone();
+        let e = s.validate().unwrap_err();
+        assert_eq!(e, SpecError::SlotInBoth("in1".into()));
+        assert!(
+            e.to_string().contains("both as an input and as an output"),
+            "{e}"
+        );
     }
 
     #[test]

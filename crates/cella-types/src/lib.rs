@@ -19,6 +19,6 @@ pub use function::{
 pub use id::{FunctionId, InputFileId, OutputFileId, ParseIdError, TaskId};
 pub use task::{
     InputSlot, Lease, NewTask, OutputSlot, Task, TaskDigest, TaskError, TaskResult, TaskStatus,
-    Usage,
+    UnassignedSlot, Usage,
 };
 pub use user::{Role, User, UserName};

@@ -222,12 +222,49 @@ pub enum TaskError {
         /// The current digest.
         current: Digest,
     },
+    /// Approval before every slot is filled: the digest to approve does not exist yet.
+    #[error(
+        "approval needs every slot assigned first; still to assign: {}",
+        join_slots(.unassigned)
+    )]
+    SlotsUnassigned {
+        /// The slots still empty, with who may fill each.
+        unassigned: Vec<UnassignedSlot>,
+    },
     /// Invoke before every participant approved the current digest.
     #[error("not approved by every participant for the current digest; missing: {}", join(.missing))]
     NotApproved {
         /// Participants whose approval is missing or stale.
         missing: Vec<UserName>,
     },
+}
+
+/// A slot that must still be filled before the task can be approved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnassignedSlot {
+    /// `input` or `output`.
+    pub kind: &'static str,
+    /// The slot's name.
+    pub slot: String,
+    /// Who may fill it (any one of them).
+    pub owners: Vec<UserName>,
+}
+
+impl fmt::Display for UnassignedSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} slot {:?} (by ", self.kind, self.slot)?;
+        let owners = self.owners.iter().map(UserName::as_str);
+        f.write_str(&owners.collect::<Vec<_>>().join(" or "))?;
+        f.write_str(")")
+    }
+}
+
+fn join_slots(slots: &[UnassignedSlot]) -> String {
+    slots
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn join(users: &[UserName]) -> String {
@@ -384,6 +421,29 @@ impl Task {
         }
     }
 
+    /// The slots that must still be filled before the task can be approved, inputs
+    /// first, each with the users who may fill it. Optional inputs are not listed.
+    pub fn unassigned_slots(&self) -> Vec<UnassignedSlot> {
+        let inputs = self
+            .inputs
+            .iter()
+            .filter(|(_, s)| !s.optional && s.file.is_none())
+            .map(|(name, s)| ("input", name, &s.owners));
+        let outputs = self
+            .outputs
+            .iter()
+            .filter(|(_, s)| s.file.is_none())
+            .map(|(name, s)| ("output", name, &s.owners));
+        inputs
+            .chain(outputs)
+            .map(|(kind, slot, owners)| UnassignedSlot {
+                kind,
+                slot: slot.clone(),
+                owners: owners.iter().cloned().collect(),
+            })
+            .collect()
+    }
+
     fn data_complete(&self) -> bool {
         self.inputs.values().all(|s| s.optional || s.file.is_some())
             && self.outputs.values().all(|s| s.file.is_some())
@@ -473,6 +533,7 @@ impl Task {
     ///
     /// # Errors
     ///
+    /// [`TaskError::SlotsUnassigned`] while slots are still empty (Created), naming them;
     /// [`TaskError::WrongStatus`] unless DataAssigned or Approved;
     /// [`TaskError::StaleDigest`] when `given != current`.
     pub fn approve(
@@ -482,6 +543,11 @@ impl Task {
         current: Digest,
         now_ms: u64,
     ) -> Result<(), TaskError> {
+        if self.status == TaskStatus::Created {
+            return Err(TaskError::SlotsUnassigned {
+                unassigned: self.unassigned_slots(),
+            });
+        }
         self.require(
             "approval",
             &[TaskStatus::DataAssigned, TaskStatus::Approved],
@@ -757,6 +823,40 @@ mod tests {
         t.assign_output("out_a", OutputFileId::new(), 3).unwrap();
         // The optional slot may stay empty.
         assert_eq!(t.status(), TaskStatus::DataAssigned);
+    }
+
+    #[test]
+    fn early_approval_names_each_slot_still_to_assign_and_who_may() {
+        let mut t = task();
+        t.assign_input("in_a", InputFileId::new(), Digest::of(b"a"), 2)
+            .unwrap();
+        let d = Digest::of(b"any");
+        let e = t.approve(&u("a"), d, d, 3).unwrap_err();
+        assert_eq!(
+            e,
+            TaskError::SlotsUnassigned {
+                unassigned: vec![
+                    UnassignedSlot {
+                        kind: "input",
+                        slot: "in_b".into(),
+                        owners: vec![u("b")],
+                    },
+                    UnassignedSlot {
+                        kind: "output",
+                        slot: "out_a".into(),
+                        owners: vec![u("a")],
+                    },
+                ]
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "approval needs every slot assigned first; still to assign: \
+             input slot \"in_b\" (by b), output slot \"out_a\" (by a)"
+        );
+        // The optional slot is never listed; nothing was recorded.
+        assert!(t.approvals.is_empty());
+        assert!(assigned().unassigned_slots().is_empty());
     }
 
     #[test]

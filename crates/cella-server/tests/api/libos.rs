@@ -116,20 +116,17 @@ async fn unknown_runtime_and_failing_programs_fail_with_their_reason() {
         ),
         tonic::Code::InvalidArgument
     );
-    let py = fo
+    // A runtime the node does not offer is refused at registration, naming what it
+    // offers (before, it failed only after every participant had approved).
+    let e = fo
         .register_function(libos_spec("py", "python3"), b"print(1)".to_vec())
         .await
-        .unwrap();
-    let (task, _, _) = approved_task(&py.function_id, &fo, "fo").await;
-    fo.invoke_task(&task).await.unwrap();
-    let t = wait(&fo, &task).await;
-    assert_eq!(status(&t), TaskStatus::Failed);
+        .unwrap_err();
+    assert_eq!(code(&e), tonic::Code::InvalidArgument);
     assert!(
-        t.reason
-            .contains("runtime image \"python3\" is not offered")
-            && t.reason.contains("[native]"),
-        "{}",
-        t.reason
+        e.to_string()
+            .contains("runtime image \"python3\" is not offered by this node; it offers: [native]"),
+        "{e}"
     );
 
     let failing = fo

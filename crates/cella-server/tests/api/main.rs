@@ -2,6 +2,7 @@
 //! TLS, in one test binary to keep link time down.
 
 mod flow;
+mod hardening;
 mod libos;
 mod lifecycle;
 mod refusals;
