@@ -1,8 +1,9 @@
 ;; echo.wat: prints each argument of its task to stdout, one per line, and returns.
 ;;
 ;; Cella passes a task's arguments as argv: argv[0] is the function's name, then one
-;; "name=value" per argument, in name order. This module writes argv[1..] to stdout,
-;; which becomes the task's log. It reads no input and writes no output.
+;; "--name=value" per argument, in name order (as LibOS programs get them). This module
+;; writes argv[1..] to stdout, which becomes the task's log. It reads no input and
+;; writes no output.
 ;;
 ;; Run it with the CLI (a payload may be WAT text like this file, or a binary module):
 ;;
@@ -10,7 +11,7 @@
 ;;       --payload examples/wasm/echo.wat --arg message=hello
 ;;   cella task create --function <function-id> --arg message=hi
 ;;   cella task approve <task-id>; cella task invoke <task-id>
-;;   cella task get <task-id>          # the log shows: message=hi
+;;   cella task get <task-id>          # the log shows: --message=hi
 (module
   (import "wasi_snapshot_preview1" "args_sizes_get"
     (func $args_sizes_get (param i32 i32) (result i32)))

@@ -37,6 +37,10 @@ pub(crate) struct ServeArgs {
     /// Wall-clock budget of one task run, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub(crate) task_deadline: u64,
+    /// Cap on all of one task's outputs together, in bytes (plaintext); a task over it
+    /// fails, naming the cap.
+    #[arg(long, value_name = "BYTES", default_value_t = cella_executor::DEFAULT_MAX_TOTAL_OUTPUT_BYTES)]
+    pub(crate) max_task_output_bytes: u64,
     /// Extra host names or addresses for the node's certificate (first start only).
     #[arg(long, value_name = "NAME")]
     pub(crate) tls_name: Vec<String>,
@@ -80,6 +84,7 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     node.workers = args.workers;
     node.file_url_roots = args.file_url_root;
     node.task_deadline = Duration::from_secs(args.task_deadline);
+    node.max_task_output_bytes = args.max_task_output_bytes;
     node.libos_config = args.libos_config;
     let admin_file = node.admin_password_path();
     let first_start = !node.meta_path().exists();

@@ -498,9 +498,7 @@ async fn run(
     let mut io = TaskIo::new(
         BTreeMap::from([("in".to_owned(), b"world".to_vec())]),
         ["out".to_owned()],
-        IoLimits {
-            max_output_bytes: max_output,
-        },
+        IoLimits::per_slot(max_output),
     );
     let r = h.executor.execute(&t, &mut io).await;
     (r, io)

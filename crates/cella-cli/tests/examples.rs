@@ -107,9 +107,7 @@ async fn run(
             .map(|(s, d)| ((*s).to_owned(), d.to_vec()))
             .collect::<BTreeMap<_, _>>(),
         outputs.iter().map(|s| (*s).to_owned()),
-        IoLimits {
-            max_output_bytes: 1 << 20,
-        },
+        IoLimits::per_slot(1 << 20),
     );
     let r = executor.execute(&task, &mut io).await;
     (r, io)

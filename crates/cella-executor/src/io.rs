@@ -2,7 +2,8 @@
 //!
 //! Invariants: the set of input slots and the set of output slots are fixed when the
 //! `TaskIo` is built; a function can only replace the content of a declared output slot,
-//! and never with more than [`IoLimits::max_output_bytes`]. There is no path from here
+//! never with more than [`IoLimits::max_output_bytes`], and never so that all its
+//! outputs together hold more than [`IoLimits::max_total_output_bytes`]. There is no path from here
 //! to the network or to host files. `Debug` shows slot names and sizes, never contents.
 
 use std::collections::BTreeMap;
@@ -13,18 +14,36 @@ use std::fmt;
 /// leaving room for the joined tables and intersections that builtins produce.
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Default cap on all of a task's outputs together: 256 MiB, four slots at the per-slot
+/// default. Without it a function with many slots pins slots × the per-slot cap (64
+/// slots of 256 MiB would be 16 GiB) of plaintext on the node.
+pub const DEFAULT_MAX_TOTAL_OUTPUT_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Limits on what a function may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IoLimits {
     /// Largest content of one output slot, in bytes.
     pub max_output_bytes: u64,
+    /// Largest content of all output slots together, in bytes.
+    pub max_total_output_bytes: u64,
 }
 
-/// [`DEFAULT_MAX_OUTPUT_BYTES`] per output slot.
+impl IoLimits {
+    /// `max_output_bytes` per slot, and the default total cap (no lower than that).
+    pub fn per_slot(max_output_bytes: u64) -> Self {
+        Self {
+            max_output_bytes,
+            max_total_output_bytes: DEFAULT_MAX_TOTAL_OUTPUT_BYTES.max(max_output_bytes),
+        }
+    }
+}
+
+/// [`DEFAULT_MAX_OUTPUT_BYTES`] per output slot, [`DEFAULT_MAX_TOTAL_OUTPUT_BYTES`] in all.
 impl Default for IoLimits {
     fn default() -> Self {
         Self {
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_total_output_bytes: DEFAULT_MAX_TOTAL_OUTPUT_BYTES,
         }
     }
 }
@@ -50,6 +69,20 @@ pub enum IoError {
         /// The size of the rejected content.
         size: u64,
         /// The limit, [`IoLimits::max_output_bytes`].
+        limit: u64,
+    },
+    /// A write that would take all outputs together over the task's total cap.
+    #[error(
+        "the task's outputs would hold {total} bytes in all (output slot {slot:?} holding {size}), over the task's output cap of {limit} bytes"
+    )]
+    TotalOutputTooLarge {
+        /// The slot written to.
+        slot: String,
+        /// The size of the rejected content.
+        size: u64,
+        /// What all outputs would hold with it.
+        total: u64,
+        /// The limit, [`IoLimits::max_total_output_bytes`].
         limit: u64,
     },
 }
@@ -122,16 +155,18 @@ impl TaskIo {
     /// # Errors
     ///
     /// [`IoError::UnknownOutputSlot`] when `slot` is not declared,
-    /// [`IoError::OutputTooLarge`] when `data` is over [`IoLimits::max_output_bytes`];
-    /// the slot keeps its previous content in both cases.
+    /// [`IoError::OutputTooLarge`] when `data` is over [`IoLimits::max_output_bytes`],
+    /// [`IoError::TotalOutputTooLarge`] when the outputs would hold more than
+    /// [`IoLimits::max_total_output_bytes`] with it; the slot keeps its previous content
+    /// in every case.
     pub fn write_output(&mut self, slot: &str, data: Vec<u8>) -> Result<(), IoError> {
         let size = len_u64(&data);
-        let Some(content) = self.outputs.get_mut(slot) else {
+        if !self.outputs.contains_key(slot) {
             return Err(IoError::UnknownOutputSlot {
                 slot: slot.to_owned(),
                 declared: self.outputs.keys().cloned().collect::<Vec<_>>().join(", "),
             });
-        };
+        }
         if size > self.limits.max_output_bytes {
             return Err(IoError::OutputTooLarge {
                 slot: slot.to_owned(),
@@ -139,7 +174,20 @@ impl TaskIo {
                 limit: self.limits.max_output_bytes,
             });
         }
-        *content = data;
+        let others =
+            total_len(&self.outputs).saturating_sub(len_u64(content_of(&self.outputs, slot)));
+        let total = others.saturating_add(size);
+        if total > self.limits.max_total_output_bytes {
+            return Err(IoError::TotalOutputTooLarge {
+                slot: slot.to_owned(),
+                size,
+                total,
+                limit: self.limits.max_total_output_bytes,
+            });
+        }
+        if let Some(content) = self.outputs.get_mut(slot) {
+            *content = data;
+        }
         Ok(())
     }
 
@@ -169,6 +217,10 @@ fn len_u64(data: &[u8]) -> u64 {
     u64::try_from(data.len()).unwrap_or(u64::MAX)
 }
 
+fn content_of<'a>(slots: &'a BTreeMap<String, Vec<u8>>, slot: &str) -> &'a [u8] {
+    slots.get(slot).map_or(&[], Vec::as_slice)
+}
+
 fn total_len(slots: &BTreeMap<String, Vec<u8>>) -> u64 {
     slots
         .values()
@@ -186,9 +238,7 @@ mod tests {
                 ("alpha".to_owned(), b"a".to_vec()),
             ]),
             ["out_b".to_owned(), "out_a".to_owned(), "out_b".to_owned()],
-            IoLimits {
-                max_output_bytes: limit,
-            },
+            IoLimits::per_slot(limit),
         )
     }
 
@@ -237,6 +287,44 @@ mod tests {
         assert!(err.to_string().contains("\"out_a\""));
         assert!(err.to_string().contains("limit of 4 bytes"));
         assert_eq!(io.output("out_a"), Some(&b"1234"[..]));
+    }
+
+    #[test]
+    fn the_total_cap_counts_every_slot_and_a_rewrite_only_once() {
+        let mut io = io(4);
+        io.limits.max_total_output_bytes = 6;
+        io.write_output("out_a", b"1234".to_vec()).unwrap();
+        let err = io.write_output("out_b", b"123".to_vec()).unwrap_err();
+        assert_eq!(
+            err,
+            IoError::TotalOutputTooLarge {
+                slot: "out_b".into(),
+                size: 3,
+                total: 7,
+                limit: 6
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("over the task's output cap of 6 bytes"),
+            "{err}"
+        );
+        assert_eq!(io.output("out_b"), Some(&b""[..]));
+        // Replacing a slot's content counts its new size, not both.
+        io.write_output("out_b", b"12".to_vec()).unwrap();
+        io.write_output("out_a", b"1".to_vec()).unwrap();
+        io.write_output("out_b", b"1234".to_vec()).unwrap();
+        assert_eq!(io.output_bytes(), 5);
+    }
+
+    #[test]
+    fn per_slot_keeps_the_total_no_lower_than_one_slot() {
+        assert_eq!(
+            IoLimits::per_slot(10).max_total_output_bytes,
+            DEFAULT_MAX_TOTAL_OUTPUT_BYTES
+        );
+        let big = DEFAULT_MAX_TOTAL_OUTPUT_BYTES * 2;
+        assert_eq!(IoLimits::per_slot(big).max_total_output_bytes, big);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Cella's executors: the [`Executor`] trait every executor family implements, the
 //! [`TaskIo`] through which a function sees its inputs and writes its outputs, the
-//! bounded [`LogBuffer`], the [`Executors`] registry, and the [`builtin`] functions.
+//! bounded [`LogBuffer`], the [`Executors`] registry, the [`builtin`] functions, and
+//! the claiming and sweeping of host run directories ([`scratch`]).
 //!
 //! Executors know nothing of gRPC, storage or encryption: the platform decrypts a task's
 //! inputs before calling [`Executor::execute`] and encrypts its outputs afterwards. A
@@ -14,10 +15,11 @@ mod error;
 mod executor;
 mod io;
 mod log;
+pub mod scratch;
 mod task;
 
 pub use error::ExecutionError;
 pub use executor::{ExecutionOutcome, Executor, Executors, NoExecutorError};
-pub use io::{DEFAULT_MAX_OUTPUT_BYTES, IoError, IoLimits, TaskIo};
+pub use io::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_TOTAL_OUTPUT_BYTES, IoError, IoLimits, TaskIo};
 pub use log::{LogBuffer, MAX_LOG_BYTES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES};
 pub use task::StagedTask;

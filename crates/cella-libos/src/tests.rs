@@ -47,9 +47,7 @@ fn io(limit: u64) -> TaskIo {
     TaskIo::new(
         BTreeMap::from([("in".to_owned(), b"some data".to_vec())]),
         ["out".to_owned()],
-        IoLimits {
-            max_output_bytes: limit,
-        },
+        IoLimits::per_slot(limit),
     )
 }
 

@@ -37,6 +37,9 @@ pub struct NodeConfig {
     pub task_deadline: Duration,
     /// Cap on one output's plaintext size.
     pub max_output_bytes: u64,
+    /// Cap on all of one task's outputs together (plaintext); a task over it fails,
+    /// naming the cap, as the function's fault.
+    pub max_task_output_bytes: u64,
     /// Cap on one input's plaintext size.
     pub max_input_bytes: u64,
     /// Memory password hashing may take at once; it sets how many logins, registrations
@@ -64,6 +67,7 @@ impl NodeConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             task_deadline: DEFAULT_TASK_DEADLINE,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_task_output_bytes: cella_executor::DEFAULT_MAX_TOTAL_OUTPUT_BYTES,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             password_hash_memory: DEFAULT_PASSWORD_HASH_MEMORY,
             max_running_per_user: None,

@@ -212,6 +212,7 @@ impl Platform {
             job.outputs.keys().cloned(),
             IoLimits {
                 max_output_bytes: self.config.max_output_bytes,
+                max_total_output_bytes: self.config.max_task_output_bytes,
             },
         );
         let run = tokio::time::timeout(

@@ -53,14 +53,15 @@ pub(crate) fn engine(config: &WasmConfig) -> Result<Engine, SetupError> {
     Engine::new(&c).map_err(|e| engine_err(format!("{e:#}")))
 }
 
-/// A linker with WASI preview 1 (synchronous) and nothing else.
+/// A linker with WASI preview 1 (synchronous) and nothing else, its `poll_oneoff`
+/// interruptible by the run's deadline and cancellation ([`crate::poll`]).
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<RunState>, SetupError> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, RunState::wasi).map_err(|e| {
-        SetupError::Linker {
-            reason: format!("{e:#}"),
-        }
-    })?;
+    let linker_err = |e: wasmtime::Error| SetupError::Linker {
+        reason: format!("{e:#}"),
+    };
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, RunState::wasi).map_err(linker_err)?;
+    crate::poll::add_to_linker(&mut linker).map_err(linker_err)?;
     Ok(linker)
 }
 

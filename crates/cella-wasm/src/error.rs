@@ -154,6 +154,16 @@ pub enum LimitExceeded {
         /// The limit.
         limit: u64,
     },
+    /// The files in `/cella/outputs` together grew past the task's total output cap.
+    #[error(
+        "the task's output cap of {limit} bytes exceeded: /cella/outputs holds {total} bytes in all"
+    )]
+    TotalOutput {
+        /// What the outputs hold together.
+        total: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// Something other than a declared output slot's regular file appeared in
     /// `/cella/outputs`.
     #[error(

@@ -5,14 +5,23 @@
 //! cache, a fresh run directory, a fresh store from the pooling allocator, `_start`,
 //! outputs read back, the directory removed. Nothing survives from one run to the next
 //! but the compiled code.
+//!
+//! Instance slots: a run takes a permit of a semaphore as large as the pooling
+//! allocator before it starts, and gives it back when its store (and with it its pool
+//! slot) is gone, so a task waits for a free slot instead of failing on a full pool.
+//! No host call can hold a slot past the run's deadline or cancellation: the module
+//! stops at the next epoch tick in wasm code, and within [`crate::poll::WAIT_SLICE`]
+//! in its one blocking WASI call, `poll_oneoff`.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cella_executor::{ExecutionError, ExecutionOutcome, Executor, StagedTask, TaskIo};
 use cella_types::{Digest, ExecutorKind, Usage};
 use serde::Serialize;
+use tokio::sync::Semaphore;
 use wasmtime::{Engine, Linker};
 
 use crate::cache::disk::DiskStore;
@@ -22,7 +31,7 @@ use crate::engine::{self, EpochTicker};
 use crate::error::SetupError;
 use crate::receipt::WasmReceipt;
 use crate::run::{self, RunSpec, RunState};
-use crate::rundir::RunDir;
+use crate::rundir::{self, RunDir};
 
 /// How long past the deadline `execute` waits for a run to stop by itself before it
 /// gives up on it. The epoch callback stops wasm within a tick; this covers a guest
@@ -40,6 +49,8 @@ struct Inner {
     engine: Engine,
     linker: Linker<RunState>,
     cache: ModuleCache,
+    /// One permit per instance slot of the pooling allocator.
+    slots: Arc<Semaphore>,
     // Dropped last: stops the ticker once nothing else uses the engine.
     _ticker: EpochTicker,
 }
@@ -51,7 +62,11 @@ impl WasmExecutor {
     ///
     /// [`SetupError`] when wasmtime refuses the configuration, the ticker thread cannot
     /// start, or the disk cache directory cannot be created.
+    ///
+    /// Run directories that no live run owns (left by a crashed node or an abandoned
+    /// run) are removed from the scratch places first.
     pub fn new(config: WasmConfig) -> Result<Self, SetupError> {
+        rundir::sweep_abandoned(config.scratch_dir.as_deref());
         let engine = engine::engine(&config)?;
         let linker = engine::linker(&engine)?;
         let disk = match &config.disk_cache {
@@ -63,12 +78,14 @@ impl WasmExecutor {
         };
         let cache = ModuleCache::new(&config, disk);
         let ticker = EpochTicker::start(&engine, config.epoch_tick)?;
+        let slots = usize::try_from(config.max_concurrent_runs.max(1)).unwrap_or(usize::MAX);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 engine,
                 linker,
                 cache,
+                slots: Arc::new(Semaphore::new(slots)),
                 _ticker: ticker,
             }),
         })
@@ -154,6 +171,7 @@ impl Inner {
         io: &mut TaskIo,
         started: Instant,
         cancel: Arc<AtomicBool>,
+        dir_path: &Mutex<Option<PathBuf>>,
     ) -> Result<ExecutionOutcome, ExecutionError> {
         // A cache hit skips hashing the payload: the entry was made from bytes that
         // hashed to this digest. A miss hashes before compiling.
@@ -183,14 +201,15 @@ impl Inner {
             &task_json,
         )
         .map_err(|e| ExecutionError::internal(format!("cannot create the run directory: {e}")))?;
+        *dir_path.lock().unwrap_or_else(PoisonError::into_inner) = Some(dir.path().to_owned());
 
         let mut argv = Vec::with_capacity(task.arguments.len() + 1);
         argv.push(task.function_name.clone());
-        argv.extend(task.arguments.iter().map(|(k, v)| format!("{k}={v}")));
+        argv.extend(task.arguments.iter().map(|(k, v)| format!("--{k}={v}")));
         let spec = RunSpec {
             argv,
             output_slots: io.output_slots().collect(),
-            output_limit: io.limits().max_output_bytes,
+            output_limits: io.limits(),
             started,
             deadline: task.deadline,
             cancel,
@@ -218,6 +237,25 @@ impl Inner {
             },
             receipt,
         })
+    }
+}
+
+impl WasmExecutor {
+    /// A permit for one instance slot, waiting at most `deadline` for one to be free.
+    async fn acquire_slot(
+        &self,
+        deadline: Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ExecutionError> {
+        let waiting = Arc::clone(&self.inner.slots).acquire_owned();
+        match tokio::time::timeout(deadline, waiting).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(ExecutionError::internal("the wasm executor is closed")),
+            Err(_elapsed) => Err(ExecutionError::internal(format!(
+                "no wasm instance slot became free within the task's deadline of {deadline:?} \
+                 ({} runs at once)",
+                self.inner.config.max_concurrent_runs
+            ))),
+        }
     }
 }
 
@@ -270,22 +308,40 @@ impl Executor for WasmExecutor {
             )));
         }
         let started = Instant::now();
+        let slot = self.acquire_slot(task.deadline).await?;
         let inner = Arc::clone(&self.inner);
         let staged = task.clone();
         let mut owned_io = std::mem::take(io);
         let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
         let flag = Arc::clone(&cancel.0);
+        let dir_path = Arc::new(Mutex::new(None));
+        let run_dir = Arc::clone(&dir_path);
         let handle = tokio::task::spawn_blocking(move || {
-            let result = inner.run_task(&staged, &mut owned_io, started, flag);
+            let result = inner.run_task(&staged, &mut owned_io, started, flag, &run_dir);
+            // The store, and with it the instance's pool slot, is gone by now.
+            drop(slot);
             (result, owned_io)
         });
-        let waited =
-            tokio::time::timeout(task.deadline.saturating_add(ABANDON_GRACE), handle).await;
+        let left = task.deadline.saturating_sub(started.elapsed());
+        let waited = tokio::time::timeout(left.saturating_add(ABANDON_GRACE), handle).await;
         drop(cancel);
         match waited {
-            Err(_elapsed) => Err(ExecutionError::DeadlineExceeded {
-                limit: task.deadline,
-            }),
+            Err(_elapsed) => {
+                // The run's thread is still busy (reading outputs back, most likely):
+                // its plaintext must not wait for it.
+                let path = dir_path
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(path) = path
+                    && let Err(e) = cella_executor::scratch::remove_abandoned(&path)
+                {
+                    tracing::error!(task = %task.task_id, error = %e, "cannot remove an abandoned wasm run directory");
+                }
+                Err(ExecutionError::DeadlineExceeded {
+                    limit: task.deadline,
+                })
+            }
             Ok(Err(join_error)) => Err(ExecutionError::internal(format!(
                 "wasm run did not complete: {join_error}"
             ))),

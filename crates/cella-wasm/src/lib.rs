@@ -26,6 +26,7 @@ mod config;
 mod engine;
 mod error;
 mod executor;
+mod poll;
 mod receipt;
 mod run;
 mod rundir;

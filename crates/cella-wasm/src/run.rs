@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cella_executor::{ExecutionError, IoError, LogBuffer};
+use cella_executor::{ExecutionError, IoError, IoLimits, LogBuffer};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -29,6 +29,7 @@ use crate::cache::Prepared;
 use crate::capture::Capture;
 use crate::config::{MAX_INSTANCES_PER_RUN, MAX_MEMORIES_PER_MODULE, MAX_TABLES_PER_MODULE};
 use crate::error::LimitExceeded;
+use crate::poll::RunClock;
 use crate::rundir::{self, GUEST_INPUTS, GUEST_META, GUEST_OUTPUTS, RunDir};
 
 /// Output sizes are checked every this many epoch ticks (50 ms at the default tick):
@@ -44,12 +45,23 @@ pub(crate) struct RunState {
     wasi: WasiP1Ctx,
     limiter: Limiter,
     watch: Watch,
+    clock: RunClock,
 }
 
 impl RunState {
     /// The WASI context, for the linker.
     pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
         &mut self.wasi
+    }
+
+    /// The guest's monotonic clock.
+    pub(crate) fn clock(&self) -> RunClock {
+        self.clock
+    }
+
+    /// Why the run must stop now (cancelled, or past its deadline), if it must.
+    pub(crate) fn stop_reason(&self) -> Option<LimitExceeded> {
+        self.watch.stop_reason()
     }
 
     /// A state with an empty WASI context, default caps and no deadline, for
@@ -66,10 +78,11 @@ impl RunState {
                 deadline: Duration::from_secs(3600),
                 outputs: PathBuf::new(),
                 declared: BTreeSet::new(),
-                output_limit: 0,
+                output_limits: IoLimits::per_slot(0),
                 ticks: 0,
                 cancel: Arc::new(AtomicBool::new(false)),
             },
+            clock: RunClock::start(),
         }
     }
 }
@@ -132,24 +145,28 @@ struct Watch {
     deadline: Duration,
     outputs: PathBuf,
     declared: BTreeSet<String>,
-    output_limit: u64,
+    output_limits: IoLimits,
     ticks: u64,
     cancel: Arc<AtomicBool>,
 }
 
 impl Watch {
-    fn on_tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
+    fn stop_reason(&self) -> Option<LimitExceeded> {
         if self.cancel.load(Ordering::Relaxed) {
-            return Err(wasmtime::Error::new(LimitExceeded::Cancelled));
+            return Some(LimitExceeded::Cancelled);
         }
-        if Instant::now() >= self.deadline_at {
-            return Err(wasmtime::Error::new(LimitExceeded::Deadline {
-                limit: self.deadline,
-            }));
+        (Instant::now() >= self.deadline_at).then_some(LimitExceeded::Deadline {
+            limit: self.deadline,
+        })
+    }
+
+    fn on_tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        if let Some(stop) = self.stop_reason() {
+            return Err(wasmtime::Error::new(stop));
         }
         self.ticks += 1;
         if self.ticks.is_multiple_of(OUTPUT_CHECK_TICKS) {
-            rundir::check_outputs(&self.outputs, &self.declared, self.output_limit)
+            rundir::check_outputs(&self.outputs, &self.declared, self.output_limits)
                 .map_err(wasmtime::Error::new)?;
         }
         Ok(UpdateDeadline::Continue(1))
@@ -162,8 +179,8 @@ pub(crate) struct RunSpec<'a> {
     pub(crate) argv: Vec<String>,
     /// The declared output slots.
     pub(crate) output_slots: Vec<&'a str>,
-    /// Per-slot output cap.
-    pub(crate) output_limit: u64,
+    /// The per-slot and total output caps.
+    pub(crate) output_limits: IoLimits,
     /// When the task's time started.
     pub(crate) started: Instant,
     /// The task's deadline.
@@ -191,8 +208,10 @@ fn store(
     spec: &RunSpec<'_>,
     capture: &Capture,
 ) -> Result<Store<RunState>, ExecutionError> {
+    let clock = RunClock::start();
     let mut wasi = WasiCtxBuilder::new();
     wasi.args(&spec.argv)
+        .monotonic_clock(clock)
         .stdout(capture.stdout())
         .stderr(capture.stderr())
         // File operations run on this (blocking) thread rather than hopping to tokio.
@@ -225,10 +244,11 @@ fn store(
             deadline: spec.deadline,
             outputs: dir.outputs(),
             declared: spec.output_slots.iter().map(|s| (*s).to_owned()).collect(),
-            output_limit: spec.output_limit,
+            output_limits: spec.output_limits,
             ticks: 0,
             cancel: Arc::clone(&spec.cancel),
         },
+        clock,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -271,7 +291,7 @@ pub(crate) fn run(
         Err(Failure::Error(e)) => return Err(e),
     }
     let declared = spec.output_slots.iter().map(|s| (*s).to_owned()).collect();
-    let outputs = rundir::read_outputs(&dir.outputs(), &declared, spec.output_limit).map_err(
+    let outputs = rundir::read_outputs(&dir.outputs(), &declared, spec.output_limits).map_err(
         |e| match e {
             rundir::ReadOutputsError::Limit(limit) => limit_error(limit),
             rundir::ReadOutputsError::Io(e) => ExecutionError::internal(e.to_string()),

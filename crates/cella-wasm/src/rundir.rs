@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <scratch>/cella-wasm-XXXXXX/      0700, removed when the run ends
+//!   .owner.lock                     locked while the run lives (never seen by the guest)
 //!   inputs/<slot>                   one file per input slot, 0400   → /cella/inputs (read-only)
 //!   outputs/                        empty at start                  → /cella/outputs (read-write)
 //!   meta/task.json                  the task's arguments, 0400      → /cella (read-only)
@@ -10,7 +11,11 @@
 //! Plaintext inputs and outputs sit in this directory for the length of the run: the
 //! node already holds them in memory, and the directory is private to the node's user,
 //! on tmpfs (`/dev/shm`) when it has room so nothing reaches a disk, and removed when
-//! the run ends, however it ends ([`RunDir`] removes it on drop).
+//! the run ends, however it ends ([`RunDir`] removes it on drop). A directory left by a
+//! node that crashed, or by a run abandoned while its thread was stuck, is removed by
+//! [`sweep_abandoned`] when the next executor starts, and an abandoned run's directory
+//! by the executor when it gives up on the run ([`cella_executor::scratch`] says how a
+//! directory is known to have no live owner).
 //!
 //! Outputs are read back only from regular files named after a declared slot, opened
 //! without following symlinks; anything else in `outputs/` fails the run.
@@ -20,6 +25,8 @@ use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use cella_executor::IoLimits;
 
 use crate::error::LimitExceeded;
 
@@ -39,9 +46,13 @@ pub(crate) const TASK_FILE: &str = "task.json";
 /// Mode of files the node writes for the guest: read-only to the node's user.
 const INPUT_FILE_MODE: u32 = 0o400;
 
+/// Name prefix of run directories, for [`sweep_abandoned`].
+const RUN_DIR_PREFIX: &str = "cella-wasm-";
+
 /// A run directory, removed on drop.
 pub(crate) struct RunDir {
     root: tempfile::TempDir,
+    _owner: cella_executor::scratch::OwnerLock,
 }
 
 impl RunDir {
@@ -63,9 +74,13 @@ impl RunDir {
         };
         // tempfile creates the directory 0700 with a random name.
         let root = tempfile::Builder::new()
-            .prefix("cella-wasm-")
+            .prefix(RUN_DIR_PREFIX)
             .tempdir_in(&base)?;
-        let dir = Self { root };
+        let owner = cella_executor::scratch::claim(root.path())?;
+        let dir = Self {
+            root,
+            _owner: owner,
+        };
         let mut builder = DirBuilder::new();
         builder.mode(0o700);
         for sub in ["inputs", "outputs", "meta"] {
@@ -76,6 +91,11 @@ impl RunDir {
         }
         write_private(&dir.meta().join(TASK_FILE), task_json)?;
         Ok(dir)
+    }
+
+    /// The directory itself.
+    pub(crate) fn path(&self) -> &Path {
+        self.root.path()
     }
 
     /// The host directory behind [`GUEST_INPUTS`].
@@ -96,6 +116,28 @@ impl RunDir {
     /// Removes the directory now, reporting failure (drop only logs it).
     pub(crate) fn remove(self) -> io::Result<()> {
         self.root.close()
+    }
+}
+
+/// Removes the run directories in the places runs may use (`scratch`, or both
+/// `/dev/shm` and the system temp dir) that no live run owns, logging what it did.
+pub(crate) fn sweep_abandoned(scratch: Option<&Path>) {
+    let bases = match scratch {
+        Some(dir) => vec![dir.to_owned()],
+        None => vec![PathBuf::from(TMPFS_DIR), std::env::temp_dir()],
+    };
+    for base in bases {
+        let sweep = cella_executor::scratch::sweep_abandoned(&base, RUN_DIR_PREFIX);
+        if !sweep.removed.is_empty() {
+            tracing::warn!(
+                dir = %base.display(),
+                count = sweep.removed.len(),
+                "removed wasm run directories left by runs that ended without cleaning up"
+            );
+        }
+        for (dir, error) in sweep.failed {
+            tracing::error!(dir = %dir.display(), %error, "cannot remove an abandoned wasm run directory");
+        }
     }
 }
 
@@ -124,21 +166,25 @@ fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 /// Checks `outputs`' entries while the module runs: each must be a regular file named
-/// after a declared slot and at most `limit` bytes.
+/// after a declared slot and within the per-slot cap, and all together within the
+/// total cap of `limits`.
 ///
 /// # Errors
 ///
-/// The first [`LimitExceeded::UndeclaredOutput`] or [`LimitExceeded::Output`] found; an
+/// The first [`LimitExceeded::UndeclaredOutput`] or [`LimitExceeded::Output`] found,
+/// else [`LimitExceeded::TotalOutput`]; an
 /// I/O error reading the directory is not the module's fault and is ignored here (the
 /// read-back after the run reports it).
 pub(crate) fn check_outputs(
     outputs: &Path,
     declared: &BTreeSet<String>,
-    limit: u64,
+    limits: IoLimits,
 ) -> Result<(), LimitExceeded> {
+    let limit = limits.max_output_bytes;
     let Ok(entries) = fs::read_dir(outputs) else {
         return Ok(());
     };
+    let mut total = 0u64;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         // `DirEntry::metadata` does not follow symlinks.
@@ -158,6 +204,17 @@ pub(crate) fn check_outputs(
                 limit,
             });
         }
+        total = total.saturating_add(size);
+    }
+    total_within(total, limits)
+}
+
+fn total_within(total: u64, limits: IoLimits) -> Result<(), LimitExceeded> {
+    if total > limits.max_total_output_bytes {
+        return Err(LimitExceeded::TotalOutput {
+            total,
+            limit: limits.max_total_output_bytes,
+        });
     }
     Ok(())
 }
@@ -182,10 +239,12 @@ pub(crate) enum ReadOutputsError {
 pub(crate) fn read_outputs(
     outputs: &Path,
     declared: &BTreeSet<String>,
-    limit: u64,
+    limits: IoLimits,
 ) -> Result<BTreeMap<String, Vec<u8>>, ReadOutputsError> {
-    check_outputs(outputs, declared, limit)?;
+    check_outputs(outputs, declared, limits)?;
+    let limit = limits.max_output_bytes;
     let mut read = BTreeMap::new();
+    let mut total = 0u64;
     for entry in fs::read_dir(outputs)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
         // O_NOFOLLOW: the entry was a regular file when checked; never follow a link
@@ -217,6 +276,9 @@ pub(crate) fn read_outputs(
             }
             .into());
         }
+        total = total.saturating_add(got);
+        // Checked before the next file is read, so memory stays within the cap.
+        total_within(total, limits)?;
         read.insert(name, data);
     }
     Ok(read)

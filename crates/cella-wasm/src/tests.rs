@@ -54,9 +54,7 @@ pub(crate) fn io(inputs: &[(&str, &[u8])], outputs: &[&str], limit: u64) -> Task
             .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
             .collect(),
         outputs.iter().map(|s| (*s).to_owned()),
-        IoLimits {
-            max_output_bytes: limit,
-        },
+        IoLimits::per_slot(limit),
     )
 }
 
@@ -127,7 +125,7 @@ async fn echo_prints_its_arguments_to_the_log() {
     let exec = executor();
     exec.validate_payload(&echo).unwrap();
     let (outcome, outputs) = run_task(&exec, &t, &[], &[]).await.unwrap();
-    assert_eq!(outcome.log, ["count=2", "message=hello world"]);
+    assert_eq!(outcome.log, ["--count=2", "--message=hello world"]);
     assert!(outcome.return_value.is_empty());
     assert!(outputs.is_empty());
     let receipt: WasmReceipt = serde_json::from_slice(&outcome.receipt).unwrap();
@@ -619,5 +617,225 @@ async fn a_dropped_run_is_cancelled() {
     let (outcome, _) = run_task(&exec, &task(&example("echo"), &[("a", "b")]), &[], &[])
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
-    assert_eq!(outcome.log, ["a=b"]);
+    assert_eq!(outcome.log, ["--a=b"]);
+}
+
+/// `_start` sleeps in one `poll_oneoff` on a relative monotonic clock of
+/// `0x7fffffffffffffff` ns (292 years), then exits 0 if it ever wakes.
+fn sleeper() -> Vec<u8> {
+    wat(r#"(module
+        (import "wasi_snapshot_preview1" "poll_oneoff"
+          (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "_start")
+          ;; subscription at 0: userdata 7, tag 0 (clock), clock id 1 (monotonic),
+          ;; timeout 0x7fffffffffffffff, precision 0, flags 0 (relative)
+          (i64.store (i32.const 0) (i64.const 7))
+          (i32.store8 (i32.const 8) (i32.const 0))
+          (i32.store (i32.const 16) (i32.const 1))
+          (i64.store (i32.const 24) (i64.const 0x7fffffffffffffff))
+          (drop (call $poll_oneoff (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_module_is_stopped_at_its_deadline_and_frees_its_slot() {
+    let scratch = tempfile::tempdir().unwrap();
+    let exec = WasmExecutor::new(WasmConfig {
+        max_concurrent_runs: 4,
+        scratch_dir: Some(scratch.path().to_owned()),
+        ..WasmConfig::default()
+    })
+    .unwrap();
+    let payload = sleeper();
+    exec.validate_payload(&payload).unwrap();
+    let mut t = task(&payload, &[]);
+    t.deadline = Duration::from_millis(200);
+    // Twice as many sleepers as the pool has slots, two at a time.
+    for _ in 0..4 {
+        let started = Instant::now();
+        let (a, b) = tokio::join!(
+            run_task(&exec, &t, &[("input", b"secret")], &[]),
+            run_task(&exec, &t, &[("input", b"secret")], &[])
+        );
+        for err in [a.unwrap_err(), b.unwrap_err()] {
+            assert_eq!(
+                err,
+                ExecutionError::DeadlineExceeded {
+                    limit: Duration::from_millis(200)
+                }
+            );
+        }
+        // Stopped in the host call at the deadline, not abandoned after the grace.
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // Every slot came back: a normal task still runs, and no run dir is left.
+    let (outcome, _) = run_task(&exec, &task(&example("echo"), &[("a", "b")]), &[], &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(outcome.log.len(), 1);
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_sleeping_module_frees_its_slot_at_once() {
+    let exec = executor();
+    let payload = sleeper();
+    exec.validate_payload(&payload).unwrap();
+    let t = task(&payload, &[]);
+    // More cancels than slots (4), each 50 ms into a 10 s deadline.
+    for _ in 0..6 {
+        let mut task_io = io(&[], &[], 1);
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(50), exec.execute(&t, &mut task_io)).await;
+        assert!(gave_up.is_err());
+    }
+    let started = Instant::now();
+    let (outcome, _) = run_task(&exec, &task(&example("echo"), &[("a", "b")]), &[], &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(outcome.log.len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn run_dirs_without_a_live_owner_are_swept_when_an_executor_starts() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dead = scratch.path().join("cella-wasm-crashed");
+    let live = scratch.path().join("cella-wasm-running");
+    for dir in [&dead, &live] {
+        std::fs::create_dir_all(dir.join("inputs")).unwrap();
+        std::fs::write(dir.join("inputs").join("input"), b"decrypted secret").unwrap();
+    }
+    // The crashed node's lock died with it; a live node still holds its own.
+    drop(cella_executor::scratch::claim(&dead).unwrap());
+    let _running = cella_executor::scratch::claim(&live).unwrap();
+    let other = scratch.path().join("not-a-run-dir");
+    std::fs::create_dir(&other).unwrap();
+
+    let exec = WasmExecutor::new(WasmConfig {
+        scratch_dir: Some(scratch.path().to_owned()),
+        max_concurrent_runs: 1,
+        ..WasmConfig::default()
+    })
+    .unwrap();
+    assert!(
+        !dead.exists(),
+        "a crashed run's plaintext survived the start"
+    );
+    assert!(live.join("inputs").join("input").exists());
+    assert!(other.exists());
+    drop(exec);
+}
+
+/// Writes `n` bytes to each of the outputs `a` and `b`.
+fn two_writer(n: u32) -> Vec<u8> {
+    let write = |at: u32| {
+        format!(
+            "(if (call $path_open (i32.const 4) (i32.const 0) (i32.const {at}) (i32.const 1)
+                   (i32.const 9) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 32))
+               (then (call $proc_exit (i32.const 1))))
+             (i32.store (i32.const 0) (i32.const 1024))
+             (i32.store (i32.const 4) (i32.const {n}))
+             (if (call $fd_write (i32.load (i32.const 32)) (i32.const 0) (i32.const 1) (i32.const 8))
+               (then (call $proc_exit (i32.const 2))))"
+        )
+    };
+    command(
+        r#"(data (i32.const 256) "a") (data (i32.const 260) "b")"#,
+        &format!("{} {}", write(256), write(260)),
+    )
+}
+
+#[tokio::test]
+async fn outputs_over_the_task_total_fail_naming_the_cap() {
+    let exec = executor();
+    let payload = two_writer(600);
+    exec.validate_payload(&payload).unwrap();
+    let limits = IoLimits {
+        max_output_bytes: 1024,
+        max_total_output_bytes: 1000,
+    };
+    let mut task_io = TaskIo::new(BTreeMap::new(), ["a".to_owned(), "b".to_owned()], limits);
+    let err = exec
+        .execute(&task(&payload, &[]), &mut task_io)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ExecutionError::function(
+            "the task's output cap of 1000 bytes exceeded: /cella/outputs holds 1200 bytes in all"
+        )
+    );
+    assert!(!err.is_platform_fault());
+
+    // Within the cap, both come back.
+    let mut task_io = TaskIo::new(
+        BTreeMap::new(),
+        ["a".to_owned(), "b".to_owned()],
+        IoLimits {
+            max_total_output_bytes: 1200,
+            ..limits
+        },
+    );
+    exec.execute(&task(&payload, &[]), &mut task_io)
+        .await
+        .unwrap();
+    assert_eq!(task_io.output_bytes(), 1200);
+}
+
+/// Three `poll_oneoff` calls whose answers are checked, exiting with a distinct status
+/// at the first wrong one: a 20 ms sleep (one event, userdata 7, no error); a 20 ms and
+/// a 10 s clock together (only the first fires); a write subscription on stdout (ready
+/// at once, event type fd_write).
+const POLL_PROBE: &str = r#"(module
+    (import "wasi_snapshot_preview1" "poll_oneoff"
+      (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+    (memory (export "memory") 1)
+    (func $clock (param $at i32) (param $userdata i64) (param $ns i64)
+      (i64.store (local.get $at) (local.get $userdata))
+      (i32.store8 (i32.add (local.get $at) (i32.const 8)) (i32.const 0))
+      (i32.store (i32.add (local.get $at) (i32.const 16)) (i32.const 1))
+      (i64.store (i32.add (local.get $at) (i32.const 24)) (local.get $ns)))
+    (func $expect (param $ok i32) (param $status i32)
+      (if (i32.eqz (local.get $ok)) (then (call $proc_exit (local.get $status)))))
+    (func (export "_start")
+      (call $clock (i32.const 0) (i64.const 7) (i64.const 20000000))
+      (call $expect (i32.eqz (call $poll_oneoff (i32.const 0) (i32.const 512) (i32.const 1) (i32.const 1024))) (i32.const 10))
+      (call $expect (i32.eq (i32.load (i32.const 1024)) (i32.const 1)) (i32.const 11))
+      (call $expect (i64.eq (i64.load (i32.const 512)) (i64.const 7)) (i32.const 12))
+      (call $expect (i32.eqz (i32.load16_u (i32.const 520))) (i32.const 13))
+
+      (call $clock (i32.const 0) (i64.const 1) (i64.const 20000000))
+      (call $clock (i32.const 48) (i64.const 2) (i64.const 10000000000))
+      (call $expect (i32.eqz (call $poll_oneoff (i32.const 0) (i32.const 512) (i32.const 2) (i32.const 1024))) (i32.const 20))
+      (call $expect (i32.eq (i32.load (i32.const 1024)) (i32.const 1)) (i32.const 21))
+      (call $expect (i64.eq (i64.load (i32.const 512)) (i64.const 1)) (i32.const 22))
+
+      ;; tag 2 = fd_write, on fd 1
+      (i64.store (i32.const 0) (i64.const 9))
+      (i32.store8 (i32.const 8) (i32.const 2))
+      (i32.store (i32.const 16) (i32.const 1))
+      (call $expect (i32.eqz (call $poll_oneoff (i32.const 0) (i32.const 512) (i32.const 1) (i32.const 1024))) (i32.const 30))
+      (call $expect (i32.eq (i32.load (i32.const 1024)) (i32.const 1)) (i32.const 31))
+      (call $expect (i32.eq (i32.load8_u (i32.const 522)) (i32.const 2)) (i32.const 32))))"#;
+
+#[tokio::test]
+async fn poll_oneoff_still_sleeps_reports_and_passes_on_fd_subscriptions() {
+    let started = Instant::now();
+    run(&wat(POLL_PROBE), &[], &[], &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    // Two 20 ms sleeps, and not the 10 s one.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(40), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }

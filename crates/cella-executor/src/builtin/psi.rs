@@ -133,9 +133,7 @@ mod tests {
             ]
             .into(),
             ["out".to_owned()],
-            IoLimits {
-                max_output_bytes: 4,
-            },
+            IoLimits::per_slot(4),
         );
         let err = crate::builtin::BuiltinExecutor::new()
             .execute(

@@ -185,9 +185,7 @@ async fn a_task_runs(standin_kind: Standin) {
     let mut io = TaskIo::new(
         BTreeMap::from([("in".to_owned(), b"some data".to_vec())]),
         ["out".to_owned()],
-        IoLimits {
-            max_output_bytes: 1 << 20,
-        },
+        IoLimits::per_slot(1 << 20),
     );
     let outcome = executor.execute(&task(&program), &mut io).await.unwrap();
     assert_eq!(io.output("out"), Some(expected));

@@ -296,13 +296,7 @@ async fn a_launch_presenting_the_sample_quote_fails_for_its_binding() {
         Duration::from_secs(10),
     )
     .with_runtime("python3");
-    let mut io = TaskIo::new(
-        BTreeMap::new(),
-        [],
-        IoLimits {
-            max_output_bytes: 1024,
-        },
-    );
+    let mut io = TaskIo::new(BTreeMap::new(), [], IoLimits::per_slot(1024));
     let err = executor.execute(&task, &mut io).await.unwrap_err();
     // A refused attestation: no instance could be started for the task.
     let ExecutionError::Unavailable { message, .. } = &err else {

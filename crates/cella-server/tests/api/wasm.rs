@@ -112,7 +112,7 @@ async fn echo_and_copy_run_and_the_cache_is_used_across_tasks_and_restarts() {
     let (t, _) = run(&user, "owner", &echo, Some("hello wasm"), &[], &[]).await;
     assert_eq!(status(&t), TaskStatus::Finished, "{}", t.reason);
     let result = t.result.unwrap();
-    assert_eq!(result.log, ["message=hello wasm"]);
+    assert_eq!(result.log, ["--message=hello wasm"]);
     let receipt: serde_json::Value = serde_json::from_slice(&result.receipt).unwrap();
     assert_eq!(receipt["format"], "cella-wasm-receipt-v1");
 
@@ -144,7 +144,7 @@ async fn echo_and_copy_run_and_the_cache_is_used_across_tasks_and_restarts() {
     };
     let (t, _) = run(&user, "owner", &echo, Some("again"), &[], &[]).await;
     assert_eq!(status(&t), TaskStatus::Finished, "{}", t.reason);
-    assert_eq!(t.result.unwrap().log, ["message=again"]);
+    assert_eq!(t.result.unwrap().log, ["--message=again"]);
     let executor = current.lock().unwrap().clone().unwrap();
     assert_eq!(executor.compile_count(), 0, "{:?}", executor.cache_stats());
     assert_eq!(executor.cache_stats().disk_hits, 1);

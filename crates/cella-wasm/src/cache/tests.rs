@@ -36,8 +36,8 @@ async fn the_second_task_and_a_restart_use_the_cache() {
     let first = on_disk(dir.path(), &key);
     first.validate_payload(&echo).unwrap();
     assert_eq!(first.compile_count(), 1);
-    assert_eq!(run_echo(&first, &echo).await, ["k=v"]);
-    assert_eq!(run_echo(&first, &echo).await, ["k=v"]);
+    assert_eq!(run_echo(&first, &echo).await, ["--k=v"]);
+    assert_eq!(run_echo(&first, &echo).await, ["--k=v"]);
     // Registering the same payload again is a hit too.
     first.validate_payload(&echo).unwrap();
     let stats = first.cache_stats();
@@ -47,8 +47,8 @@ async fn the_second_task_and_a_restart_use_the_cache() {
 
     // A restart: a new executor (new engine) on the same directory and key.
     let second = on_disk(dir.path(), &key);
-    assert_eq!(run_echo(&second, &echo).await, ["k=v"]);
-    assert_eq!(run_echo(&second, &echo).await, ["k=v"]);
+    assert_eq!(run_echo(&second, &echo).await, ["--k=v"]);
+    assert_eq!(run_echo(&second, &echo).await, ["--k=v"]);
     let stats = second.cache_stats();
     assert_eq!(
         stats,
@@ -80,7 +80,7 @@ async fn a_tampered_cache_file_is_not_deserialised() {
     std::fs::write(&file, &bytes).unwrap();
 
     let reader = on_disk(dir.path(), &key);
-    assert_eq!(run_echo(&reader, &echo).await, ["k=v"]);
+    assert_eq!(run_echo(&reader, &echo).await, ["--k=v"]);
     let stats = reader.cache_stats();
     assert_eq!(stats.disk_rejected, 1, "{stats:?}");
     assert_eq!(stats.disk_hits, 0, "{stats:?}");
