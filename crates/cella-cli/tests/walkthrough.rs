@@ -376,18 +376,16 @@ fn readme_walkthrough_and_cli_errors() {
 
     // `task result` labels what it prints, shows the log, and keeps existing files.
     std::fs::write(root.join("result/a_out"), "mine\n").unwrap();
-    let again = env.run(
-        "cella-a",
-        &[
-            "task",
-            "result",
-            &task,
-            "--out-dir",
-            "result",
-            "--key-file",
-            "a_out=a_out.key",
-        ],
-    );
+    let result_a = [
+        "task",
+        "result",
+        &task,
+        "--out-dir",
+        "result",
+        "--key-file",
+        "a_out=a_out.key",
+    ];
+    let again = env.run("cella-a", &result_a);
     assert_eq!(again.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(
@@ -398,19 +396,7 @@ fn readme_walkthrough_and_cli_errors() {
         std::fs::read_to_string(root.join("result/a_out")).unwrap(),
         "mine\n"
     );
-    let text = env.text(
-        "cella-a",
-        &[
-            "task",
-            "result",
-            &task,
-            "--out-dir",
-            "result",
-            "--key-file",
-            "a_out=a_out.key",
-            "--force",
-        ],
-    );
+    let text = env.text("cella-a", &[&result_a[..], &["--force"]].concat());
     assert!(text.contains("\nthe function returned: 2\n"), "{text}");
     assert!(text.contains("\nthe function's log:"), "{text}");
     assert_eq!(

@@ -310,29 +310,28 @@ fn approval_text(task: &proto::TaskInfo, function: Option<&proto::FunctionInfo>)
             s.to_owned()
         }
     };
-    for s in &task.inputs {
-        let file = if s.file_id.is_empty() {
-            "(empty)"
+    let file = |s: &proto::TaskSlot| {
+        if s.file_id.is_empty() {
+            "(empty)".to_owned()
         } else {
-            &s.file_id
-        };
+            s.file_id.clone()
+        }
+    };
+    for s in &task.inputs {
         let _ = write!(
             text,
-            "\n  input       {:<16} {file} sha256 {}",
+            "\n  input       {:<16} {} sha256 {}",
             s.slot,
+            file(s),
             or_dash(&s.ciphertext_digest)
         );
     }
     for s in &task.outputs {
-        let file = if s.file_id.is_empty() {
-            "(empty)"
-        } else {
-            &s.file_id
-        };
         let _ = write!(
             text,
-            "\n  output      {:<16} {file} owners {}",
+            "\n  output      {:<16} {} owners {}",
             s.slot,
+            file(s),
             s.owners.join(",")
         );
     }
