@@ -2,15 +2,17 @@
 //! command), through the `cella-client` SDK.
 //!
 //! Output contract: with `--json`, each command prints exactly one JSON object on
-//! stdout; otherwise text for people. Errors go to stderr as `error: <what was wrong>`
-//! with exit code 1; `task watch` exits 2 when the task Failed or was Canceled. Logs go
-//! to stderr, filtered by `RUST_LOG` (default `warn`).
+//! stdout, and a failure one JSON object on stderr; otherwise text for people, with
+//! errors on stderr as `error: <what was wrong>`. Exit codes are one table
+//! ([`exit::Exit`], `docs/cli.md#exit-codes`). Logs go to stderr, filtered by `RUST_LOG`
+//! (default `warn`), coloured only when stderr is a terminal.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod cmd;
 mod collateral;
 mod demo;
+mod exit;
 mod output;
 mod parse;
 mod progress;
@@ -18,17 +20,14 @@ mod secrets;
 mod serve;
 mod session;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::cmd::Ctx;
+use crate::exit::Exit;
 use crate::output::Report;
-
-/// Exit code of a command that failed.
-const EXIT_ERROR: u8 = 1;
-/// Exit code of `task watch` for a task that ended Failed or Canceled.
-const EXIT_TASK_FAILED: u8 = 2;
 
 /// Cella: confidential function-as-a-service.
 #[derive(Debug, Parser)]
@@ -54,6 +53,11 @@ pub(crate) enum Command {
     Login(cmd::login::LoginArgs),
     /// Revoke the saved session's token and delete the session.
     Logout,
+    /// Who the saved session is: user, roles, node, how the node is trusted, expiry
+    /// (read locally; the node is not asked).
+    Whoami,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::completions::CompletionsArgs),
     /// Users: register, list, change passwords.
     #[command(subcommand)]
     User(cmd::user::UserCmd),
@@ -70,7 +74,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Node(cmd::node::NodeCmd),
     /// Attest a node: its evidence type, measurement, TCB status, evidence age and the
-    /// verdict under an attestation policy. No login needed; exits 2 when refused.
+    /// verdict under an attestation policy. No login needed; exits 5 when refused.
     Attest(cmd::attest::AttestArgs),
     /// Runtime images of the LibOS executor, in a node's data directory: build, list,
     /// inspect (no login: local files).
@@ -93,6 +97,8 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
         Command::Bench(args) => return bench::run(args, json).await.map(|()| None),
         Command::Login(args) => cmd::login::login(&ctx()?, args).await?,
         Command::Logout => cmd::login::logout(&ctx()?).await?,
+        Command::Whoami => cmd::login::whoami(&ctx()?)?,
+        Command::Completions(args) => cmd::completions::run(&args)?,
         Command::User(c) => cmd::user::run(&ctx()?, c).await?,
         Command::Function(c) => cmd::function::run(&ctx()?, c).await?,
         Command::File(c) => cmd::file::run(&ctx()?, c).await?,
@@ -104,29 +110,26 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
     Ok(Some(report))
 }
 
-/// `error: …` text for a failed command, with a hint where one helps.
-fn error_text(err: &anyhow::Error) -> String {
-    let mut text = format!("error: {err:#}");
-    let refused_session = err.chain().any(|e| {
-        matches!(
-            e.downcast_ref::<cella_client::ClientError>(),
-            Some(cella_client::ClientError::Status { op, code: cella_client::Code::Unauthenticated, .. })
-                if *op != "Login"
-        )
-    });
-    if refused_session {
-        text.push_str("\nhint: the session may have been revoked; run cella login");
-    }
-    text
-}
-
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colour codes are for a person at a terminal; in a pipe or a log file they are
+    // noise (and NO_COLOR turns them off everywhere).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
+}
+
+/// Whether `--json` is on the command line, for reporting a command line clap refused
+/// (it is global, so it may stand anywhere before a `--`).
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 /// The multi-call entrypoints: started under the name `cella-jail` the binary is the
@@ -146,7 +149,10 @@ fn main() -> ExitCode {
     if let Some(code) = multi_call() {
         return code;
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return exit::usage_error(&e, json_requested()),
+    };
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -155,7 +161,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
+            return Exit::Error.into();
         }
     };
     let json = cli.json;
@@ -167,15 +173,15 @@ fn main() -> ExitCode {
             } else if !report.human.is_empty() {
                 println!("{}", report.human);
             }
-            if report.success {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_TASK_FAILED)
-            }
+            report.exit.into()
         }
         Err(err) => {
-            eprintln!("{}", error_text(&err));
-            ExitCode::from(EXIT_ERROR)
+            if json {
+                eprintln!("{}", exit::error_json(&err));
+            } else {
+                eprintln!("{}", exit::error_text(&err));
+            }
+            exit::exit_of(&err).into()
         }
     }
 }

@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 use cella_client::proto;
+use cella_types::TaskStatus;
 use serde_json::{Value, json};
+
+use crate::exit::Exit;
 
 /// The result of one command.
 #[derive(Debug)]
@@ -15,9 +18,9 @@ pub(crate) struct Report {
     pub(crate) json: Value,
     /// The human form; printed with a trailing newline unless empty.
     pub(crate) human: String,
-    /// Whether the command succeeded (a watched task can end Failed: the report is
-    /// still printed, and the exit code is non-zero).
-    pub(crate) success: bool,
+    /// The exit code (a watched task can end Failed: the report is still printed, and
+    /// the exit code says so).
+    pub(crate) exit: Exit,
 }
 
 impl Report {
@@ -26,9 +29,45 @@ impl Report {
         Self {
             json,
             human: human.into(),
-            success: true,
+            exit: Exit::Ok,
         }
     }
+}
+
+/// Whether `c` must not reach a terminal as itself: C0 and C1 controls and DEL (cursor
+/// moves, colours, erasing, `\r` overwriting a line, `\n` forging one) and the bidi
+/// overrides and isolates, which reorder what is shown. A tab is harmless and kept.
+fn needs_escape(c: char) -> bool {
+    (c.is_control() && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Untrusted text (a function's log, return value or failure reason, a name or
+/// description another user chose, a node's message) made safe to print as one line:
+/// every character of [`needs_escape`] is shown as its `\u{…}` escape. Applied to every
+/// human-readable output of such text; JSON output needs none (JSON escapes controls).
+pub(crate) fn escape_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Untrusted text of several lines (a failure reason quoting a program's last lines),
+/// each escaped with [`escape_line`], the lines after the first starting with `indent`.
+fn escape_lines(text: &str, indent: &str) -> String {
+    text.lines()
+        .map(escape_line)
+        .collect::<Vec<_>>()
+        .join(&format!("\n{indent}"))
 }
 
 /// `ms` since the Unix epoch as UTC `YYYY-MM-DDTHH:MM:SSZ` (`-` for 0 or less).
@@ -148,8 +187,11 @@ pub(crate) fn function_line(f: &proto::FunctionInfo) -> String {
         .map_or(("?", "?"), |s| (s.name.as_str(), s.executor.as_str()));
     let disabled = if f.disabled { " (disabled)" } else { "" };
     format!(
-        "{}  {name:<20} {executor:<8} owner {}{disabled}",
-        f.function_id, f.owner
+        "{}  {:<20} {:<8} owner {}{disabled}",
+        f.function_id,
+        escape_line(name),
+        escape_line(executor),
+        escape_line(&f.owner)
     )
 }
 
@@ -159,9 +201,13 @@ pub(crate) fn function_text(f: &proto::FunctionInfo) -> String {
         return out;
     };
     // Writing to a String cannot fail.
-    let _ = write!(out, "\n  description:    {}", s.description);
+    let _ = write!(
+        out,
+        "\n  description:    {}",
+        escape_lines(&s.description, "                  ")
+    );
     if !s.runtime.is_empty() {
-        let _ = write!(out, "\n  runtime:        {}", s.runtime);
+        let _ = write!(out, "\n  runtime:        {}", escape_line(&s.runtime));
         if s.reuse == "same-function" {
             let _ = write!(
                 out,
@@ -219,7 +265,9 @@ pub(crate) fn file_line(f: &proto::FileInfo) -> String {
     };
     format!(
         "{}  {:>12} bytes  {}  {digest}",
-        f.file_id, f.size, f.location
+        f.file_id,
+        f.size,
+        escape_line(&f.location)
     )
 }
 
@@ -276,6 +324,7 @@ pub(crate) fn task_json(t: &proto::TaskInfo) -> Value {
         "history": t.history.iter().map(|h| json!({
             "status": status_name(h.status), "at": format_ms(h.at_ms),
         })).collect::<Vec<_>>(),
+        "waiting_for": waiting_json(&waiting_for(t)),
         "attempts": t.attempts,
     })
 }
@@ -288,6 +337,118 @@ pub(crate) fn task_line(t: &proto::TaskInfo) -> String {
         t.function_id,
         t.creator
     )
+}
+
+/// What a task waits for before it can be queued: who must still assign which slot, who
+/// must still approve its current digest, and who must invoke it. All empty once the
+/// task is queued or has ended: then it waits for no one.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting<'a> {
+    /// Required slots with no file yet: `("input" | "output", slot)`.
+    pub(crate) assign: Vec<(&'static str, &'a proto::TaskSlot)>,
+    /// Participants whose approval of the current digest is missing.
+    pub(crate) approve: Vec<&'a str>,
+    /// Who must invoke it (the creator).
+    pub(crate) invoke: Option<&'a str>,
+}
+
+/// What `t` waits for (see [`Waiting`]).
+pub(crate) fn waiting_for(t: &proto::TaskInfo) -> Waiting<'_> {
+    let before_queue = matches!(
+        cella_client::task_status(t.status),
+        Some(TaskStatus::Created | TaskStatus::DataAssigned | TaskStatus::Approved)
+    );
+    if !before_queue {
+        return Waiting::default();
+    }
+    let empty = |s: &&proto::TaskSlot| s.file_id.is_empty() && !s.optional;
+    let assign = (t.inputs.iter().filter(empty).map(|s| ("input", s)))
+        .chain(t.outputs.iter().filter(empty).map(|s| ("output", s)))
+        .collect();
+    let approve = t
+        .participants
+        .iter()
+        .filter(|p| !t.approved_by.contains(p))
+        .map(String::as_str)
+        .collect();
+    Waiting {
+        assign,
+        approve,
+        invoke: Some(t.creator.as_str()),
+    }
+}
+
+/// `input b by bank-b, output b_out by bank-b or bank-c`.
+fn assign_text(w: &Waiting<'_>) -> String {
+    w.assign
+        .iter()
+        .map(|(kind, s)| format!("{kind} {} by {}", s.slot, s.owners.join(" or ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first thing a task waits for, as `waiting for …` (`None` when it waits for no
+/// one): what `task watch` prints beside a status.
+pub(crate) fn waiting_summary(w: &Waiting<'_>) -> Option<String> {
+    if !w.assign.is_empty() {
+        Some(format!("waiting for assignments: {}", assign_text(w)))
+    } else if !w.approve.is_empty() {
+        Some(format!(
+            "waiting for approvals from {}",
+            w.approve.join(", ")
+        ))
+    } else {
+        w.invoke
+            .map(|c| format!("waiting for {c} (the creator) to invoke it"))
+    }
+}
+
+/// The lines of `task get` that say who still has to act.
+fn waiting_text(w: &Waiting<'_>) -> String {
+    let mut out = String::new();
+    if !w.assign.is_empty() {
+        let _ = write!(out, "\n  to assign   {}", assign_text(w));
+    }
+    if !w.approve.is_empty() {
+        let after = if w.assign.is_empty() {
+            ""
+        } else {
+            " (once every slot is assigned)"
+        };
+        let _ = write!(out, "\n  to approve  {}{after}", w.approve.join(", "));
+    }
+    if let Some(creator) = w.invoke {
+        let after = if w.assign.is_empty() && w.approve.is_empty() {
+            ""
+        } else {
+            ", once everyone approved"
+        };
+        let _ = write!(out, "\n  to invoke   {creator} (the creator{after})");
+    }
+    out
+}
+
+/// The `waiting_for` object of a task's JSON.
+fn waiting_json(w: &Waiting<'_>) -> Value {
+    json!({
+        "assign": w.assign.iter().map(|(kind, s)| json!({
+            "kind": kind, "slot": s.slot, "owners": s.owners,
+        })).collect::<Vec<_>>(),
+        "approve": w.approve,
+        "invoke": w.invoke,
+    })
+}
+
+/// A function's return value for people: the text, escaped, or its size when it is
+/// empty or not UTF-8 (JSON output carries the bytes).
+pub(crate) fn return_value_text(value: &[u8]) -> String {
+    if value.is_empty() {
+        return "(nothing)".to_owned();
+    }
+    match std::str::from_utf8(value) {
+        Ok(text) => escape_line(text).into_owned(),
+        Err(_) => format!("({} bytes, not UTF-8: see --json)", value.len()),
+    }
 }
 
 fn slot_text(kind: &str, s: &proto::TaskSlot) -> String {
@@ -339,13 +500,21 @@ pub(crate) fn task_text(t: &proto::TaskInfo) -> String {
             t.approved_by.join(", ")
         }
     );
+    out.push_str(&waiting_text(&waiting_for(t)));
     let _ = write!(out, "\n  digest      {}", t.task_digest);
     if !t.reason.is_empty() {
-        let _ = write!(out, "\n  reason      {}", t.reason);
+        let _ = write!(
+            out,
+            "\n  reason      {}",
+            escape_lines(&t.reason, "              ")
+        );
     }
     if let Some(r) = &t.result {
-        let value = String::from_utf8_lossy(&r.return_value);
-        let _ = write!(out, "\n  returned    {value:?}");
+        let _ = write!(
+            out,
+            "\n  returned    {}",
+            return_value_text(&r.return_value)
+        );
         for o in &r.outputs {
             let _ = write!(
                 out,
@@ -361,7 +530,7 @@ pub(crate) fn task_text(t: &proto::TaskInfo) -> String {
             );
         }
         for line in &r.log {
-            let _ = write!(out, "\n  log | {line}");
+            let _ = write!(out, "\n  log | {}", escape_line(line));
         }
     }
     out
@@ -377,6 +546,171 @@ mod tests {
         assert_eq!(format_ms(1), "1970-01-01T00:00:00Z");
         assert_eq!(format_ms(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(format_ms(1_700_000_000_123), "2023-11-14T22:13:20Z");
+    }
+
+    fn slot(name: &str, owners: &[&str], file_id: &str) -> proto::TaskSlot {
+        proto::TaskSlot {
+            slot: name.into(),
+            owners: owners.iter().map(|&o| o.into()).collect(),
+            file_id: file_id.into(),
+            ..Default::default()
+        }
+    }
+
+    fn task(status: TaskStatus) -> proto::TaskInfo {
+        let status = match status {
+            TaskStatus::Created => proto::TaskStatus::Created,
+            TaskStatus::DataAssigned => proto::TaskStatus::DataAssigned,
+            TaskStatus::Approved => proto::TaskStatus::Approved,
+            TaskStatus::Running => proto::TaskStatus::Running,
+            TaskStatus::Failed => proto::TaskStatus::Failed,
+            _ => proto::TaskStatus::Finished,
+        };
+        proto::TaskInfo {
+            task_id: "task-1".into(),
+            creator: "bank-a".into(),
+            status: status.into(),
+            participants: vec!["bank-a".into(), "bank-b".into(), "fo".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn control_characters_in_untrusted_text_are_escaped() {
+        assert_eq!(escape_line("plain\ttext é"), "plain\ttext é");
+        assert_eq!(
+            escape_line("\x1b[31mred\x1b[0m\r\nforged\u{7f}\u{9b}\u{202e}"),
+            "\\u{1b}[31mred\\u{1b}[0m\\u{d}\\u{a}forged\\u{7f}\\u{9b}\\u{202e}"
+        );
+        assert_eq!(
+            escape_lines("one\r\ntwo\x1b", "    "),
+            "one\n    two\\u{1b}"
+        );
+    }
+
+    #[test]
+    fn task_get_text_carries_no_escape_sequence_from_the_function() {
+        let mut t = task(TaskStatus::Failed);
+        t.reason = "the program failed:\n\x1b]0;owned\x07last line".into();
+        t.arguments.insert("sep".into(), "\x1b[2J\u{202e}".into());
+        t.result = Some(proto::TaskResult {
+            return_value: b"\x1b[1A\rok".to_vec(),
+            log: vec!["\x1b[31mred".into(), "x\n  log | forged line".into()],
+            ..Default::default()
+        });
+        let text = task_text(&t);
+        assert!(
+            !text.contains(['\x1b', '\r', '\x07', '\u{202e}']),
+            "{text:?}"
+        );
+        // Every line is one of ours: the forged one stays inside its log line.
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("log | forged")),
+            "{text}"
+        );
+        assert!(text.contains("log | \\u{1b}[31mred"), "{text}");
+        // A reason of several lines keeps them, indented under it.
+        assert!(
+            text.contains("reason      the program failed:\n              \\u{1b}]0;owned"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_function_description_and_location_are_escaped() {
+        let f = proto::FunctionInfo {
+            function_id: "function-1".into(),
+            owner: "fo".into(),
+            spec: Some(proto::FunctionSpec {
+                name: "psi\x1b[8m".into(),
+                description: "\x1b[2Jhidden".into(),
+                executor: "builtin".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(!function_text(&f).contains('\x1b'));
+        let file = proto::FileInfo {
+            location: "file:///x\x1b[2K".into(),
+            ..Default::default()
+        };
+        assert!(!file_line(&file).contains('\x1b'));
+    }
+
+    #[test]
+    fn task_get_says_who_still_has_to_assign_approve_and_invoke() {
+        let mut t = task(TaskStatus::Created);
+        t.inputs = vec![
+            slot("a", &["bank-a"], "input-1"),
+            slot("b", &["bank-b"], ""),
+        ];
+        t.outputs = vec![
+            slot("a_out", &["bank-a"], "output-1"),
+            slot("b_out", &["bank-b", "bank-c"], ""),
+        ];
+        let mut optional = slot("extra", &["bank-a"], "");
+        optional.optional = true;
+        t.inputs.push(optional);
+        let text = task_text(&t);
+        assert!(
+            text.contains("\n  to assign   input b by bank-b, output b_out by bank-b or bank-c\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  to approve  bank-a, bank-b, fo (once every slot is assigned)"),
+            "{text}"
+        );
+        assert!(text.contains("\n  to invoke   bank-a (the creator, once everyone approved)"));
+        let w = waiting_for(&t);
+        assert_eq!(
+            waiting_summary(&w).unwrap(),
+            "waiting for assignments: input b by bank-b, output b_out by bank-b or bank-c"
+        );
+        let j = task_json(&t);
+        assert_eq!(
+            j["waiting_for"]["assign"][0],
+            json!({"kind": "input", "slot": "b", "owners": ["bank-b"]})
+        );
+        assert_eq!(j["waiting_for"]["invoke"], "bank-a");
+
+        // Every slot assigned, one approval in: the others are named.
+        let mut t = task(TaskStatus::DataAssigned);
+        t.inputs = vec![slot("a", &["bank-a"], "input-1")];
+        t.approved_by = vec!["bank-b".into()];
+        let w = waiting_for(&t);
+        assert_eq!(w.approve, ["bank-a", "fo"]);
+        assert_eq!(
+            waiting_summary(&w).unwrap(),
+            "waiting for approvals from bank-a, fo"
+        );
+        assert!(!task_text(&t).contains("to assign"));
+
+        let mut t = task(TaskStatus::Approved);
+        t.approved_by = t.participants.clone();
+        assert_eq!(
+            waiting_summary(&waiting_for(&t)).unwrap(),
+            "waiting for bank-a (the creator) to invoke it"
+        );
+        // Running or ended: it waits for no one.
+        for status in [TaskStatus::Running, TaskStatus::Finished] {
+            let t = task(status);
+            assert!(waiting_summary(&waiting_for(&t)).is_none());
+            assert!(!task_text(&t).contains("\n  to "), "{}", task_text(&t));
+            assert_eq!(task_json(&t)["waiting_for"]["invoke"], Value::Null);
+        }
+    }
+
+    #[test]
+    fn return_values_are_labelled_text() {
+        assert_eq!(return_value_text(b"2"), "2");
+        assert_eq!(return_value_text(b""), "(nothing)");
+        assert_eq!(
+            return_value_text(&[0xff, 0]),
+            "(2 bytes, not UTF-8: see --json)"
+        );
+        assert_eq!(return_value_text(b"a\x1bb"), "a\\u{1b}b");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::exit::Failure;
 use crate::output::format_ms;
 
 /// Environment variable naming the directory that holds `session.json`.
@@ -44,6 +45,9 @@ pub(crate) struct Session {
     pub(crate) collateral: Vec<PathBuf>,
     /// The user logged in.
     pub(crate) user: String,
+    /// The user's roles when it logged in (shown by `cella whoami`; the node decides).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) roles: Vec<String>,
     /// The bearer token (secret).
     pub(crate) token: String,
     /// When the token expires, milliseconds since the Unix epoch.
@@ -150,12 +154,13 @@ impl Session {
     /// Reads the session and refuses an absent or expired one.
     pub(crate) fn load_valid(home: &Path, now_ms: i64) -> anyhow::Result<Session> {
         match Self::load(home)? {
-            None => bail!("not logged in: run cella login"),
-            Some(s) if s.expired(now_ms) => bail!(
+            None => Err(Failure::NotLoggedIn("not logged in: run cella login".to_owned()).into()),
+            Some(s) if s.expired(now_ms) => Err(Failure::NotLoggedIn(format!(
                 "not logged in: the session of {} expired at {}; run cella login",
                 s.user,
                 format_ms(s.expires_at_ms)
-            ),
+            ))
+            .into()),
             Some(s) => Ok(s),
         }
     }
@@ -207,6 +212,7 @@ mod tests {
             policy_toml: None,
             collateral: Vec::new(),
             user: "alice".into(),
+            roles: vec!["data_owner".into()],
             token: "secret-token".into(),
             expires_at_ms,
         }

@@ -5,6 +5,7 @@ use clap::{CommandFactory, Parser};
 
 use crate::cmd::file::FileCmd;
 use crate::cmd::function::{FunctionCmd, register_spec, updated_spec};
+use crate::cmd::node::NodeCmd;
 use crate::cmd::task::{TaskCmd, argument_map};
 use crate::cmd::user::UserCmd;
 use crate::{Cli, Command};
@@ -431,6 +432,18 @@ fn task_approve_result_and_watch() {
     assert_eq!(keys[0].0, "out");
     assert!(parse(&["task", "result", TASK_ID, "--key-file", "k1.key"]).is_err());
     assert!(parse(&["task", "watch", TASK_ID, "--json"]).unwrap().json);
+    assert!(matches!(
+        parse(&["task", "result", TASK_ID, "--out-dir", "d", "--force"])
+            .unwrap()
+            .command,
+        Command::Task(TaskCmd::Result { force: true, .. })
+    ));
+    assert!(matches!(
+        parse(&["task", "approve", TASK_ID, "--yes"])
+            .unwrap()
+            .command,
+        Command::Task(TaskCmd::Approve { yes: true, .. })
+    ));
 }
 
 #[test]
@@ -489,8 +502,17 @@ fn users_files_and_sessions() {
         ])
         .is_err()
     );
-    // node commands take --addr and --cert together or not at all.
-    assert!(parse(&["node", "health", "--addr", "localhost:1"]).is_err());
+    // node commands take --addr with --policy or --cert, or neither; --addr alone is a
+    // usage error naming --policy (checked when the command runs, to say where it is).
+    let Command::Node(NodeCmd::Health(alone)) = parse(&["node", "health", "--addr", "localhost:1"])
+        .unwrap()
+        .command
+    else {
+        panic!("not node health")
+    };
+    let err = alone.trust.load("cella node --addr").err().unwrap();
+    assert_eq!(crate::exit::exit_of(&err), crate::exit::Exit::Usage);
+    assert!(err.to_string().contains("--policy FILE"), "{err}");
     assert!(
         parse(&[
             "node",
@@ -522,7 +544,7 @@ fn users_files_and_sessions() {
 fn errors_read_error_colon_what() {
     let err = anyhow::anyhow!("not logged in: run cella login");
     assert_eq!(
-        crate::error_text(&err),
+        crate::exit::error_text(&err),
         "error: not logged in: run cella login"
     );
 }
@@ -536,13 +558,13 @@ fn a_refused_token_gets_a_login_hint_but_a_failed_login_does_not() {
             message: "token expired".to_owned(),
         })
     };
-    let text = crate::error_text(&refused("GetTask"));
+    let text = crate::exit::error_text(&refused("GetTask"));
     assert!(
         text.starts_with("error: GetTask failed: token expired"),
         "{text}"
     );
     assert!(text.contains("run cella login"), "{text}");
-    assert!(!crate::error_text(&refused("Login")).contains("hint"));
+    assert!(!crate::exit::error_text(&refused("Login")).contains("hint"));
 }
 
 #[test]
@@ -583,11 +605,112 @@ fn login_attests_with_a_policy_or_pins_a_certificate() {
     let Command::Login(args) = cli.command else {
         panic!("not login")
     };
-    assert!(args.policy.is_some() && args.cert.is_none());
+    assert!(args.trust.policy.is_some() && args.trust.cert.is_none());
     assert!(login(&["--cert", "c.pem"]).is_ok());
-    // One of the two, not both, not neither.
+    // Not both.
     assert!(login(&["--cert", "c.pem", "--policy", "p.toml"]).is_err());
-    assert!(login(&[]).is_err());
+}
+
+#[test]
+fn login_without_policy_names_policy_and_where_the_node_prints_it() {
+    let cli = parse(&["login", "--addr", "localhost:7443", "--user", "alice"]).unwrap();
+    let Command::Login(args) = cli.command else {
+        panic!("not login")
+    };
+    let err = args.trust.load("cella login").err().unwrap();
+    let text = crate::exit::error_text(&err);
+    assert!(
+        text.starts_with("error: cella login needs --policy FILE"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`cella serve` prints when it starts")
+            && text.contains("tls/attestation-policy.sim.toml"),
+        "{text}"
+    );
+    assert!(!text.contains("--cert <PEM_PATH>"), "{text}");
+    assert_eq!(crate::exit::exit_of(&err), crate::exit::Exit::Usage);
+    assert_eq!(crate::exit::error_json(&err)["error"]["code"], "usage");
+}
+
+#[test]
+fn node_commands_take_a_policy_like_login() {
+    let node = |args: &[&str]| match parse(args).map(|c| c.command) {
+        Ok(Command::Node(NodeCmd::Health(a) | NodeCmd::Version(a))) => Ok(a),
+        Ok(_) => panic!("not node"),
+        Err(e) => Err(e),
+    };
+    let a = node(&["node", "health", "--addr", "x:1", "--policy", "p.toml"]).unwrap();
+    assert_eq!(a.trust.policy, Some(std::path::PathBuf::from("p.toml")));
+    let a = node(&["node", "version", "--addr", "x:1", "--cert", "c.pem"]).unwrap();
+    assert!(a.trust.cert.is_some());
+    assert!(node(&["node", "version", "--policy", "p", "--cert", "c"]).is_err());
+    // With the saved session's node, nothing is needed.
+    let a = node(&["node", "health"]).unwrap();
+    assert!(a.addr.is_none() && !a.trust.given());
+}
+
+#[test]
+fn completions_cover_the_command_tree() {
+    let script = |shell| {
+        let Command::Completions(args) = parse(&["completions", shell]).unwrap().command else {
+            panic!("not completions")
+        };
+        crate::cmd::completions::run(&args).unwrap().human
+    };
+    let bash = script("bash");
+    assert!(
+        bash.contains("_cella()") && bash.contains("complete -F _cella"),
+        "{bash}"
+    );
+    // Subcommands and their flags are in it: generated from the same tree.
+    assert!(bash.contains("whoami") && bash.contains("--key-file"));
+    assert!(script("zsh").starts_with("#compdef cella"));
+    assert!(script("fish").contains("complete -c cella"));
+    assert!(parse(&["completions", "tcsh"]).is_err());
+}
+
+#[test]
+fn exit_codes_follow_the_table() {
+    use crate::exit::{Exit, Failure, exit_of};
+    let failed = anyhow::Error::from(Failure::TaskFailed {
+        task_id: "task-1".into(),
+        reason: "boom".into(),
+    });
+    assert_eq!(exit_of(&failed), Exit::TaskFailed);
+    assert_eq!(Exit::TaskFailed as u8, 3);
+    let canceled = anyhow::Error::from(Failure::TaskCanceled {
+        task_id: "task-1".into(),
+        reason: "canceled by bank-a".into(),
+    });
+    assert_eq!(exit_of(&canceled), Exit::TaskCanceled);
+    assert_eq!(Exit::TaskCanceled as u8, 4);
+    // Context added on top keeps the classification.
+    assert_eq!(exit_of(&failed.context("task result")), Exit::TaskFailed);
+    assert_eq!(exit_of(&anyhow::anyhow!("disk full")), Exit::Error);
+    assert_eq!(Exit::Usage as u8, 2);
+    assert_eq!(Exit::AttestationRefused as u8, 5);
+}
+
+#[test]
+fn json_errors_are_one_object_with_a_code() {
+    let refused = anyhow::Error::from(cella_client::ClientError::Status {
+        op: "ApproveTask",
+        code: cella_client::Code::FailedPrecondition,
+        message: "task is Created".to_owned(),
+    });
+    let v = crate::exit::error_json(&refused);
+    assert_eq!(v["error"]["code"], "failed_precondition");
+    assert_eq!(v["error"]["exit_code"], 1);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("task is Created")
+    );
+    assert_eq!(v.as_object().unwrap().len(), 1);
+    let text = crate::exit::error_text(&anyhow::anyhow!("evil \x1b[2J\rforged"));
+    assert_eq!(text, "error: evil \\u{1b}[2J\\u{d}forged");
 }
 
 #[test]
@@ -616,7 +739,7 @@ fn collateral_is_repeatable_on_attest_and_needs_a_policy_on_login() {
     let Command::Login(args) = cli.command else {
         panic!("not login")
     };
-    assert_eq!(args.collateral, [std::path::PathBuf::from("c.json")]);
+    assert_eq!(args.trust.collateral, [std::path::PathBuf::from("c.json")]);
     // Collateral verifies quotes under a policy; a pinned certificate has no use for it.
     assert!(login(&["--cert", "c.pem", "--collateral", "c.json"]).is_err());
 }

@@ -1,6 +1,6 @@
 //! `cella attest ADDR --policy FILE`: what the node at ADDR proves about itself, and
 //! whether the attestation policy accepts it as role `node`. No login; nothing but the
-//! TLS handshake is sent. The report is printed in both cases; a refusal exits 2.
+//! TLS handshake is sent. The report is printed in both cases; a refusal exits 5.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -131,6 +131,8 @@ pub(crate) async fn run(args: AttestArgs) -> anyhow::Result<Report> {
         }),
         human,
     );
-    report.success = appraisal.verdict.is_ok();
+    if appraisal.verdict.is_err() {
+        report.exit = crate::exit::Exit::AttestationRefused;
+    }
     Ok(report)
 }

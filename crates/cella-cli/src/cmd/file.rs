@@ -213,13 +213,14 @@ pub(crate) fn encrypt(args: &EncryptArgs) -> anyhow::Result<Report> {
     ))
 }
 
-/// Unseals the sealed file at `input` into `out` (mode 0600), replacing it only on
-/// success.
+/// Unseals the sealed file at `input` into `out` (mode 0600), written only on success;
+/// an existing `out` is replaced when `replace`, else refused.
 fn unseal_file(
     input: &Path,
     out: &Path,
     key: &FileKey,
     key_path: &Path,
+    replace: bool,
 ) -> anyhow::Result<StreamSummary> {
     let (file, len) = open_input(input)?;
     let tmp = temp_beside(out)?;
@@ -239,7 +240,12 @@ fn unseal_file(
     tmp.as_file()
         .sync_all()
         .context("cannot sync the plaintext")?;
-    tmp.persist(out)
+    let persisted = if replace {
+        tmp.persist(out)
+    } else {
+        tmp.persist_noclobber(out)
+    };
+    persisted
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(summary)
@@ -248,7 +254,7 @@ fn unseal_file(
 /// Unseals `args.input` into `args.out`.
 pub(crate) fn decrypt(args: &DecryptArgs) -> anyhow::Result<Report> {
     let key = read_key_file(&args.key_file)?;
-    let summary = unseal_file(&args.input, &args.out, &key, &args.key_file)?;
+    let summary = unseal_file(&args.input, &args.out, &key, &args.key_file, true)?;
     Ok(Report::new(
         json!({
             "in": args.input,
@@ -480,14 +486,16 @@ async fn register_output(
     ))
 }
 
-/// Decrypts a downloaded output: used by `cella task result`.
+/// Decrypts a downloaded output: used by `cella task result`, which replaces an existing
+/// file only with `--force`.
 pub(crate) fn decrypt_output(
     sealed: &Path,
     out: &Path,
     key: &FileKey,
     key_path: &Path,
+    replace: bool,
 ) -> anyhow::Result<StreamSummary> {
-    unseal_file(sealed, out, key, key_path)
+    unseal_file(sealed, out, key, key_path, replace)
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! `cella node health|version`: no login needed.
 
-use std::path::PathBuf;
-
-use anyhow::Context;
 use cella_client::Client;
 use serde_json::json;
 
 use crate::cmd::Ctx;
+use crate::cmd::login::TrustArgs;
+use crate::exit::Failure;
 use crate::output::Report;
 use crate::session::Session;
 
@@ -19,31 +18,40 @@ pub(crate) enum NodeCmd {
     Version(NodeArgs),
 }
 
-/// Where the node is: given here, or the saved session's node.
+/// Where the node is: given here, or the saved session's node, trusted as `login`
+/// trusted it (attested under its policy, or pinned).
 #[derive(Debug, clap::Args)]
 pub(crate) struct NodeArgs {
-    /// Node address (default: the saved session's).
-    #[arg(long, value_name = "ADDR", requires = "cert")]
+    /// Node address (default: the saved session's); needs --policy or --cert.
+    #[arg(long, value_name = "ADDR")]
     pub(crate) addr: Option<String>,
-    /// The node's certificate to pin (default: the saved session's).
-    #[arg(long, value_name = "PEM_PATH", requires = "addr")]
-    pub(crate) cert: Option<PathBuf>,
+    /// How to trust the node given by --addr.
+    #[command(flatten)]
+    pub(crate) trust: TrustArgs,
 }
 
 async fn connect(ctx: &Ctx, args: &NodeArgs) -> anyhow::Result<Client> {
-    let (addr, pem) = match (&args.addr, &args.cert) {
-        (Some(addr), Some(cert)) => (
-            addr.clone(),
-            std::fs::read_to_string(cert)
-                .with_context(|| format!("cannot read certificate {}", cert.display()))?,
-        ),
-        _ => match Session::load(&ctx.home)? {
+    let (addr, trust) = match &args.addr {
+        Some(addr) => (addr.clone(), args.trust.load("cella node --addr")?.server),
+        None if args.trust.given() => {
+            return Err(Failure::Usage(
+                "--policy and --cert say how to trust the node at --addr: add --addr HOST:PORT"
+                    .to_owned(),
+            )
+            .into());
+        }
+        None => match Session::load(&ctx.home)? {
             // The token is not needed, so an expired session still names the node.
-            Some(s) => (s.addr, s.cert_pem),
-            None => anyhow::bail!("no node given: pass --addr and --cert, or run cella login"),
+            Some(s) => {
+                let trust = s.trust()?;
+                (s.addr, trust)
+            }
+            None => Err(Failure::NotLoggedIn(
+                "no node given: pass --addr and --policy, or run cella login".to_owned(),
+            ))?,
         },
     };
-    Ok(Client::connect(&addr, pem.as_bytes()).await?)
+    Ok(Client::connect_with_trust(&addr, trust).await?)
 }
 
 /// Runs a `cella node` subcommand.

@@ -1,7 +1,9 @@
 //! `cella task …`: create, assign, approve, invoke, watch and collect results.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use cella_client::{Client, proto};
@@ -10,7 +12,11 @@ use serde_json::json;
 
 use crate::cmd::Ctx;
 use crate::cmd::file::{blocking, decrypt_output, download_to};
-use crate::output::{Report, bytes_json, format_ms, status_name, task_json, task_line, task_text};
+use crate::exit::{Exit, Failure};
+use crate::output::{
+    Report, bytes_json, escape_line, format_ms, return_value_text, status_name, task_json,
+    task_line, task_text, waiting_for, waiting_summary,
+};
 use crate::parse;
 use crate::secrets::read_key_file;
 use crate::session::now_ms;
@@ -54,7 +60,7 @@ pub(crate) enum TaskCmd {
         outputs: Vec<proto::SlotFile>,
     },
     /// Approve a task's digest. Without --digest, shows what is approved and approves
-    /// the current digest.
+    /// the current digest, after asking on a terminal.
     Approve {
         /// The task's id.
         #[arg(value_name = "ID", value_parser = parse::task_id)]
@@ -62,6 +68,9 @@ pub(crate) enum TaskCmd {
         /// The task digest you checked (hex).
         #[arg(long, value_name = "HEX", value_parser = parse::digest_hex)]
         digest: Option<String>,
+        /// Do not ask for confirmation on a terminal (it is never asked otherwise).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Queue an approved task (creator only).
     Invoke {
@@ -75,7 +84,8 @@ pub(crate) enum TaskCmd {
         #[arg(value_name = "ID", value_parser = parse::task_id)]
         id: String,
     },
-    /// Print status changes until the task ends; exits 2 if it Failed or was Canceled.
+    /// Print the task's state now and at every change until it ends, with what it waits
+    /// for; exits 3 if it Failed, 4 if it was Canceled.
     Watch {
         /// The task's id.
         #[arg(value_name = "ID", value_parser = parse::task_id)]
@@ -101,7 +111,8 @@ pub(crate) enum TaskCmd {
         #[arg(long, value_name = "FILE", requires = "policy")]
         collateral: Vec<PathBuf>,
     },
-    /// Download and decrypt your outputs of a finished task.
+    /// Download and decrypt your outputs of a finished task, and show what the function
+    /// returned and logged; exits 3 if the task Failed, 4 if it was Canceled.
     Result {
         /// The task's id.
         #[arg(value_name = "ID", value_parser = parse::task_id)]
@@ -112,6 +123,9 @@ pub(crate) enum TaskCmd {
         /// The key file of an output slot you own; one per slot.
         #[arg(long = "key-file", value_name = "slot=K", value_parser = parse::slot_path)]
         keys: Vec<(String, PathBuf)>,
+        /// Replace files that already exist in the output directory.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -182,7 +196,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<Report> {
             let t = client.assign_data(&id, inputs, outputs).await?;
             Ok(shown(&t, "assigned "))
         }
-        TaskCmd::Approve { id, digest } => approve(&client, &id, digest).await,
+        TaskCmd::Approve { id, digest, yes } => approve(&client, &id, digest, yes).await,
         TaskCmd::Invoke { id } => Ok(shown(&client.invoke_task(&id).await?, "invoked ")),
         TaskCmd::Cancel { id } => Ok(shown(&client.cancel_task(&id).await?, "canceled ")),
         TaskCmd::Watch { id } => watch(ctx, &client, &id).await,
@@ -193,15 +207,24 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<Report> {
             out_dir,
             collateral,
         } => crate::cmd::receipt::receipt(&client, &id, verify, policy, out_dir, &collateral).await,
-        TaskCmd::Result { id, out_dir, keys } => {
-            result(&client, &session.user, &id, out_dir, keys).await
-        }
+        TaskCmd::Result {
+            id,
+            out_dir,
+            keys,
+            force,
+        } => result(&client, &session.user, &id, &out_dir, keys, force).await,
     }
 }
 
 /// `task approve`: with a digest, approves it; without, shows the task and approves
-/// its current digest.
-async fn approve(client: &Client, id: &str, digest: Option<String>) -> anyhow::Result<Report> {
+/// its current digest — after asking, when stdin and stderr are a terminal and `yes` is
+/// not set (a script is never asked).
+async fn approve(
+    client: &Client,
+    id: &str,
+    digest: Option<String>,
+    yes: bool,
+) -> anyhow::Result<Report> {
     if let Some(digest) = digest {
         let t = client.approve_task(id, &digest).await?;
         return Ok(shown(&t, &format!("approved digest {digest} of ")));
@@ -222,61 +245,24 @@ async fn approve(client: &Client, id: &str, digest: Option<String>) -> anyhow::R
     }
     // The function's name is shown when the function is visible to this user.
     let function = client.get_function(&task.function_id, false).await.ok();
+    let covers = approval_text(&task, function.as_ref());
+    let asked = !yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if asked
+        && !confirm(
+            &covers,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stderr(),
+        )?
+    {
+        bail!("not approved: you declined at the prompt; nothing was sent");
+    }
     let approved = client.approve_task(id, &task.task_digest).await?;
-    let mut human = format!(
-        "approving {} at digest {} (recomputed locally: it matches)",
-        task.task_id, task.task_digest
-    );
-    let name = function.as_ref().and_then(|f| f.spec.as_ref()).map_or_else(
-        || "(not visible to you)".to_owned(),
-        |s| format!("{:?}", s.name),
-    );
-    human.push_str(&format!(
-        "\n  function    {} {name} (owner {}), payload sha256 {}",
-        task.function_id, task.function_owner, task.function_payload_digest
-    ));
-    if task.function_reuse == "same-function" {
-        human.push_str(
-            "\n  reuse       same-function: instances serve several tasks of this function",
-        );
-    }
-    for (k, v) in task.arguments.iter().collect::<BTreeMap<_, _>>() {
-        human.push_str(&format!("\n  argument    {k}={v:?}"));
-    }
-    for s in &task.inputs {
-        human.push_str(&format!(
-            "\n  input       {:<16} {} sha256 {}",
-            s.slot,
-            if s.file_id.is_empty() {
-                "(empty)"
-            } else {
-                &s.file_id
-            },
-            if s.ciphertext_digest.is_empty() {
-                "-"
-            } else {
-                &s.ciphertext_digest
-            }
-        ));
-    }
-    for s in &task.outputs {
-        human.push_str(&format!(
-            "\n  output      {:<16} {} owners {}",
-            s.slot,
-            if s.file_id.is_empty() {
-                "(empty)"
-            } else {
-                &s.file_id
-            },
-            s.owners.join(",")
-        ));
-    }
-    human.push_str(&format!(
-        "\napproved: {} of {} participants have approved this digest ({})",
+    let done = format!(
+        "approved: {} of {} participants have approved this digest ({})",
         approved.approved_by.len(),
         approved.participants.len(),
         approved.approved_by.join(", ")
-    ));
+    );
     Ok(Report::new(
         json!({
             "approved_digest": task.task_digest,
@@ -284,12 +270,93 @@ async fn approve(client: &Client, id: &str, digest: Option<String>) -> anyhow::R
             "function": function.as_ref().map(crate::output::function_json),
             "task": task_json(&approved),
         }),
-        human,
+        // What it covers was shown before the question; otherwise it comes first here.
+        if asked {
+            done
+        } else {
+            format!("{covers}\n{done}")
+        },
     ))
 }
 
-/// One status line of `task watch`.
-fn watch_line(t: &proto::TaskInfo) -> String {
+/// What an approval covers: the digest and every field it is computed over.
+fn approval_text(task: &proto::TaskInfo, function: Option<&proto::FunctionInfo>) -> String {
+    let mut text = format!(
+        "approving {} at digest {} (recomputed locally: it matches)",
+        task.task_id, task.task_digest
+    );
+    let name = function.and_then(|f| f.spec.as_ref()).map_or_else(
+        || "(not visible to you)".to_owned(),
+        |s| format!("{:?}", s.name),
+    );
+    // Writing to a String cannot fail.
+    let _ = write!(
+        text,
+        "\n  function    {} {name} (owner {}), payload sha256 {}",
+        task.function_id, task.function_owner, task.function_payload_digest
+    );
+    if task.function_reuse == "same-function" {
+        text.push_str(
+            "\n  reuse       same-function: instances serve several tasks of this function",
+        );
+    }
+    for (k, v) in task.arguments.iter().collect::<BTreeMap<_, _>>() {
+        let _ = write!(text, "\n  argument    {k}={v:?}");
+    }
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    let file = |s: &proto::TaskSlot| {
+        if s.file_id.is_empty() {
+            "(empty)".to_owned()
+        } else {
+            s.file_id.clone()
+        }
+    };
+    for s in &task.inputs {
+        let _ = write!(
+            text,
+            "\n  input       {:<16} {} sha256 {}",
+            s.slot,
+            file(s),
+            or_dash(&s.ciphertext_digest)
+        );
+    }
+    for s in &task.outputs {
+        let _ = write!(
+            text,
+            "\n  output      {:<16} {} owners {}",
+            s.slot,
+            file(s),
+            s.owners.join(",")
+        );
+    }
+    text
+}
+
+/// Shows `covers` on `out` and asks whether to approve; `true` only for `y` or `yes`
+/// (any case). End of input is a no.
+fn confirm(covers: &str, input: &mut impl BufRead, out: &mut impl Write) -> anyhow::Result<bool> {
+    write!(out, "{covers}\napprove this digest? [y/N] ")
+        .and_then(|()| out.flush())
+        .context("cannot ask for confirmation")?;
+    let mut answer = String::new();
+    input
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+/// One status line of `task watch`: the time of the last change, the status, and why it
+/// ended or what it waits for.
+fn watch_line(t: &proto::TaskInfo, waiting: Option<&str>) -> String {
     let at = t.history.last().map_or_else(now_ms, |h| h.at_ms);
     let mut line = format!(
         "{}  {}  {}",
@@ -298,24 +365,41 @@ fn watch_line(t: &proto::TaskInfo) -> String {
         status_name(t.status)
     );
     if !t.reason.is_empty() {
-        line.push_str(&format!(": {}", t.reason));
+        let _ = write!(line, ": {}", escape_line(&t.reason));
+    } else if let Some(waiting) = waiting {
+        let _ = write!(line, ": {waiting}");
     }
     line
 }
 
-/// `task watch`: prints a line per status change (text mode) and ends with the task.
+/// The exit code of a command that saw `t` end.
+fn ended_exit(t: &proto::TaskInfo) -> Exit {
+    match cella_client::task_status(t.status) {
+        Some(TaskStatus::Finished) => Exit::Ok,
+        Some(TaskStatus::Failed) => Exit::TaskFailed,
+        Some(TaskStatus::Canceled) => Exit::TaskCanceled,
+        _ => Exit::Error,
+    }
+}
+
+/// `task watch`: prints the task's state at once (text mode), then a line whenever its
+/// status or what it waits for changes, and ends with the task.
 async fn watch(ctx: &Ctx, client: &Client, id: &str) -> anyhow::Result<Report> {
     let mut watch = client.watch_task(id).await?;
-    let mut last_status = None;
+    let mut last_line = None;
     let mut seen = Vec::new();
     let mut last = None;
     while let Some(t) = watch.next_update().await? {
-        if last_status != Some(t.status) {
-            last_status = Some(t.status);
-            seen.push(status_name(t.status));
-            if !ctx.json {
-                println!("{}", watch_line(&t));
+        let waiting = waiting_summary(&waiting_for(&t));
+        let now = (t.status, waiting);
+        if last_line.as_ref() != Some(&now) {
+            if last_line.as_ref().map(|(s, _)| *s) != Some(t.status) {
+                seen.push(status_name(t.status));
             }
+            if !ctx.json {
+                println!("{}", watch_line(&t, now.1.as_deref()));
+            }
+            last_line = Some(now);
         }
         let done = cella_client::is_terminal(&t);
         last = Some(t);
@@ -333,33 +417,54 @@ async fn watch(ctx: &Ctx, client: &Client, id: &str) -> anyhow::Result<Report> {
                     status_name(t.status)
                 );
             }
-            if !ctx.json && last_status != Some(t.status) {
-                println!("{}", watch_line(&t));
+            if last_line.as_ref().map(|(s, _)| *s) != Some(t.status) {
+                seen.push(status_name(t.status));
+                if !ctx.json {
+                    println!("{}", watch_line(&t, None));
+                }
             }
             t
         }
     };
-    let finished = cella_client::task_status(task.status) == Some(TaskStatus::Finished);
     Ok(Report {
         json: json!({ "task": task_json(&task), "statuses": seen }),
         human: String::new(),
-        success: finished,
+        exit: ended_exit(&task),
     })
 }
 
+/// One output `task result` wrote.
+struct Written {
+    slot: String,
+    file_id: String,
+    ciphertext_digest: String,
+    path: PathBuf,
+    plaintext_len: u64,
+}
+
 /// `task result`: downloads each output slot the user owns, checks its digest against
-/// the task's result, and decrypts it into `out_dir/<slot>`.
+/// the task's result, and decrypts it into `out_dir/<slot>` — never over an existing
+/// file unless `force`, checked for every slot before anything is downloaded.
 async fn result(
     client: &Client,
     me: &str,
     id: &str,
-    out_dir: PathBuf,
+    out_dir: &Path,
     keys: Vec<(String, PathBuf)>,
+    force: bool,
 ) -> anyhow::Result<Report> {
     let task = client.get_task(id).await?;
+    let reason = || task.reason.clone();
     match cella_client::task_status(task.status) {
         Some(TaskStatus::Finished) => {}
-        Some(TaskStatus::Failed) => bail!("{id} failed: {}", task.reason),
+        Some(TaskStatus::Failed) => Err(Failure::TaskFailed {
+            task_id: id.to_owned(),
+            reason: reason(),
+        })?,
+        Some(TaskStatus::Canceled) => Err(Failure::TaskCanceled {
+            task_id: id.to_owned(),
+            reason: reason(),
+        })?,
         _ => bail!(
             "{id} is {}: results exist only once it is Finished",
             status_name(task.status)
@@ -395,8 +500,15 @@ async fn result(
         }
         // The slot name becomes a file name: refuse anything but a plain name.
         cella_types::function::check_name("output slot", &slot.slot)?;
+        let out = out_dir.join(&slot.slot);
+        if !force && out.symlink_metadata().is_ok() {
+            bail!(
+                "{} already exists: refusing to overwrite it (give --force to replace it)",
+                out.display()
+            );
+        }
     }
-    std::fs::create_dir_all(&out_dir)
+    std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
 
     let mut written = Vec::new();
@@ -411,41 +523,116 @@ async fn result(
         let out = out_dir.join(&slot.slot);
         let summary = download_to(client, &slot.file_id, &sealed, Some(expected), 0).await?;
         let (s, o, k) = (sealed.clone(), out.clone(), key_path.clone());
-        let decrypted = blocking(move || decrypt_output(&s, &o, &key, &k)).await;
+        let decrypted = blocking(move || decrypt_output(&s, &o, &key, &k, force)).await;
         std::fs::remove_file(&sealed).ok();
-        let plain = decrypted?;
-        written.push((slot.slot.clone(), slot.file_id.clone(), out, summary, plain));
+        written.push(Written {
+            slot: slot.slot.clone(),
+            file_id: slot.file_id.clone(),
+            ciphertext_digest: summary.ciphertext_digest,
+            path: out,
+            plaintext_len: decrypted?.plaintext_len,
+        });
     }
 
     let result = task.result.clone().unwrap_or_default();
-    let mut human = format!("{id} finished");
-    if !result.return_value.is_empty() {
-        human.push_str(&format!(
-            "\nreturned: {}",
-            String::from_utf8_lossy(&result.return_value)
-        ));
-    }
-    for (slot, file_id, out, summary, plain) in &written {
-        human.push_str(&format!(
-            "\noutput {slot} ({file_id}, sha256 {}) decrypted to {} ({} bytes)",
-            summary.ciphertext_digest,
-            out.display(),
-            plain.plaintext_len
-        ));
-    }
     Ok(Report::new(
         json!({
             "task_id": id,
             "return_value": bytes_json(&result.return_value),
             "log": result.log,
-            "outputs": written.iter().map(|(slot, file_id, out, summary, plain)| json!({
-                "slot": slot,
-                "file_id": file_id,
-                "ciphertext_digest": summary.ciphertext_digest,
-                "path": out,
-                "plaintext_len": plain.plaintext_len,
+            "outputs": written.iter().map(|w| json!({
+                "slot": w.slot,
+                "file_id": w.file_id,
+                "ciphertext_digest": w.ciphertext_digest,
+                "path": w.path,
+                "plaintext_len": w.plaintext_len,
             })).collect::<Vec<_>>(),
         }),
-        human,
+        result_text(id, &result, &written),
     ))
+}
+
+/// The text form of `task result`: each line labelled, the function's return value and
+/// log escaped (they are the function's, untrusted).
+fn result_text(id: &str, result: &proto::TaskResult, written: &[Written]) -> String {
+    let mut text = format!(
+        "{id} finished\nthe function returned: {}",
+        return_value_text(&result.return_value)
+    );
+    for w in written {
+        let _ = write!(
+            text,
+            "\noutput {} ({}, sha256 {}) decrypted to {} ({} bytes)",
+            w.slot,
+            w.file_id,
+            w.ciphertext_digest,
+            w.path.display(),
+            w.plaintext_len
+        );
+    }
+    if result.log.is_empty() {
+        text.push_str("\nthe function's log: (empty)");
+    } else {
+        text.push_str("\nthe function's log:");
+        for line in &result.log {
+            let _ = write!(text, "\n  log | {}", escape_line(line));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approval_asks_after_showing_what_it_covers() {
+        for (answer, yes) in [
+            ("y\n", true),
+            ("YES\n", true),
+            ("n\n", false),
+            ("\n", false),
+            ("", false),
+        ] {
+            let mut shown = Vec::new();
+            let ok = confirm(
+                "approving task-1 at digest ab",
+                &mut answer.as_bytes(),
+                &mut shown,
+            )
+            .unwrap();
+            assert_eq!(ok, yes, "{answer:?}");
+            assert_eq!(
+                String::from_utf8(shown).unwrap(),
+                "approving task-1 at digest ab\napprove this digest? [y/N] "
+            );
+        }
+    }
+
+    #[test]
+    fn result_text_labels_the_return_value_and_shows_the_log() {
+        let result = proto::TaskResult {
+            return_value: b"2".to_vec(),
+            log: vec!["read 3 lines".into(), "\x1b[31mred".into()],
+            ..Default::default()
+        };
+        let written = [Written {
+            slot: "a_out".into(),
+            file_id: "output-1".into(),
+            ciphertext_digest: "cd".into(),
+            path: "result/a_out".into(),
+            plaintext_len: 12,
+        }];
+        assert_eq!(
+            result_text("task-1", &result, &written),
+            "task-1 finished\nthe function returned: 2\n\
+             output a_out (output-1, sha256 cd) decrypted to result/a_out (12 bytes)\n\
+             the function's log:\n  log | read 3 lines\n  log | \\u{1b}[31mred"
+        );
+        let empty = result_text("task-1", &proto::TaskResult::default(), &[]);
+        assert_eq!(
+            empty,
+            "task-1 finished\nthe function returned: (nothing)\nthe function's log: (empty)"
+        );
+    }
 }
