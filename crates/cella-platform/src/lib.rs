@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod functions;
+pub mod page;
 mod policy;
 pub mod scheduler;
 pub mod tasks;
