@@ -150,12 +150,16 @@ pub(crate) const FUNCTION_HEADER: &str = concat!(
     "EXECUTOR OWNER            STATE"
 );
 
+/// A function's name and executor, `?` where the node sent no spec.
+fn name_and_executor(f: &proto::FunctionInfo) -> (&str, &str) {
+    f.spec
+        .as_ref()
+        .map_or(("?", "?"), |s| (s.name.as_str(), s.executor.as_str()))
+}
+
 /// One line of `function list`.
 pub(crate) fn function_row(f: &proto::FunctionInfo) -> String {
-    let (name, executor) = f
-        .spec
-        .as_ref()
-        .map_or(("?", "?"), |s| (s.name.as_str(), s.executor.as_str()));
+    let (name, executor) = name_and_executor(f);
     let state = if f.disabled { "disabled" } else { "enabled" };
     format!(
         "{:<45}  {name:<20} {executor:<8} {:<16} {state}",
@@ -164,10 +168,7 @@ pub(crate) fn function_row(f: &proto::FunctionInfo) -> String {
 }
 
 pub(crate) fn function_line(f: &proto::FunctionInfo) -> String {
-    let (name, executor) = f
-        .spec
-        .as_ref()
-        .map_or(("?", "?"), |s| (s.name.as_str(), s.executor.as_str()));
+    let (name, executor) = name_and_executor(f);
     let disabled = if f.disabled { " (disabled)" } else { "" };
     format!(
         "{}  {name:<20} {executor:<8} owner {}{disabled}",

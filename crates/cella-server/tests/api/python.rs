@@ -68,7 +68,8 @@ async fn a_python_grpcio_client_attests_the_node_and_runs_a_task() {
     let admin = node.admin().await;
     node.user(&admin, "alice", &["function_owner", "data_owner"])
         .await;
-    let pw = node.dir.path().join("alice.pw");
+    let scratch = tempfile::tempdir().unwrap();
+    let pw = scratch.path().join("alice.pw");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     // By name: grpc checks "localhost" against the certificate's subjectAltName.
     let addr = format!("localhost:{}", node.running().addr().port());
