@@ -444,6 +444,24 @@ pub fn issue_certificate(
     now: UnixTime,
     validity: Duration,
 ) -> Result<IssuedCert, IssueError> {
+    issue_certificate_for(source, nonce, now, validity, Vec::new())
+}
+
+/// As [`issue_certificate`], with `names` (host names and IP addresses) in the
+/// certificate's subjectAltName, so that TLS clients that check the server's name, as
+/// standard gRPC clients do, accept the certificate for those names once they trust it.
+/// The evidence is the same either way: it binds the key, not the names.
+///
+/// # Errors
+///
+/// As for [`issue_certificate`].
+pub fn issue_certificate_for(
+    source: &dyn EvidenceSource,
+    nonce: Option<Vec<u8>>,
+    now: UnixTime,
+    validity: Duration,
+    names: Vec<rcgen::SanType>,
+) -> Result<IssuedCert, IssueError> {
     if nonce
         .as_ref()
         .is_some_and(|n| n.len() > crate::claims::MAX_NONCE_LEN)
@@ -455,7 +473,7 @@ pub fn issue_certificate(
     let claims_buffer = claims.encode();
     let evidence = source.evidence(&report_data_for(&claims_buffer))?;
     let extension = encode_tagged_evidence(&evidence, &claims_buffer);
-    let cert_der = self_signed_with_extension(&key, extension, now, validity)?;
+    let cert_der = self_signed(&key, extension, now, validity, names)?;
     Ok(IssuedCert {
         cert_der,
         key_pkcs8: PrivatePkcs8KeyDer::from(key.serialize_der()),
@@ -478,7 +496,18 @@ pub fn self_signed_with_extension(
     now: UnixTime,
     validity: Duration,
 ) -> Result<CertificateDer<'static>, IssueError> {
+    self_signed(key, tagged_evidence, now, validity, Vec::new())
+}
+
+fn self_signed(
+    key: &KeyPair,
+    tagged_evidence: Vec<u8>,
+    now: UnixTime,
+    validity: Duration,
+    names: Vec<rcgen::SanType>,
+) -> Result<CertificateDer<'static>, IssueError> {
     let mut params = CertificateParams::default();
+    params.subject_alt_names = names;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, CERT_COMMON_NAME);
     params.distinguished_name = dn;

@@ -18,7 +18,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::clock::{Clock, SystemClock};
 use crate::evidence::EvidenceSource;
-use crate::ratls::{IssueError, IssuedCert, issue_certificate};
+use crate::ratls::{IssueError, IssuedCert, issue_certificate_for};
 
 /// Default lifetime of a certificate: twice the default renewal interval, so a peer never
 /// sees an expired certificate between renewals.
@@ -45,6 +45,7 @@ pub struct Issuer {
     clock: Arc<dyn Clock>,
     validity: Duration,
     nonce: Option<Vec<u8>>,
+    names: Vec<rcgen::SanType>,
 }
 
 impl Issuer {
@@ -55,6 +56,7 @@ impl Issuer {
             clock: Arc::new(SystemClock),
             validity: DEFAULT_CERT_VALIDITY,
             nonce: None,
+            names: Vec::new(),
         }
     }
 
@@ -79,6 +81,14 @@ impl Issuer {
         self
     }
 
+    /// Put `names` in the certificates' subjectAltName (see
+    /// [`crate::ratls::issue_certificate_for`]).
+    #[must_use]
+    pub fn with_names(mut self, names: Vec<rcgen::SanType>) -> Self {
+        self.names = names;
+        self
+    }
+
     /// The evidence source.
     pub fn source(&self) -> &Arc<dyn EvidenceSource> {
         &self.source
@@ -90,11 +100,12 @@ impl Issuer {
     ///
     /// [`IssueError`] if the evidence source or certificate generation fails.
     pub fn issue(&self) -> Result<IssuedCert, IssueError> {
-        issue_certificate(
+        issue_certificate_for(
             self.source.as_ref(),
             self.nonce.clone(),
             self.clock.now(),
             self.validity,
+            self.names.clone(),
         )
     }
 }

@@ -117,6 +117,9 @@ pub(crate) fn user_json(u: &proto::UserInfo) -> Value {
     })
 }
 
+/// The header of `user list`, aligned with [`user_line`].
+pub(crate) const USER_HEADER: &str = "USER                     ROLES";
+
 pub(crate) fn user_line(u: &proto::UserInfo) -> String {
     format!("{:<24} {}", u.name, u.roles.join(","))
 }
@@ -180,11 +183,31 @@ fn slots_text(slots: &[proto::SlotSpec]) -> String {
         .join(", ")
 }
 
-pub(crate) fn function_line(f: &proto::FunctionInfo) -> String {
-    let (name, executor) = f
-        .spec
+/// The header of `function list`, aligned with [`function_row`].
+pub(crate) const FUNCTION_HEADER: &str = concat!(
+    "FUNCTION                                       NAME                 ",
+    "EXECUTOR OWNER            STATE"
+);
+
+/// A function's name and executor, `?` where the node sent no spec.
+fn name_and_executor(f: &proto::FunctionInfo) -> (&str, &str) {
+    f.spec
         .as_ref()
-        .map_or(("?", "?"), |s| (s.name.as_str(), s.executor.as_str()));
+        .map_or(("?", "?"), |s| (s.name.as_str(), s.executor.as_str()))
+}
+
+/// One line of `function list`.
+pub(crate) fn function_row(f: &proto::FunctionInfo) -> String {
+    let (name, executor) = name_and_executor(f);
+    let state = if f.disabled { "disabled" } else { "enabled" };
+    format!(
+        "{:<45}  {name:<20} {executor:<8} {:<16} {state}",
+        f.function_id, f.owner
+    )
+}
+
+pub(crate) fn function_line(f: &proto::FunctionInfo) -> String {
+    let (name, executor) = name_and_executor(f);
     let disabled = if f.disabled { " (disabled)" } else { "" };
     format!(
         "{}  {:<20} {:<8} owner {}{disabled}",
@@ -255,6 +278,25 @@ pub(crate) fn file_json(f: &proto::FileInfo) -> Value {
         "created_at": format_ms(f.created_at_ms),
         "written_by_task": f.written_by_task,
     })
+}
+
+/// The header of `file list`, aligned with [`file_row`].
+pub(crate) const FILE_HEADER: &str = concat!(
+    "FILE                                                SIZE  ",
+    "CIPHERTEXT SHA-256                                                LOCATION"
+);
+
+/// One line of `file list`.
+pub(crate) fn file_row(f: &proto::FileInfo) -> String {
+    let digest = if f.ciphertext_digest.is_empty() {
+        "(not written yet)"
+    } else {
+        f.ciphertext_digest.as_str()
+    };
+    format!(
+        "{:<43} {:>12}  {digest:<64}  {}",
+        f.file_id, f.size, f.location
+    )
 }
 
 pub(crate) fn file_line(f: &proto::FileInfo) -> String {
@@ -329,9 +371,16 @@ pub(crate) fn task_json(t: &proto::TaskInfo) -> Value {
     })
 }
 
-pub(crate) fn task_line(t: &proto::TaskInfo) -> String {
+/// The header of `task list`, aligned with [`task_row`].
+pub(crate) const TASK_HEADER: &str = concat!(
+    "TASK                                       STATUS        ",
+    "FUNCTION                                       CREATOR"
+);
+
+/// One line of `task list`.
+pub(crate) fn task_row(t: &proto::TaskInfo) -> String {
     format!(
-        "{}  {:<12} {}  creator {}",
+        "{:<41}  {:<13} {:<45}  {}",
         t.task_id,
         status_name(t.status),
         t.function_id,
@@ -449,6 +498,19 @@ pub(crate) fn return_value_text(value: &[u8]) -> String {
         Ok(text) => escape_line(text).into_owned(),
         Err(_) => format!("({} bytes, not UTF-8: see --json)", value.len()),
     }
+}
+
+/// A list command's text: its header and one row per item, or `empty` when there are
+/// none (a header over nothing reads as an error).
+pub(crate) fn table(header: &str, rows: impl Iterator<Item = String>, empty: &str) -> String {
+    let mut out = String::from(header);
+    let mut any = false;
+    for row in rows {
+        out.push('\n');
+        out.push_str(row.trim_end());
+        any = true;
+    }
+    if any { out } else { empty.to_owned() }
 }
 
 fn slot_text(kind: &str, s: &proto::TaskSlot) -> String {

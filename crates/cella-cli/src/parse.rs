@@ -275,3 +275,21 @@ mod tests {
         assert!(role("root").is_err());
     }
 }
+
+/// The task statuses `--status` takes, in Teaclave's order.
+pub(crate) const TASK_STATUS_NAMES: &str =
+    "created, data-assigned, approved, staged, running, finished, failed, canceled";
+
+/// A task status by name, `data-assigned` or `data_assigned`, in any case.
+pub(crate) fn task_status(s: &str) -> Result<i32, String> {
+    let name = format!(
+        "TASK_STATUS_{}",
+        s.trim().replace('-', "_").to_ascii_uppercase()
+    );
+    match proto::TaskStatus::from_str_name(&name) {
+        Some(proto::TaskStatus::Unspecified) | None => Err(format!(
+            "unknown task status {s:?}: one of {TASK_STATUS_NAMES}"
+        )),
+        Some(status) => Ok(status as i32),
+    }
+}

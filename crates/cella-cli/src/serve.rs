@@ -27,8 +27,8 @@ pub(crate) struct ServeArgs {
     /// Address to listen on for the gRPC API.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
     pub(crate) listen: SocketAddr,
-    /// Number of execution workers.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    /// Number of execution workers (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = at_least_one_worker)]
     pub(crate) workers: usize,
     /// A directory under which data owners may register `file://` inputs and outputs
     /// (repeatable). None by default: the node reads no file a user names.
@@ -41,7 +41,9 @@ pub(crate) struct ServeArgs {
     /// fails, naming the cap.
     #[arg(long, value_name = "BYTES", default_value_t = cella_executor::DEFAULT_MAX_TOTAL_OUTPUT_BYTES)]
     pub(crate) max_task_output_bytes: u64,
-    /// Extra host names or addresses for the node's certificate (first start only).
+    /// Extra host names or IP addresses for the node's certificate's subjectAltName
+    /// (repeatable; `localhost`, 127.0.0.1 and ::1 are always there), so that clients
+    /// which check the server name can reach the node by that name (docs/api.md).
     #[arg(long, value_name = "NAME")]
     pub(crate) tls_name: Vec<String>,
     /// The LibOS executor's configuration (backend, pool, runtime images; see
@@ -55,6 +57,15 @@ pub(crate) struct ServeArgs {
     /// Gramine's attestation interface, with `--evidence sgx-dcap`.
     #[arg(long, value_name = "DIR", default_value = cella_attest::gramine::DEFAULT_ATTESTATION_DIR)]
     pub(crate) attestation_dir: PathBuf,
+}
+
+/// `--workers`: a node without workers would queue tasks that never run.
+fn at_least_one_worker(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("a node needs at least 1 worker to run tasks".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl ServeArgs {

@@ -303,22 +303,6 @@ impl Client {
         Ok(())
     }
 
-    /// Lists every user; admin only.
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::NotLoggedIn`], [`ClientError::Status`].
-    pub async fn list_users(&self) -> Result<Vec<proto::UserInfo>> {
-        let request = self.authed(proto::ListUsersRequest {})?;
-        Ok(self
-            .auth_service()
-            .list_users(request)
-            .await
-            .map_err(|s| ClientError::status("ListUsers", s))?
-            .into_inner()
-            .users)
-    }
-
     // ---- node ----
 
     /// The node's liveness and load; needs no login.
@@ -344,6 +328,22 @@ impl Client {
             .version(proto::VersionRequest {})
             .await
             .map_err(|s| ClientError::status("Version", s))?
+            .into_inner())
+    }
+
+    /// The attestation policies the node publishes (for itself, and for its LibOS
+    /// instances, which receipts are verified against); needs no login. They are as
+    /// trustworthy as this client's trust in the node: with [`crate::ServerTrust::Attested`]
+    /// they come over a channel whose other end was attested before anything was sent.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Status`].
+    pub async fn policies(&self) -> Result<proto::GetPoliciesResponse> {
+        Ok(NodeServiceClient::new(self.channel.clone())
+            .get_policies(proto::GetPoliciesRequest {})
+            .await
+            .map_err(|s| ClientError::status("GetPolicies", s))?
             .into_inner())
     }
 }

@@ -250,22 +250,6 @@ impl Client {
             .into_inner())
     }
 
-    /// Lists the caller's files.
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::NotLoggedIn`], [`ClientError::Status`].
-    pub async fn list_files(&self) -> Result<Vec<proto::FileInfo>> {
-        let request = self.authed(proto::ListFilesRequest {})?;
-        Ok(self
-            .file_service()
-            .list_files(request)
-            .await
-            .map_err(|s| ClientError::status("ListFiles", s))?
-            .into_inner()
-            .files)
-    }
-
     /// Deletes a file that no unfinished task uses.
     ///
     /// # Errors

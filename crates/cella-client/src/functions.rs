@@ -52,22 +52,6 @@ impl Client {
             .into_inner())
     }
 
-    /// Lists the functions the caller may use, or only the caller's own.
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::NotLoggedIn`], [`ClientError::Status`].
-    pub async fn list_functions(&self, mine_only: bool) -> Result<Vec<proto::FunctionInfo>> {
-        let request = self.authed(proto::ListFunctionsRequest { mine_only })?;
-        Ok(self
-            .function_service()
-            .list_functions(request)
-            .await
-            .map_err(|s| ClientError::status("ListFunctions", s))?
-            .into_inner()
-            .functions)
-    }
-
     /// Replaces a function's spec, and its payload when `payload` is `Some` (owner only).
     /// Changing the payload voids the approvals of every task that uses the function.
     ///

@@ -29,6 +29,7 @@ mod client;
 mod error;
 mod files;
 mod functions;
+mod pages;
 mod tasks;
 mod tls;
 

@@ -211,22 +211,6 @@ impl Client {
             .into_inner())
     }
 
-    /// Lists the tasks the caller participates in.
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::NotLoggedIn`], [`ClientError::Status`].
-    pub async fn list_tasks(&self) -> Result<Vec<proto::TaskInfo>> {
-        let request = self.authed(proto::ListTasksRequest {})?;
-        Ok(self
-            .task_service()
-            .list_tasks(request)
-            .await
-            .map_err(|s| ClientError::status("ListTasks", s))?
-            .into_inner()
-            .tasks)
-    }
-
     /// Fills slots the caller owns with files the caller owns (slots are write-once).
     ///
     /// # Errors

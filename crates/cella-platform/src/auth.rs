@@ -20,6 +20,7 @@ use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::audit;
+use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::{Platform, PlatformError, Result, now_ms};
 
@@ -424,14 +425,23 @@ impl Platform {
         })
     }
 
-    /// Every user (admin only).
+    /// One page of the users, in creation order (admin only).
     ///
     /// # Errors
     ///
     /// Permission.
-    pub fn list_users(&self, caller: &Caller) -> Result<Vec<User>> {
+    pub fn list_users(&self, caller: &Caller, page: &PageRequest) -> Result<Page<User>> {
         policy::check(caller, &Action::ManageUsers)?;
-        Ok(self.store.read(|tx| tx.list::<User>())?)
+        Ok(page.select(self.store.read(|tx| tx.list::<User>())?))
+    }
+}
+
+impl Listed for User {
+    fn position(&self) -> Position {
+        Position {
+            created_ms: self.created_ms,
+            id: self.name.to_string(),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cella_crypto::stream::FramingCheck;
 use cella_store::{BlobName, BlobWriter, Record};
 use cella_types::{
     Digest, FileSchema, InputFile, InputFileId, KeyMaterial, Location, OutputFile, OutputFileId,
@@ -11,6 +12,7 @@ use cella_types::{
 };
 
 use crate::audit::audit;
+use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
 
@@ -72,6 +74,9 @@ pub struct Upload {
     crypto: FileCrypto,
     digest: Digest,
     writer: BlobWriter,
+    /// The keyless checks of the sealed format, so that bytes no task could read are
+    /// refused now rather than at execution.
+    framing: FramingCheck,
 }
 
 impl std::fmt::Debug for Upload {
@@ -87,11 +92,22 @@ impl Upload {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::Internal`] when the blob store cannot write.
+    /// [`PlatformError::InvalidArgument`] when the bytes so far are not the start of a
+    /// sealed file (the reason names the header field), [`PlatformError::Internal`]
+    /// when the blob store cannot write.
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        self.framing.update(chunk).map_err(not_sealed)?;
         std::io::Write::write_all(&mut self.writer, chunk)
             .map_err(|e| PlatformError::Internal(format!("writing upload: {e}")))
     }
+}
+
+/// The refusal of an upload that the sealed format's keyless checks reject.
+fn not_sealed(e: cella_crypto::stream::UnsealError) -> PlatformError {
+    PlatformError::InvalidArgument(format!(
+        "the upload is not a valid {} file: {e} (see docs/formats/sealed-file.md)",
+        FileSchema::CellaSealedV1.as_str()
+    ))
 }
 
 /// The path of a `file://` URL, which must be absolute and lie under one of `roots`
@@ -158,6 +174,7 @@ impl Platform {
             crypto,
             digest,
             writer,
+            framing: FramingCheck::new(),
         })
     }
 
@@ -166,7 +183,8 @@ impl Platform {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::InvalidArgument`] when the digest differs (nothing is kept).
+    /// [`PlatformError::InvalidArgument`] when the bytes are not a whole sealed file
+    /// (empty, cut, or extended) or the digest differs; nothing is kept.
     pub fn finish_upload(&self, upload: Upload) -> Result<InputFile> {
         let Upload {
             id,
@@ -174,7 +192,9 @@ impl Platform {
             crypto,
             digest,
             writer,
+            framing,
         } = upload;
+        framing.finish().map_err(not_sealed)?;
         let size = writer.commit_if(&digest).map_err(|e| match e {
             cella_store::BlobError::DigestMismatch { .. } => PlatformError::InvalidArgument(
                 format!("uploaded ciphertext does not match the announced digest: {e}"),
@@ -321,20 +341,23 @@ impl Platform {
         Ok(file)
     }
 
-    /// The caller's files.
+    /// One page of the caller's files (inputs and outputs), in creation order.
     ///
     /// # Errors
     ///
     /// Store failures only.
-    pub fn list_files(&self, caller: &Caller) -> Result<Vec<FileView>> {
-        self.store.read(|tx| {
+    pub fn list_files(&self, caller: &Caller, page: &PageRequest) -> Result<Page<FileView>> {
+        let mine: Vec<FileView> = self.store.read(|tx| {
             let inputs = tx.list::<InputFile>()?.into_iter().map(FileView::Input);
             let outputs = tx.list::<OutputFile>()?.into_iter().map(FileView::Output);
-            Ok(inputs
-                .chain(outputs)
-                .filter(|f| f.owner() == &caller.user)
-                .collect())
-        })
+            Ok::<_, PlatformError>(
+                inputs
+                    .chain(outputs)
+                    .filter(|f| f.owner() == &caller.user)
+                    .collect(),
+            )
+        })?;
+        Ok(page.select(mine))
     }
 
     /// Deletes a file that no unfinished task uses, with its blob.
@@ -495,6 +518,19 @@ fn open_url(url: &str, roots: &[PathBuf]) -> Result<std::fs::File> {
     let path = url_path(url, roots, true)?;
     std::fs::File::open(&path)
         .map_err(|e| PlatformError::FailedPrecondition(format!("{}: {e}", path.display())))
+}
+
+impl Listed for FileView {
+    fn position(&self) -> Position {
+        let created_ms = match self {
+            FileView::Input(f) => f.created_ms,
+            FileView::Output(f) => f.created_ms,
+        };
+        Position {
+            created_ms,
+            id: self.id_string(),
+        }
+    }
 }
 
 impl FileView {

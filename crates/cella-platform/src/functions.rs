@@ -8,6 +8,7 @@ use cella_types::{Digest, Function, FunctionId, FunctionSpec, Task, User, Visibi
 
 use crate::audit::audit;
 use crate::config::MAX_PAYLOAD_BYTES;
+use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
 
@@ -18,6 +19,15 @@ pub struct FunctionView {
     pub function: Function,
     /// Its payload, when the owner asked for it.
     pub payload: Option<Vec<u8>>,
+}
+
+impl Listed for Function {
+    fn position(&self) -> Position {
+        Position {
+            created_ms: self.created_ms,
+            id: self.id.to_string(),
+        }
+    }
 }
 
 impl Platform {
@@ -149,20 +159,24 @@ impl Platform {
         Ok(FunctionView { function, payload })
     }
 
-    /// The functions the caller may use, or only its own.
+    /// One page of the functions the caller may use, or of only its own, in
+    /// registration order.
     ///
     /// # Errors
     ///
     /// Store failures only.
-    pub fn list_functions(&self, caller: &Caller, mine_only: bool) -> Result<Vec<Function>> {
-        let all = self.store.read(|tx| tx.list::<Function>())?;
-        Ok(all
-            .into_iter()
-            .filter(|f| {
-                f.owner == caller.user
-                    || (!mine_only && policy::check(caller, &Action::UseFunction(f)).is_ok())
-            })
-            .collect())
+    pub fn list_functions(
+        &self,
+        caller: &Caller,
+        mine_only: bool,
+        page: &PageRequest,
+    ) -> Result<Page<Function>> {
+        let mut all = self.store.read(|tx| tx.list::<Function>())?;
+        all.retain(|f| {
+            f.owner == caller.user
+                || (!mine_only && policy::check(caller, &Action::UseFunction(f)).is_ok())
+        });
+        Ok(page.select(all))
     }
 
     /// Replaces a function's spec, and its payload when given. The executor and runtime

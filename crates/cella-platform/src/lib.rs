@@ -18,6 +18,7 @@ mod fair;
 pub mod files;
 pub mod functions;
 mod hashing;
+pub mod page;
 mod policy;
 pub mod scheduler;
 pub mod tasks;

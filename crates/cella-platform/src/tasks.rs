@@ -9,14 +9,50 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cella_store::{Record, WriteTx};
 use cella_types::{
-    Digest, Function, InputFile, InstanceReuse, NewTask, OutputFile, Task, TaskId, User, UserName,
+    Digest, Function, FunctionId, InputFile, InstanceReuse, NewTask, OutputFile, Task, TaskId,
+    TaskStatus, User, UserName,
 };
 use tokio::sync::broadcast;
 
 use crate::audit::audit;
+use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::scheduler::{IdleWorker, enqueue};
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
+
+/// Which tasks a task list shows: every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only tasks in one of these statuses; empty: any.
+    pub statuses: Vec<TaskStatus>,
+    /// Only tasks of this function.
+    pub function_id: Option<FunctionId>,
+    /// Only tasks the caller created.
+    pub created_by_me: bool,
+}
+
+impl TaskFilter {
+    fn matches(&self, caller: &Caller, task: &Task) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&task.status()))
+            && self.function_id.is_none_or(|f| f == task.function_id)
+            && (!self.created_by_me || task.creator == caller.user)
+    }
+}
+
+impl Listed for Task {
+    fn position(&self) -> Position {
+        Position {
+            created_ms: self.history.first().map_or(0, |h| h.at_ms),
+            id: self.id.to_string(),
+        }
+    }
+}
+
+impl Listed for TaskView {
+    fn position(&self) -> Position {
+        self.task.position()
+    }
+}
 
 /// A task as a participant sees it.
 #[derive(Debug, Clone)]
@@ -290,21 +326,31 @@ impl Platform {
         })
     }
 
-    /// The tasks the caller participates in, oldest first.
+    /// One page of the tasks the caller participates in that pass `filter`, in
+    /// creation order (see [`crate::page`]). Only the page's tasks are turned into
+    /// views (their function read, their digest computed).
     ///
     /// # Errors
     ///
     /// Store failures only.
-    pub fn list_tasks(&self, caller: &Caller) -> Result<Vec<TaskView>> {
+    pub fn list_tasks(
+        &self,
+        caller: &Caller,
+        filter: &TaskFilter,
+        page: &PageRequest,
+    ) -> Result<Page<TaskView>> {
         self.store.read(|tx| {
-            let mut out = Vec::new();
-            for task in tx.list::<Task>()? {
-                if policy::check(caller, &Action::ReadTask(&task)).is_ok() {
-                    out.push(self.load_view(tx, task)?);
-                }
-            }
-            out.sort_by_key(|v| v.task.history.first().map(|h| h.at_ms));
-            Ok(out)
+            let mut tasks = tx.list::<Task>()?;
+            tasks.retain(|task| {
+                filter.matches(caller, task)
+                    && policy::check(caller, &Action::ReadTask(task)).is_ok()
+            });
+            let Page { items, more } = page.select(tasks);
+            let items = items
+                .into_iter()
+                .map(|task| self.load_view(tx, task))
+                .collect::<Result<_>>()?;
+            Ok(Page { items, more })
         })
     }
 

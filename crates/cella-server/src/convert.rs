@@ -186,6 +186,28 @@ pub(crate) fn status(s: TaskStatus) -> pb::TaskStatus {
     }
 }
 
+/// A status from the wire (a filter's), refusing the unspecified value and unknown
+/// numbers.
+pub(crate) fn task_status(n: i32) -> Result<TaskStatus, Status> {
+    let s = pb::TaskStatus::try_from(n)
+        .map_err(|_| Status::invalid_argument(format!("unknown task status {n}")))?;
+    Ok(match s {
+        pb::TaskStatus::Unspecified => {
+            return Err(Status::invalid_argument(
+                "TASK_STATUS_UNSPECIFIED is not a status to filter by",
+            ));
+        }
+        pb::TaskStatus::Created => TaskStatus::Created,
+        pb::TaskStatus::DataAssigned => TaskStatus::DataAssigned,
+        pb::TaskStatus::Approved => TaskStatus::Approved,
+        pb::TaskStatus::Staged => TaskStatus::Staged,
+        pb::TaskStatus::Running => TaskStatus::Running,
+        pb::TaskStatus::Finished => TaskStatus::Finished,
+        pb::TaskStatus::Failed => TaskStatus::Failed,
+        pb::TaskStatus::Canceled => TaskStatus::Canceled,
+    })
+}
+
 fn names(users: &BTreeSet<UserName>) -> Vec<String> {
     users.iter().map(ToString::to_string).collect()
 }

@@ -37,6 +37,9 @@ const MAX_MESSAGE_BYTES: usize = cella_platform::config::MAX_PAYLOAD_BYTES + (1 
 /// A node failed to start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration asks for something the node cannot do.
+    #[error("invalid node configuration: {0}")]
+    Config(String),
     /// The platform could not open its state.
     #[error("opening the node state")]
     Platform(#[source] PlatformError),
@@ -75,6 +78,10 @@ pub struct ServerConfig {
     /// quotes from Gramine's attestation interface (never a fallback from one to the
     /// other).
     pub evidence: NodeEvidence,
+    /// The LibOS instance policy the node publishes (`GetPolicies`), for embedders that
+    /// register a LibOS executor of their own. `None`: the one [`libos_executor`] wrote
+    /// into the data dir, when the node has a `libos_config`.
+    pub instance_policy: Option<String>,
 }
 
 impl ServerConfig {
@@ -86,6 +93,7 @@ impl ServerConfig {
             listen,
             tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             evidence: NodeEvidence::Simulation,
+            instance_policy: None,
         }
     }
 }
@@ -254,6 +262,33 @@ fn build_libos(
     }
 }
 
+/// What `GetPolicies` answers: the policy the node wrote for its clients, and the
+/// instance policy of its LibOS executor (none without one).
+fn published_policies(
+    config: &ServerConfig,
+    identity: &NodeIdentity,
+) -> Result<cella_proto::v1::GetPoliciesResponse, StartError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|source| {
+            StartError::Tls(TlsError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        })
+    };
+    let node_policy = read(&identity.policy_file())?;
+    let instance = config.node.data_dir.join(LIBOS_DIR).join(LIBOS_POLICY_FILE);
+    let instance_policy = match &config.instance_policy {
+        Some(text) => text.clone(),
+        None if config.node.libos_config.is_some() => read(&instance)?,
+        None => String::new(),
+    };
+    Ok(cella_proto::v1::GetPoliciesResponse {
+        node_policy,
+        instance_policy,
+    })
+}
+
 /// Runs [`SandboxBackend::probe`] to completion from synchronous code, inside a tokio
 /// runtime or not (on a thread of its own with a runtime of its own).
 fn probe_blocking(backend: &SandboxBackend) -> Result<(), String> {
@@ -350,6 +385,12 @@ impl RunningNode {
     ///
     /// [`StartError`] saying which part failed.
     pub async fn start(config: ServerConfig, executors: Executors) -> Result<Self, StartError> {
+        if config.node.workers == 0 {
+            // Tasks would be queued and never run, while health reported 0 workers.
+            return Err(StartError::Config(
+                "workers = 0: a node needs at least 1 execution worker".into(),
+            ));
+        }
         let platform =
             Platform::open(config.node.clone(), executors).map_err(StartError::Platform)?;
         let sealing = cella_crypto::SealingKey::load_or_create(&config.node.sealing_key_path())
@@ -363,6 +404,7 @@ impl RunningNode {
             &config.evidence,
         )
         .map_err(StartError::Tls)?;
+        let policies = Arc::new(published_policies(&config, &identity)?);
         let acceptor = TlsAcceptor::from(identity.server_config().map_err(StartError::Tls)?);
         let listener =
             TcpListener::bind(config.listen)
@@ -404,6 +446,9 @@ impl RunningNode {
         let api = Api::new(Arc::clone(&platform), closing.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let router = tonic::transport::Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                crate::codes::refine_status::<tonic::body::Body>,
+            ))
             .add_service(AuthServiceServer::new(AuthApi(api.clone())))
             .add_service(
                 FunctionServiceServer::new(FunctionApi(api.clone()))
@@ -412,7 +457,7 @@ impl RunningNode {
             )
             .add_service(FileServiceServer::new(FileApi(api.clone())))
             .add_service(TaskServiceServer::new(TaskApi(api.clone())))
-            .add_service(NodeServiceServer::new(NodeApi(api)));
+            .add_service(NodeServiceServer::new(NodeApi { api, policies }));
         let server = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
             let served = router

@@ -28,6 +28,7 @@ use cella_attest::renew::{self as renewal, CertResolver, Issuer, RenewError};
 use cella_attest::sim::{SimEvidenceSource, SimKeyError, SimSigner};
 use cella_attest::{EvidenceSource, Measurement};
 use cella_crypto::SealingKey;
+use rcgen::SanType;
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
 
@@ -117,6 +118,16 @@ pub enum TlsError {
         /// The cause.
         #[source]
         source: SimKeyError,
+    },
+    /// A name for the certificate's subjectAltName is neither an IP address nor a host
+    /// name.
+    #[error(
+        "TLS name {name:?} is neither an IP address nor a host name (letters, digits, \
+         '-' and '.', at most 253 characters)"
+    )]
+    InvalidName {
+        /// The name, cut to 100 characters.
+        name: String,
     },
     /// rustls refused the configuration.
     #[error("building the TLS configuration")]
@@ -216,6 +227,45 @@ fn pem(cert: &CertificateDer<'_>) -> String {
     out
 }
 
+/// The subjectAltName entries for `names`: IP addresses as such, anything else as a
+/// DNS name (a leading `*.` wildcard allowed).
+///
+/// # Errors
+///
+/// [`TlsError::InvalidName`] for a name that is neither.
+pub fn subject_alt_names(names: &[String]) -> Result<Vec<SanType>, TlsError> {
+    let mut out: Vec<SanType> = Vec::with_capacity(names.len());
+    for name in names {
+        let invalid = || TlsError::InvalidName {
+            name: name.chars().take(100).collect(),
+        };
+        let san = if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+            SanType::IpAddress(ip)
+        } else {
+            let host = name.strip_prefix("*.").unwrap_or(name);
+            let valid = !host.is_empty()
+                && name.len() <= 253
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                return Err(invalid());
+            }
+            SanType::DnsName(name.as_str().try_into().map_err(|_| invalid())?)
+        };
+        if !out.contains(&san) {
+            out.push(san);
+        }
+    }
+    Ok(out)
+}
+
 /// Load the node's simulation key from `dir`, creating it on first start.
 fn load_or_create_sim_key(dir: &Path, sealing: &SealingKey) -> Result<SimSigner, TlsError> {
     let key_path = dir.join("sim-key.sealed");
@@ -253,21 +303,23 @@ impl NodeIdentity {
     ) -> Result<Self, TlsError> {
         match evidence {
             NodeEvidence::Simulation => Self::load_or_create(dir, sealing, names),
-            NodeEvidence::SgxDcap { dir: device } => Self::sgx_dcap(dir, device),
+            NodeEvidence::SgxDcap { dir: device } => Self::sgx_dcap(dir, device, names),
         }
     }
 
     /// Issues a fresh RA-TLS certificate over a DCAP quote from the Gramine attestation
     /// interface at `device`, logs the node's `MRENCLAVE` (read from that quote), and
     /// writes `cert.pem` and [`SGX_POLICY_FILE`] in `dir`. No simulation key is used or
-    /// written.
+    /// written. `names` go in the certificate's subjectAltName.
     ///
     /// # Errors
     ///
     /// [`TlsError::NoAttestationDevice`] when `device` does not exist,
     /// [`TlsError::SgxEvidence`] when it gives no quote over the node's report data (the
-    /// cause names the file), [`TlsError::Io`] when a file cannot be written.
-    pub fn sgx_dcap(dir: &Path, device: &Path) -> Result<Self, TlsError> {
+    /// cause names the file), [`TlsError::Io`] when a file cannot be written,
+    /// [`TlsError::InvalidName`] for a name that is not a host name or IP address.
+    pub fn sgx_dcap(dir: &Path, device: &Path, names: &[String]) -> Result<Self, TlsError> {
+        let names = subject_alt_names(names)?;
         if !device.is_dir() {
             return Err(TlsError::NoAttestationDevice {
                 path: device.to_owned(),
@@ -275,7 +327,11 @@ impl NodeIdentity {
         }
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let source: Arc<dyn EvidenceSource> = Arc::new(GramineDcapSource::new(device));
-        let issuer = Arc::new(Issuer::new(source).with_validity(CERT_VALIDITY));
+        let issuer = Arc::new(
+            Issuer::new(source)
+                .with_validity(CERT_VALIDITY)
+                .with_names(names),
+        );
         let sgx_evidence = |source| TlsError::SgxEvidence {
             path: device.to_owned(),
             source,
@@ -316,9 +372,10 @@ impl NodeIdentity {
 
     /// Loads the node's simulation key from `dir` (creating it on first start), issues a
     /// fresh RA-TLS certificate over the running binary's measurement, and writes
-    /// `cert.pem`, `sim-key.pub` and `attestation-policy.sim.toml` there. `names` are
-    /// kept for compatibility: an attested peer is identified by its evidence, not by a
-    /// host name.
+    /// `cert.pem`, `sim-key.pub` and `attestation-policy.sim.toml` there. `names` go in
+    /// the certificate's subjectAltName, for clients that check the server's name once
+    /// they have verified its evidence (an attested peer is identified by its evidence,
+    /// the names only let standard TLS stacks connect; see docs/api.md).
     ///
     /// # Errors
     ///
@@ -326,25 +383,31 @@ impl NodeIdentity {
     pub fn load_or_create(
         dir: &Path,
         sealing: &SealingKey,
-        _names: &[String],
+        names: &[String],
     ) -> Result<Self, TlsError> {
+        let names = subject_alt_names(names)?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let signer = Arc::new(load_or_create_sim_key(dir, sealing)?);
         let source =
             SimEvidenceSource::for_current_exe(signer.clone()).map_err(TlsError::Measure)?;
-        Self::with_source(dir, signer, source)
+        Self::with_source(dir, signer, source, names)
     }
 
     fn with_source(
         dir: &Path,
         signer: Arc<SimSigner>,
         source: SimEvidenceSource,
+        names: Vec<SanType>,
     ) -> Result<Self, TlsError> {
         tracing::warn!("{SIMULATION_WARNING}");
         let measurement = source.measurement();
         let sim_key = signer.public_key();
         let source: Arc<dyn EvidenceSource> = Arc::new(source);
-        let issuer = Arc::new(Issuer::new(source).with_validity(CERT_VALIDITY));
+        let issuer = Arc::new(
+            Issuer::new(source)
+                .with_validity(CERT_VALIDITY)
+                .with_names(names),
+        );
         let resolver = Arc::new(CertResolver::issue(&issuer).map_err(TlsError::Generate)?);
         let cert_pem = pem(&resolver.certificate());
         write_public(&dir.join("cert.pem"), cert_pem.as_bytes())?;
@@ -490,6 +553,49 @@ mod tests {
             NodeIdentity::load_or_create(dir.path(), &other, &[]),
             Err(TlsError::Unseal { .. })
         ));
+    }
+
+    #[test]
+    fn the_certificate_names_the_node_and_keeps_its_evidence() {
+        use x509_parser::extensions::GeneralName;
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = ["localhost", "node.example", "127.0.0.1", "::1", "localhost"]
+            .map(String::from)
+            .into();
+        let node =
+            NodeIdentity::load_or_create(dir.path(), &SealingKey::generate(), &names).unwrap();
+        let cert = node.resolver.certificate();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert).unwrap();
+        let san = parsed.subject_alternative_name().unwrap().unwrap().value;
+        let got: Vec<String> = san
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::DNSName(d) => format!("dns:{d}"),
+                GeneralName::IPAddress(ip) => format!("ip:{}", ip.len()),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, ["dns:localhost", "dns:node.example", "ip:4", "ip:16"]);
+        // The evidence still verifies under the node's own policy.
+        let text = std::fs::read_to_string(dir.path().join(SIM_POLICY_FILE)).unwrap();
+        Verifier::new(Policy::from_toml_str(&text).unwrap())
+            .verify_certificate(roles::NODE, &cert, None)
+            .unwrap();
+    }
+
+    #[test]
+    fn names_that_are_not_hosts_or_addresses_stop_the_node() {
+        for bad in ["", "bad name", "a..b", "-x.example", "ünï.example", "x/y"] {
+            let dir = tempfile::tempdir().unwrap();
+            let e =
+                NodeIdentity::load_or_create(dir.path(), &SealingKey::generate(), &[bad.into()])
+                    .unwrap_err();
+            assert!(matches!(e, TlsError::InvalidName { .. }), "{bad}: {e}");
+            // Refused before anything was written.
+            assert!(!dir.path().join("cert.pem").exists(), "{bad}");
+        }
+        assert!(subject_alt_names(&["*.nodes.example".into()]).is_ok());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::json;
 use tempfile::NamedTempFile;
 
 use crate::cmd::Ctx;
-use crate::output::{Report, file_json, file_line};
+use crate::output::{FILE_HEADER, Report, file_json, file_line, file_row, table};
 use crate::parse;
 use crate::progress;
 use crate::secrets::{key_file_or_new, read_key_file, write_key_file};
@@ -394,7 +394,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: FileCmd) -> anyhow::Result<Report> {
             let files = client.list_files().await?;
             Ok(Report::new(
                 json!({ "files": files.iter().map(file_json).collect::<Vec<_>>() }),
-                files.iter().map(file_line).collect::<Vec<_>>().join("\n"),
+                table(FILE_HEADER, files.iter().map(file_row), "no files"),
             ))
         }
         FileCmd::Delete { id } => {

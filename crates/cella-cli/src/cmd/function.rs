@@ -8,7 +8,7 @@ use cella_client::proto;
 use serde_json::json;
 
 use crate::cmd::Ctx;
-use crate::output::{Report, function_json, function_line, function_text};
+use crate::output::{FUNCTION_HEADER, Report, function_json, function_row, function_text, table};
 use crate::parse;
 
 /// The executor families, as the CLI spells them.
@@ -341,11 +341,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: FunctionCmd) -> anyhow::Result<Report> {
             let functions = client.list_functions(mine).await?;
             Ok(Report::new(
                 json!({ "functions": functions.iter().map(function_json).collect::<Vec<_>>() }),
-                functions
-                    .iter()
-                    .map(function_line)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                table(
+                    FUNCTION_HEADER,
+                    functions.iter().map(function_row),
+                    "no functions",
+                ),
             ))
         }
         FunctionCmd::Update(args) => {

@@ -1,4 +1,4 @@
-//! `cella node health|version`: no login needed.
+//! `cella node health|version|policy`: no login needed.
 
 use cella_client::Client;
 use serde_json::json;
@@ -16,6 +16,17 @@ pub(crate) enum NodeCmd {
     Health(NodeArgs),
     /// Version, API and executors of the node.
     Version(NodeArgs),
+    /// An attestation policy the node publishes over the attested channel: the one
+    /// accepting the node itself, or with --instance the one accepting its LibOS
+    /// instances (for `cella task receipt --verify --policy FILE`).
+    Policy {
+        /// Where the node is.
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The LibOS instance policy instead of the node's.
+        #[arg(long)]
+        instance: bool,
+    },
 }
 
 /// Where the node is: given here, or the saved session's node, trusted as `login`
@@ -104,6 +115,22 @@ pub(crate) async fn run(ctx: &Ctx, cmd: NodeCmd) -> anyhow::Result<Report> {
                     v.builtins.join(", "),
                     env!("CARGO_PKG_VERSION")
                 ),
+            ))
+        }
+        NodeCmd::Policy { node, instance } => {
+            let client = connect(ctx, &node).await?;
+            let p = client.policies().await?;
+            let (role, text) = if instance {
+                ("libos-instance", p.instance_policy)
+            } else {
+                ("node", p.node_policy)
+            };
+            if text.is_empty() {
+                anyhow::bail!("the node publishes no {role} policy: it has no LibOS executor");
+            }
+            Ok(Report::new(
+                json!({ "addr": client.addr(), "role": role, "policy": text }),
+                text.trim_end().to_owned(),
             ))
         }
     }

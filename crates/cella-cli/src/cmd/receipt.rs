@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use base64::Engine;
+use cella_attest::policy::roles;
 use cella_client::Client;
 use cella_libos::receipt::{Expected, Policy, check_expected, verify_bundle_with};
 use serde_json::json;
@@ -24,6 +25,50 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Where the policy that appraises a receipt's evidence comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PolicySource {
+    /// None: the receipt's signatures and digests are checked, its evidence not appraised.
+    None,
+    /// A policy file of the user's (`--policy`).
+    File(PathBuf),
+    /// The instance policy the node publishes over its attested channel (`--node-policy`).
+    Node,
+}
+
+/// How a user gets an instance policy, for hints.
+const INSTANCE_POLICY_HINT: &str = "--node-policy (the instance policy the node publishes over \
+     the attested channel) or --policy FILE (e.g. saved by `cella node policy --instance`)";
+
+/// The policy `source` names, checked to have the role receipts are appraised under.
+async fn load_policy(client: &Client, source: PolicySource) -> anyhow::Result<Option<Policy>> {
+    let (policy, from) = match source {
+        PolicySource::None => return Ok(None),
+        PolicySource::File(p) => (
+            Policy::load(&p).with_context(|| format!("attestation policy {}", p.display()))?,
+            p.display().to_string(),
+        ),
+        PolicySource::Node => {
+            let text = client.policies().await?.instance_policy;
+            if text.is_empty() {
+                bail!("the node publishes no instance policy: it has no LibOS executor");
+            }
+            (
+                Policy::from_toml_str(&text).context("the node's instance policy")?,
+                "the node's instance policy".to_owned(),
+            )
+        }
+    };
+    if policy.role(roles::LIBOS_INSTANCE).is_none() {
+        bail!(
+            "{from} has no role \"{}\", so it cannot appraise a LibOS instance (a node's TLS \
+             policy has role \"node\" only): give {INSTANCE_POLICY_HINT}",
+            roles::LIBOS_INSTANCE
+        );
+    }
+    Ok(Some(policy))
+}
+
 /// Shows, and with `verify` checks, the receipt of task `id`. `policy` appraises the
 /// instance's evidence; `out_dir` holds outputs decrypted by `cella task result`, whose
 /// plaintext digests are compared with the receipt's; `collateral` files verify SGX quotes.
@@ -31,7 +76,7 @@ pub(crate) async fn receipt(
     client: &Client,
     id: &str,
     verify: bool,
-    policy: Option<PathBuf>,
+    policy: PolicySource,
     out_dir: Option<PathBuf>,
     collateral: &[PathBuf],
 ) -> anyhow::Result<Report> {
@@ -49,9 +94,7 @@ pub(crate) async fn receipt(
             ),
         ));
     }
-    let policy = policy
-        .map(|p| Policy::load(&p).with_context(|| format!("attestation policy {}", p.display())))
-        .transpose()?;
+    let policy = load_policy(client, policy).await?;
     let dcap = crate::collateral::dcap_verifier(&crate::collateral::load(collateral)?);
     let verified = verify_bundle_with(&result.receipt, policy.as_ref(), &dcap)
         .with_context(|| format!("the receipt of {id} does not verify"))?;
@@ -96,9 +139,10 @@ pub(crate) async fn receipt(
     let trust = match (verified.appraised, verified.sim_signer) {
         (true, _) => "evidence appraised against the policy".to_owned(),
         (false, Some(k)) => format!(
-            "simulation evidence signed by {k} (not hardware-backed; give --policy to check that key)"
+            "simulation evidence signed by {k} (not hardware-backed); to check that key, give \
+             {INSTANCE_POLICY_HINT}"
         ),
-        (false, None) => "evidence not appraised (give --policy)".to_owned(),
+        (false, None) => format!("evidence not appraised: give {INSTANCE_POLICY_HINT}"),
     };
     let human = format!(
         "receipt of {id} verifies: evidence → key → receipt → digests\n  measurement  {} ({})\n  {trust}\n  program      {}\n  inputs       {}\n  outputs      {}{}\n  exit         {exit}",
@@ -146,6 +190,7 @@ pub(crate) async fn receipt(
 mod tests {
     use clap::Parser;
 
+    use super::PolicySource;
     use crate::cmd::task::TaskCmd;
     use crate::{Cli, Command};
 
@@ -172,6 +217,7 @@ mod tests {
             id,
             verify,
             policy,
+            node_policy,
             out_dir,
             collateral,
         }) = cli.command
@@ -183,7 +229,40 @@ mod tests {
         assert_eq!(policy.unwrap().to_str(), Some("p.toml"));
         assert_eq!(out_dir.unwrap().to_str(), Some("d"));
         assert!(collateral.is_empty());
+        assert!(!node_policy);
         assert!(parse(&["task", "receipt", TASK_ID, "--policy", "p.toml"]).is_err());
+        // --node-policy instead of a file, not both; collateral goes with either.
+        let cli = parse(&["task", "receipt", TASK_ID, "--verify", "--node-policy"]).unwrap();
+        let Command::Task(TaskCmd::Receipt { node_policy, .. }) = cli.command else {
+            panic!("not task receipt");
+        };
+        assert!(node_policy);
+        for bad in [
+            &["task", "receipt", TASK_ID, "--node-policy"][..],
+            &[
+                "task",
+                "receipt",
+                TASK_ID,
+                "--verify",
+                "--node-policy",
+                "--policy",
+                "p.toml",
+            ],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            parse(&[
+                "task",
+                "receipt",
+                TASK_ID,
+                "--verify",
+                "--node-policy",
+                "--collateral",
+                "a.json"
+            ])
+            .is_ok()
+        );
         // --collateral (repeatable) appraises SGX evidence under a policy.
         let cli = parse(&[
             "task",
@@ -238,8 +317,10 @@ mod tests {
         let (libos, _mock) =
             cella_libos::mock::executor(vec![RuntimeImage::native()], ExecutorConfig::default())
                 .unwrap();
+        let instance_policy = libos.instance_policy();
         executors.register(Arc::new(libos));
-        let config = ServerConfig::new(node.clone(), SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut config = ServerConfig::new(node.clone(), SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.instance_policy = Some(instance_policy.clone());
         let running = RunningNode::start(config, executors).await.unwrap();
         let addr = running.addr().to_string();
         let mut admin = Client::connect(&addr, running.cert_pem().as_bytes())
@@ -329,36 +410,79 @@ mod tests {
         let done = fo.wait_terminal(&t.task_id).await.unwrap();
         assert!(done.result.is_some(), "{}", done.reason);
 
-        let shown = super::receipt(&fo, &t.task_id, false, None, None, &[])
+        let shown = super::receipt(&fo, &t.task_id, false, PolicySource::None, None, &[])
             .await
             .unwrap();
         assert!(shown.human.contains("not verified"));
-        let report = super::receipt(&fo, &t.task_id, true, None, None, &[])
+        let report = super::receipt(&fo, &t.task_id, true, PolicySource::None, None, &[])
             .await
             .unwrap();
         assert_eq!(report.json["verified"], true);
         assert!(
-            report.human.contains("simulation evidence signed by"),
+            report.human.contains("simulation evidence signed by")
+                && report.human.contains("--node-policy"),
             "{}",
             report.human
+        );
+
+        // The instance policy the node publishes appraises the evidence...
+        assert_eq!(
+            fo.policies().await.unwrap().instance_policy,
+            instance_policy
+        );
+        let report = super::receipt(&fo, &t.task_id, true, PolicySource::Node, None, &[])
+            .await
+            .unwrap();
+        assert_eq!(report.json["appraised"], true, "{}", report.human);
+        // ...and the node's TLS policy, the file users used to be sent to, is refused
+        // with what to use instead.
+        let tls_policy = running.policy_file().to_owned();
+        let err = super::receipt(
+            &fo,
+            &t.task_id,
+            true,
+            PolicySource::File(tls_policy),
+            None,
+            &[],
+        )
+        .await
+        .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("no role \"libos-instance\"") && err.contains("--node-policy"),
+            "{err}"
         );
 
         // The decrypted output matches; another file in its place does not.
         let outputs = dir.path().join("outputs");
         std::fs::create_dir(&outputs).unwrap();
         std::fs::write(outputs.join("out"), b"HELLO").unwrap();
-        let report = super::receipt(&fo, &t.task_id, true, None, Some(outputs.clone()), &[])
-            .await
-            .unwrap();
+        let report = super::receipt(
+            &fo,
+            &t.task_id,
+            true,
+            PolicySource::None,
+            Some(outputs.clone()),
+            &[],
+        )
+        .await
+        .unwrap();
         assert!(
             report.human.contains("decrypted files match"),
             "{}",
             report.human
         );
         std::fs::write(outputs.join("out"), b"HELLO!").unwrap();
-        let err = super::receipt(&fo, &t.task_id, true, None, Some(outputs), &[])
-            .await
-            .unwrap_err();
+        let err = super::receipt(
+            &fo,
+            &t.task_id,
+            true,
+            PolicySource::None,
+            Some(outputs),
+            &[],
+        )
+        .await
+        .unwrap_err();
         assert!(
             format!("{err:#}").contains("digest of output \"out\""),
             "{err:#}"
@@ -377,17 +501,31 @@ mod tests {
             ),
         )
         .unwrap();
-        let err = super::receipt(&fo, &t.task_id, true, Some(policy.clone()), None, &[])
-            .await
-            .unwrap_err();
+        let err = super::receipt(
+            &fo,
+            &t.task_id,
+            true,
+            PolicySource::File(policy.clone()),
+            None,
+            &[],
+        )
+        .await
+        .unwrap_err();
         assert!(format!("{err:#}").contains("evidence"), "{err:#}");
 
         // A malformed collateral file is an error naming it, before any verification.
         let bad = dir.path().join("bad-collateral.json");
         std::fs::write(&bad, b"{}").unwrap();
-        let err = super::receipt(&fo, &t.task_id, true, Some(policy), None, &[bad])
-            .await
-            .unwrap_err();
+        let err = super::receipt(
+            &fo,
+            &t.task_id,
+            true,
+            PolicySource::File(policy),
+            None,
+            &[bad],
+        )
+        .await
+        .unwrap_err();
         assert!(
             format!("{err:#}").contains("bad-collateral.json"),
             "{err:#}"

@@ -14,8 +14,8 @@ use crate::cmd::Ctx;
 use crate::cmd::file::{blocking, decrypt_output, download_to};
 use crate::exit::{Exit, Failure};
 use crate::output::{
-    Report, bytes_json, escape_line, format_ms, return_value_text, status_name, task_json,
-    task_line, task_text, waiting_for, waiting_summary,
+    Report, TASK_HEADER, bytes_json, escape_line, format_ms, return_value_text, status_name,
+    table, task_json, task_row, task_text, waiting_for, waiting_summary,
 };
 use crate::parse;
 use crate::secrets::read_key_file;
@@ -45,8 +45,25 @@ pub(crate) enum TaskCmd {
         #[arg(value_name = "ID", value_parser = parse::task_id)]
         id: String,
     },
-    /// List the tasks you participate in.
-    List,
+    /// List the tasks you participate in, oldest first, one line each after a header.
+    List {
+        /// Only tasks in this status (repeatable): created, data-assigned, approved,
+        /// staged, running, finished, failed or canceled.
+        #[arg(long = "status", value_name = "STATUS", value_parser = parse::task_status)]
+        statuses: Vec<i32>,
+        /// Only tasks of this function.
+        #[arg(long, value_name = "FUNCTION_ID", value_parser = parse::function_id)]
+        function: Option<String>,
+        /// Only tasks you created.
+        #[arg(long)]
+        mine: bool,
+        /// Show at most this many tasks (default: all, fetched page by page).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+        /// Newest first.
+        #[arg(long)]
+        newest: bool,
+    },
     /// Fill slots you own with files you own.
     Assign {
         /// The task's id.
@@ -93,6 +110,7 @@ pub(crate) enum TaskCmd {
     },
     /// Show a finished task's receipt; with --verify, check it offline: evidence →
     /// attested key → signed receipt → digests (LibOS tasks).
+    #[command(group(clap::ArgGroup::new("appraisal").args(["policy", "node_policy"])))]
     Receipt {
         /// The task's id.
         #[arg(value_name = "ID", value_parser = parse::task_id)]
@@ -100,15 +118,20 @@ pub(crate) enum TaskCmd {
         /// Verify the receipt instead of printing it.
         #[arg(long)]
         verify: bool,
-        /// Appraise the instance's evidence against this attestation policy.
+        /// Appraise the instance's evidence against this attestation policy (role
+        /// "libos-instance": the node's instance policy, `cella node policy --instance`).
         #[arg(long, value_name = "FILE", requires = "verify")]
         policy: Option<PathBuf>,
+        /// Appraise the instance's evidence against the instance policy the node
+        /// publishes over the attested channel (GetPolicies; docs/api.md).
+        #[arg(long, requires = "verify", conflicts_with = "policy")]
+        node_policy: bool,
         /// Compare output digests with the files `task result` decrypted into D.
         #[arg(long, value_name = "D", requires = "verify")]
         out_dir: Option<PathBuf>,
         /// DCAP collateral JSON for appraising an SGX instance's quote (repeatable, one
         /// per platform FMSPC).
-        #[arg(long, value_name = "FILE", requires = "policy")]
+        #[arg(long, value_name = "FILE", requires = "appraisal")]
         collateral: Vec<PathBuf>,
     },
     /// Download and decrypt your outputs of a finished task, and show what the function
@@ -176,11 +199,26 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<Report> {
             Ok(shown(&t, "created "))
         }
         TaskCmd::Get { id } => Ok(shown(&client.get_task(&id).await?, "")),
-        TaskCmd::List => {
-            let tasks = client.list_tasks().await?;
+        TaskCmd::List {
+            statuses,
+            function,
+            mine,
+            limit,
+            newest,
+        } => {
+            let request = proto::ListTasksRequest {
+                statuses,
+                function_id: function.unwrap_or_default(),
+                created_by_me: mine,
+                newest_first: newest,
+                page_size: limit.unwrap_or(0),
+                page_token: String::new(),
+            };
+            let limit = limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            let tasks = client.list_tasks_matching(request, limit).await?;
             Ok(Report::new(
                 json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() }),
-                tasks.iter().map(task_line).collect::<Vec<_>>().join("\n"),
+                table(TASK_HEADER, tasks.iter().map(task_row), "no tasks"),
             ))
         }
         TaskCmd::Assign {
@@ -204,9 +242,17 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<Report> {
             id,
             verify,
             policy,
+            node_policy,
             out_dir,
             collateral,
-        } => crate::cmd::receipt::receipt(&client, &id, verify, policy, out_dir, &collateral).await,
+        } => {
+            let policy = match (policy, node_policy) {
+                (Some(file), _) => crate::cmd::receipt::PolicySource::File(file),
+                (None, true) => crate::cmd::receipt::PolicySource::Node,
+                (None, false) => crate::cmd::receipt::PolicySource::None,
+            };
+            crate::cmd::receipt::receipt(&client, &id, verify, policy, out_dir, &collateral).await
+        }
         TaskCmd::Result {
             id,
             out_dir,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::cmd::Ctx;
-use crate::output::{Report, user_json, user_line};
+use crate::output::{Report, USER_HEADER, table, user_json, user_line};
 use crate::parse;
 use crate::secrets::{self, PasswordSource};
 
@@ -71,7 +71,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UserCmd) -> anyhow::Result<Report> {
             let users = client.list_users().await?;
             Ok(Report::new(
                 json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() }),
-                users.iter().map(user_line).collect::<Vec<_>>().join("\n"),
+                table(USER_HEADER, users.iter().map(user_line), "no users"),
             ))
         }
         UserCmd::Passwd {

@@ -21,6 +21,7 @@
 //! returns end of stream.
 
 mod format;
+mod framing;
 mod seal;
 mod unseal;
 
@@ -29,6 +30,7 @@ mod tests;
 
 use cella_types::Digest;
 
+pub use framing::FramingCheck;
 pub use seal::{SealError, SealWriter, seal};
 pub use unseal::{UnsealError, UnsealReader, unseal};
 

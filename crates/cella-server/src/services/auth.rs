@@ -7,7 +7,7 @@ use cella_proto::v1::auth_service_server::AuthService;
 use cella_types::Role;
 use tonic::{Request, Response, Status};
 
-use super::Api;
+use super::{Api, page_reply, page_request};
 use crate::convert::user_info;
 use crate::status::invalid;
 
@@ -75,9 +75,16 @@ impl AuthService for AuthApi {
         &self,
         req: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
-        let users = self.0.as_caller(&req, |p, c| p.list_users(c)).await?;
+        let r = req.get_ref();
+        let page = page_request(r.page_size, &r.page_token, false)?;
+        let users = self
+            .0
+            .as_caller(&req, move |p, c| p.list_users(c, &page))
+            .await?;
+        let (users, next_page_token) = page_reply(&users, user_info);
         Ok(Response::new(pb::ListUsersResponse {
-            users: users.iter().map(user_info).collect(),
+            users,
+            next_page_token,
         }))
     }
 }

@@ -10,7 +10,7 @@ use cella_proto::v1::upload_input_request::Part;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Api;
+use super::{Api, page_reply, page_request};
 use crate::convert::file_info;
 use crate::status::{invalid, to_status};
 
@@ -103,9 +103,16 @@ impl FileService for FileApi {
         &self,
         req: Request<pb::ListFilesRequest>,
     ) -> Result<Response<pb::ListFilesResponse>, Status> {
-        let fs = self.0.as_caller(&req, |p, c| p.list_files(c)).await?;
+        let r = req.get_ref();
+        let page = page_request(r.page_size, &r.page_token, false)?;
+        let fs = self
+            .0
+            .as_caller(&req, move |p, c| p.list_files(c, &page))
+            .await?;
+        let (files, next_page_token) = page_reply(&fs, file_info);
         Ok(Response::new(pb::ListFilesResponse {
-            files: fs.iter().map(file_info).collect(),
+            files,
+            next_page_token,
         }))
     }
 

@@ -4,7 +4,7 @@ use cella_proto::v1 as pb;
 use cella_proto::v1::function_service_server::FunctionService;
 use tonic::{Request, Response, Status};
 
-use super::Api;
+use super::{Api, page_reply, page_request};
 use crate::convert::{function_info, function_spec};
 
 /// The function service.
@@ -45,13 +45,17 @@ impl FunctionService for FunctionApi {
         &self,
         req: Request<pb::ListFunctionsRequest>,
     ) -> Result<Response<pb::ListFunctionsResponse>, Status> {
-        let mine = req.get_ref().mine_only;
+        let r = req.get_ref();
+        let mine = r.mine_only;
+        let page = page_request(r.page_size, &r.page_token, false)?;
         let fs = self
             .0
-            .as_caller(&req, move |p, c| p.list_functions(c, mine))
+            .as_caller(&req, move |p, c| p.list_functions(c, mine, &page))
             .await?;
+        let (functions, next_page_token) = page_reply(&fs, |f| function_info(f, None));
         Ok(Response::new(pb::ListFunctionsResponse {
-            functions: fs.iter().map(|f| function_info(f, None)).collect(),
+            functions,
+            next_page_token,
         }))
     }
 

@@ -10,6 +10,7 @@ mod task;
 
 use std::sync::Arc;
 
+use cella_platform::page::{Listed, Page, PageRequest};
 use cella_platform::{Caller, Platform};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Status};
@@ -21,6 +22,41 @@ pub(crate) use self::file::FileApi;
 pub(crate) use self::function::FunctionApi;
 pub(crate) use self::node::NodeApi;
 pub(crate) use self::task::TaskApi;
+
+/// Largest encoded list of a list call's reply: well under the 4 MiB that gRPC clients
+/// accept by default, whatever the page size asked for (one task can carry a 64 KiB log
+/// and up to 64 arguments of 64 KiB each).
+const LIST_REPLY_BUDGET: usize = 3 << 20;
+
+/// The request's page, or INVALID_ARGUMENT for a token this node did not make.
+fn page_request(
+    page_size: u32,
+    page_token: &str,
+    newest_first: bool,
+) -> Result<PageRequest, Status> {
+    PageRequest::new(page_size, page_token, newest_first).map_err(to_status)
+}
+
+/// A page's items as messages, and the next page token (empty on the last page). The
+/// page is cut short, with a token after its last item, where the messages would pass
+/// [`LIST_REPLY_BUDGET`]; it always holds at least one item, so a list always advances.
+fn page_reply<T: Listed, M: prost::Message>(
+    page: &Page<T>,
+    message: impl Fn(&T) -> M,
+) -> (Vec<M>, String) {
+    let mut out = Vec::with_capacity(page.items.len());
+    let mut bytes = 0usize;
+    for (i, item) in page.items.iter().enumerate() {
+        let m = message(item);
+        // The field's tag and length prefix: at most 1 + 10 bytes.
+        bytes = bytes.saturating_add(m.encoded_len() + 11);
+        if bytes > LIST_REPLY_BUDGET && i > 0 {
+            return (out, page.items[i - 1].position().token());
+        }
+        out.push(m);
+    }
+    (out, page.next_token().unwrap_or_default())
+}
 
 /// What every service holds: the platform.
 #[derive(Clone, Debug)]

@@ -1,4 +1,6 @@
-//! `cella.v1.NodeService`: unauthenticated health and version.
+//! `cella.v1.NodeService`: unauthenticated health, version and published policies.
+
+use std::sync::Arc;
 
 use cella_proto::v1 as pb;
 use cella_proto::v1::node_service_server::NodeService;
@@ -6,9 +8,12 @@ use tonic::{Request, Response, Status};
 
 use super::Api;
 
-/// The node service.
+/// The node service, with the policies the node publishes.
 #[derive(Debug, Clone)]
-pub(crate) struct NodeApi(pub(crate) Api);
+pub(crate) struct NodeApi {
+    pub(crate) api: Api,
+    pub(crate) policies: Arc<pb::GetPoliciesResponse>,
+}
 
 #[tonic::async_trait]
 impl NodeService for NodeApi {
@@ -16,7 +21,7 @@ impl NodeService for NodeApi {
         &self,
         _req: Request<pb::HealthRequest>,
     ) -> Result<Response<pb::HealthResponse>, Status> {
-        let h = self.0.run(|p| p.health()).await?;
+        let h = self.api.run(|p| p.health()).await?;
         Ok(Response::new(pb::HealthResponse {
             status: "serving".into(),
             workers: u32::try_from(h.workers).unwrap_or(u32::MAX),
@@ -34,7 +39,7 @@ impl NodeService for NodeApi {
             version: env!("CARGO_PKG_VERSION").into(),
             api: "cella.v1".into(),
             executors: self
-                .0
+                .api
                 .platform
                 .executor_kinds()
                 .iter()
@@ -45,5 +50,14 @@ impl NodeService for NodeApi {
                 .map(|s| (*s).to_owned())
                 .collect(),
         }))
+    }
+
+    async fn get_policies(
+        &self,
+        _req: Request<pb::GetPoliciesRequest>,
+    ) -> Result<Response<pb::GetPoliciesResponse>, Status> {
+        Ok(Response::new(pb::GetPoliciesResponse::clone(
+            &self.policies,
+        )))
     }
 }

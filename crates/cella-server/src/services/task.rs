@@ -3,14 +3,16 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 
+use cella_platform::tasks::TaskFilter;
 use cella_proto::v1 as pb;
 use cella_proto::v1::task_service_server::TaskService;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::Api;
-use crate::convert::task_info;
+use super::{Api, page_reply, page_request};
+use crate::convert::{task_info, task_status};
+use crate::status::invalid;
 
 /// Watch updates buffered ahead of a slow client.
 const WATCH_QUEUE: usize = 16;
@@ -31,6 +33,29 @@ fn files(v: &[pb::SlotFile]) -> Vec<(String, String)> {
     v.iter()
         .map(|s| (s.slot.clone(), s.file_id.clone()))
         .collect()
+}
+
+/// The filter of a ListTasks request, its ids and statuses parsed.
+fn task_filter(r: &pb::ListTasksRequest) -> Result<TaskFilter, Status> {
+    let statuses = r
+        .statuses
+        .iter()
+        .map(|&s| task_status(s))
+        .collect::<Result<_, _>>()?;
+    let function_id = if r.function_id.is_empty() {
+        None
+    } else {
+        Some(
+            r.function_id
+                .parse()
+                .map_err(|e| invalid(format!("function_id: {e}")))?,
+        )
+    };
+    Ok(TaskFilter {
+        statuses,
+        function_id,
+        created_by_me: r.created_by_me,
+    })
 }
 
 #[tonic::async_trait]
@@ -72,9 +97,17 @@ impl TaskService for TaskApi {
         &self,
         req: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
-        let vs = self.0.as_caller(&req, |p, c| p.list_tasks(c)).await?;
+        let r = req.get_ref();
+        let page = page_request(r.page_size, &r.page_token, r.newest_first)?;
+        let filter = task_filter(r)?;
+        let vs = self
+            .0
+            .as_caller(&req, move |p, c| p.list_tasks(c, &filter, &page))
+            .await?;
+        let (tasks, next_page_token) = page_reply(&vs, task_info);
         Ok(Response::new(pb::ListTasksResponse {
-            tasks: vs.iter().map(task_info).collect(),
+            tasks,
+            next_page_token,
         }))
     }
 

@@ -1,10 +1,13 @@
 //! End-to-end tests of the `cella.v1` API against a real node over loopback gRPC and
 //! TLS, in one test binary to keep link time down.
 
+mod docs;
 mod flow;
 mod hardening;
 mod libos;
 mod lifecycle;
+mod pages;
+mod python;
 mod refusals;
 mod support;
 mod wasm;
