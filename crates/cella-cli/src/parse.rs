@@ -179,6 +179,24 @@ pub(crate) fn role(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The task statuses `--status` takes, in Teaclave's order.
+pub(crate) const TASK_STATUS_NAMES: &str =
+    "created, data-assigned, approved, staged, running, finished, failed, canceled";
+
+/// A task status by name, `data-assigned` or `data_assigned`, in any case.
+pub(crate) fn task_status(s: &str) -> Result<i32, String> {
+    let name = format!(
+        "TASK_STATUS_{}",
+        s.trim().replace('-', "_").to_ascii_uppercase()
+    );
+    match proto::TaskStatus::from_str_name(&name) {
+        Some(proto::TaskStatus::Unspecified) | None => Err(format!(
+            "unknown task status {s:?}: one of {TASK_STATUS_NAMES}"
+        )),
+        Some(status) => Ok(status as i32),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,23 +291,5 @@ mod tests {
         assert!(file_id("task-1").is_err());
         assert!(role("data_owner").is_ok());
         assert!(role("root").is_err());
-    }
-}
-
-/// The task statuses `--status` takes, in Teaclave's order.
-pub(crate) const TASK_STATUS_NAMES: &str =
-    "created, data-assigned, approved, staged, running, finished, failed, canceled";
-
-/// A task status by name, `data-assigned` or `data_assigned`, in any case.
-pub(crate) fn task_status(s: &str) -> Result<i32, String> {
-    let name = format!(
-        "TASK_STATUS_{}",
-        s.trim().replace('-', "_").to_ascii_uppercase()
-    );
-    match proto::TaskStatus::from_str_name(&name) {
-        Some(proto::TaskStatus::Unspecified) | None => Err(format!(
-            "unknown task status {s:?}: one of {TASK_STATUS_NAMES}"
-        )),
-        Some(status) => Ok(status as i32),
     }
 }

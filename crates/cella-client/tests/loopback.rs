@@ -77,6 +77,7 @@ impl auth_service_server::AuthService for Fake {
                 roles: vec![],
                 created_at_ms: 1,
             }],
+            ..Default::default()
         }))
     }
 }
@@ -91,6 +92,12 @@ impl node_service_server::NodeService for Fake {
         }))
     }
     async fn version(&self, _: Request<proto::VersionRequest>) -> Reply<proto::VersionResponse> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn get_policies(
+        &self,
+        _: Request<proto::GetPoliciesRequest>,
+    ) -> Reply<proto::GetPoliciesResponse> {
         Err(Status::unimplemented("fake"))
     }
 }

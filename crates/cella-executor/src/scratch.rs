@@ -147,7 +147,7 @@ mod tests {
         assert!(claim(&live).is_err());
 
         let sweep = sweep_abandoned(base.path(), "run-");
-        assert_eq!(sweep.removed, [dead.clone()]);
+        assert_eq!(sweep.removed, std::slice::from_ref(&dead));
         assert!(sweep.failed.is_empty(), "{:?}", sweep.failed);
         assert!(live.join("input").exists());
         assert!(!dead.exists());

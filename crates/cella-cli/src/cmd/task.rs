@@ -14,8 +14,8 @@ use crate::cmd::Ctx;
 use crate::cmd::file::{blocking, decrypt_output, download_to};
 use crate::exit::{Exit, Failure};
 use crate::output::{
-    Report, TASK_HEADER, bytes_json, escape_line, format_ms, return_value_text, status_name,
-    table, task_json, task_row, task_text, waiting_for, waiting_summary,
+    Report, TASK_HEADER, bytes_json, escape_line, format_ms, return_value_text, status_name, table,
+    task_json, task_row, task_text, waiting_for, waiting_summary,
 };
 use crate::parse;
 use crate::secrets::read_key_file;
