@@ -49,10 +49,20 @@ fn prepare_libos(config: &NodeConfig, log: &Log) -> anyhow::Result<std::path::Pa
             &image.measurement[..16]
         ),
     );
+    // The demo must run for any user on any machine, and an unprivileged user has no
+    // writable cgroup: it accepts per-process limits there, explicitly and said aloud,
+    // as an operator would have to (docs/sandbox.md). Where a cgroup is writable (root)
+    // the instance gets it all the same.
+    log.step(
+        "node",
+        "LibOS configuration: sandbox backend; accept_per_process_limits = true, so where no \
+         cgroup is writable (an unprivileged user) instance memory is bounded per process only",
+    );
     let path = config.data_dir.join("libos.toml");
     std::fs::write(
         &path,
-        "backend = \"sandbox\"\nimages = [\"python3\"]\n\n[pool]\nwarm = 1\nmax = 2\n",
+        "backend = \"sandbox\"\nimages = [\"python3\"]\n\n[pool]\nwarm = 1\nmax = 2\n\n\
+         [sandbox]\naccept_per_process_limits = true\n",
     )?;
     Ok(path)
 }
