@@ -591,7 +591,7 @@ impl MetaStore {
         group.committed = batch.id;
         group.commits += 1;
         if batch.dirty {
-            group.write_failure = result.as_ref().err().map(error_chain);
+            group.write_failure = result.as_ref().err().map(|e| error_chain(e));
         }
         if let Err(e) = &result {
             if group.failed.len() >= FAILED_BATCHES_KEPT {
@@ -661,10 +661,11 @@ impl MetaStore {
     }
 }
 
-/// `e` and each of its sources, separated by ": ", so a failed commit names its OS cause.
-fn error_chain(e: &StoreError) -> String {
+/// `e` and each of its sources, separated by ": ", so a failed commit names its OS cause
+/// (redb's errors include their I/O cause in their message).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
+    let mut cause = e.source();
     while let Some(c) = cause {
         text.push_str(": ");
         text.push_str(&c.to_string());
