@@ -58,14 +58,19 @@ impl From<SpecError> for PlatformError {
 
 impl From<cella_store::StoreError> for PlatformError {
     fn from(e: cella_store::StoreError) -> Self {
-        tracing::error!(error = %e, "metadata store failed");
+        tracing::error!(error = %cella_store::error_chain(&e), "metadata store failed");
+        if e.is_out_of_space() {
+            return Self::ResourceExhausted(
+                "the node's disk is full: the metadata store cannot write; try again later".into(),
+            );
+        }
         Self::Internal(format!("metadata store: {e}"))
     }
 }
 
 impl From<cella_store::BlobError> for PlatformError {
     fn from(e: cella_store::BlobError) -> Self {
-        tracing::error!(error = %e, "blob store failed");
+        tracing::error!(error = %cella_store::error_chain(&e), "blob store failed");
         Self::Internal(format!("blob store: {e}"))
     }
 }
@@ -85,5 +90,30 @@ impl From<cella_types::user::ParseUserNameError> for PlatformError {
 impl From<cella_types::digest::ParseDigestError> for PlatformError {
     fn from(e: cella_types::digest::ParseDigestError) -> Self {
         Self::InvalidArgument(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted_other_store_errors_internal() {
+        let full = cella_store::StoreError::Open {
+            path: "meta.redb".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        assert!(matches!(
+            PlatformError::from(full),
+            PlatformError::ResourceExhausted(m) if m.contains("disk is full")
+        ));
+        let denied = cella_store::StoreError::Open {
+            path: "meta.redb".into(),
+            source: std::io::Error::from_raw_os_error(13),
+        };
+        assert!(matches!(
+            PlatformError::from(denied),
+            PlatformError::Internal(_)
+        ));
     }
 }

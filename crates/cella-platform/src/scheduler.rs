@@ -243,6 +243,9 @@ pub struct Health {
     ///
     /// [`Executors::isolation_warnings`]: cella_executor::Executors::isolation_warnings
     pub isolation_warnings: Vec<String>,
+    /// Why metadata writes are failing (e.g. the disk is full), while they do; the node
+    /// is degraded meanwhile ([`cella_store::MetaStore::write_failure`]).
+    pub store_write_failure: Option<String>,
 }
 
 /// The running workers of a node; dropping it does not stop them, [`Workers::shutdown`]
@@ -480,6 +483,7 @@ impl Platform {
             queued: self.store.read(|tx| tx.count::<QueueEntry>())?,
             running: self.sched.running_count(),
             isolation_warnings: self.executors.isolation_warnings(),
+            store_write_failure: self.store.write_failure(),
         })
     }
 }

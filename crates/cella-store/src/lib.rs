@@ -16,4 +16,6 @@ mod overlay;
 mod records;
 
 pub use blob::{BlobError, BlobName, BlobStore, BlobWriter};
-pub use meta::{MetaStore, ReadTx, Record, SEQ_KEY_WIDTH, StoreError, WriteTx, seq_key};
+pub use meta::{
+    MetaStore, ReadTx, Record, SEQ_KEY_WIDTH, StoreError, WriteTx, error_chain, seq_key,
+};

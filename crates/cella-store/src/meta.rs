@@ -19,12 +19,13 @@ use std::fs::OpenOptions;
 use std::ops::Deref;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
 use cella_crypto::sealing::{SealingKey, UnsealValueError};
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, TableError, WriteTransaction,
+    Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, StorageError, TableDefinition, TableError, TransactionError,
+    WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -227,14 +228,78 @@ pub enum StoreError {
         /// The counter's name.
         name: String,
     },
+    /// A write failed with an I/O error, and reopening the database to recover from it
+    /// failed too; the next write tries again.
+    #[error("cannot reopen the metadata database after a failed write")]
+    Reopen {
+        /// The redb error.
+        #[source]
+        source: redb::DatabaseError,
+    },
 }
+
+impl StoreError {
+    /// Whether the error was caused by a full disk (`ENOSPC` / `EDQUOT`): somewhere in its
+    /// source chain is an I/O error of kind `StorageFull` or `QuotaExceeded`.
+    ///
+    /// A commit that failed in another writer's batch carries only that error's message,
+    /// so it is recognised by the message that `std::io::Error` gives a full disk.
+    pub fn is_out_of_space(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>().or_else(|| redb_io(e))
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            {
+                return true;
+            }
+            cause = e.source();
+        }
+        matches!(self, Self::BatchCommit { message } if message.contains(OUT_OF_SPACE_MESSAGE))
+    }
+}
+
+/// The I/O error inside a redb error: redb's errors hold it but do not give it as their
+/// `source()`.
+fn redb_io<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let storage = if let Some(e) = e.downcast_ref::<StorageError>() {
+        e
+    } else if let Some(redb::CommitError::Storage(e)) = e.downcast_ref() {
+        e
+    } else if let Some(TransactionError::Storage(e)) = e.downcast_ref() {
+        e
+    } else if let Some(DatabaseError::Storage(e)) = e.downcast_ref() {
+        e
+    } else if let Some(TableError::Storage(e)) = e.downcast_ref() {
+        e
+    } else {
+        return None;
+    };
+    match storage {
+        StorageError::Io(io) => Some(io),
+        _ => None,
+    }
+}
+
+/// The text `std::io::Error` gives `ErrorKind::StorageFull`, which a failed batch's
+/// message carries (see [`StoreError::is_out_of_space`]).
+const OUT_OF_SPACE_MESSAGE: &str = "No space left on device";
+
+/// Opens (or reopens) the database file with the store's settings.
+type Opener = Box<dyn Fn() -> Result<Database, DatabaseError> + Send + Sync>;
 
 /// The metadata store: a redb database whose values are sealed under the node's key.
 ///
 /// `Send + Sync`: share it behind an `Arc`. Readers run concurrently with each other and
 /// with the single writer (MVCC); writers are serialised.
 pub struct MetaStore {
-    db: Database,
+    /// `None` only between dropping a database whose write failed and reopening it. A
+    /// reader holds the read lock for its whole transaction: redb's `ReadTransaction`
+    /// keeps the file open, so the database can be reopened only once none is live.
+    db: RwLock<Option<Database>>,
+    opener: Opener,
     key: SealingKey,
     group: Mutex<Group>,
     turn: Condvar,
@@ -258,6 +323,8 @@ struct Group {
     /// Recent batches whose commit failed, with the error, so their writers can report it.
     failed: Vec<(u64, String)>,
     commits: u64,
+    /// The error of the last commit when it failed; cleared by the next successful one.
+    write_failure: Option<String>,
 }
 
 /// How many failed batches [`Group`] remembers: a writer looks its batch up right after
@@ -292,6 +359,20 @@ impl MetaStore {
     /// [`StoreError::UnsupportedFormat`] for a store written by a newer version, and any
     /// transaction error from writing the key check into a new store.
     pub fn open(path: &Path, key: SealingKey) -> Result<Self, StoreError> {
+        let owned = path.to_owned();
+        Self::open_with(
+            path,
+            key,
+            Box::new(move || {
+                Database::builder()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(&owned)
+            }),
+        )
+    }
+
+    /// Opens the store with `opener`, which tests use to put a faulty backend under redb.
+    fn open_with(path: &Path, key: SealingKey, opener: Opener) -> Result<Self, StoreError> {
         // An empty file is a new database to redb; creating it ourselves sets its mode.
         OpenOptions::new()
             .create(true)
@@ -302,15 +383,13 @@ impl MetaStore {
                 path: path.to_owned(),
                 source,
             })?;
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|source| StoreError::OpenDatabase {
-                path: path.to_owned(),
-                source,
-            })?;
+        let db = opener().map_err(|source| StoreError::OpenDatabase {
+            path: path.to_owned(),
+            source,
+        })?;
         let store = Self {
-            db,
+            db: RwLock::new(Some(db)),
+            opener,
             key,
             group: Mutex::new(Group::default()),
             turn: Condvar::new(),
@@ -349,8 +428,12 @@ impl MetaStore {
         &self,
         f: impl FnOnce(&ReadTx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let txn = self
-            .db
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let txn = db
+            .as_ref()
+            .ok_or(StoreError::BatchCommit {
+                message: "the metadata database is being reopened after a failed write".into(),
+            })?
             .begin_read()
             .map_err(|source| StoreError::Begin { source })?;
         f(&ReadTx {
@@ -406,10 +489,13 @@ impl MetaStore {
         }
         group.waiting -= 1;
         if group.open.is_none() {
-            let txn = self
-                .db
-                .begin_write()
-                .map_err(|source| StoreError::Begin { source })?;
+            let txn = match self.begin_write() {
+                Ok(txn) => txn,
+                Err(e) => {
+                    group.write_failure = Some(error_chain(&e));
+                    return Err(E::from(e));
+                }
+            };
             group.next_batch += 1;
             group.open = Some(Batch {
                 txn,
@@ -504,14 +590,62 @@ impl MetaStore {
         group.committing = false;
         group.committed = batch.id;
         group.commits += 1;
+        if batch.dirty {
+            group.write_failure = result.as_ref().err().map(|e| error_chain(e));
+        }
         if let Err(e) = &result {
             if group.failed.len() >= FAILED_BATCHES_KEPT {
                 group.failed.remove(0);
             }
-            group.failed.push((batch.id, e.to_string()));
+            group.failed.push((batch.id, error_chain(e)));
         }
         self.turn.notify_all();
         result
+    }
+
+    /// Begins a write transaction. Called with the group lock held and no batch open or
+    /// committing, so no write transaction is live.
+    ///
+    /// After a commit fails with an I/O error (a full disk), redb refuses every later
+    /// write with `PreviousIo` until the database is reopened; so this drops and reopens
+    /// it (redb repairs the file from its last commit) and begins once more.
+    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let begun = match self
+            .db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(db) => db.begin_write(),
+            None => Err(TransactionError::Storage(StorageError::PreviousIo)),
+        };
+        match begun {
+            Err(TransactionError::Storage(StorageError::PreviousIo)) => {}
+            other => return other.map_err(|source| StoreError::Begin { source }),
+        }
+        {
+            // Waits for live readers; new ones wait for the reopened database.
+            let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            // The old database holds the file's lock: close it before opening again.
+            drop(db.take());
+            *db = Some((self.opener)().map_err(|source| StoreError::Reopen { source })?);
+            tracing::warn!("reopened the metadata database after a failed write");
+        }
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .ok_or(StoreError::BatchCommit {
+                message: "the metadata database was closed while reopening it".into(),
+            })?
+            .begin_write()
+            .map_err(|source| StoreError::Begin { source })
+    }
+
+    /// Why writes are failing: the error of the last commit when it failed, `None` once
+    /// a commit succeeded since. Health reports the store as degraded while it is `Some`.
+    pub fn write_failure(&self) -> Option<String> {
+        self.lock_group().write_failure.clone()
     }
 
     fn lock_group(&self) -> MutexGuard<'_, Group> {
@@ -525,6 +659,19 @@ impl MetaStore {
     pub fn commit_count(&self) -> u64 {
         self.lock_group().commits
     }
+}
+
+/// `e` and each of its sources, separated by ": ", so a failed commit names its OS cause
+/// (redb's errors include their I/O cause in their message).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Applies a successful closure's writes to the batch's transaction.

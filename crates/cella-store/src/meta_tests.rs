@@ -647,3 +647,114 @@ fn commit_throughput() {
     measure("durable after volatile", 500, false);
     println!("file after durable commits: {} bytes", file_len());
 }
+
+/// A redb backend over a real file whose writes and syncs fail with `ENOSPC` while
+/// `full` is set, as on a full disk.
+#[derive(Debug)]
+struct FullDisk {
+    file: redb::backends::FileBackend,
+    full: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FullDisk {
+    fn check(&self) -> Result<(), std::io::Error> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(std::io::Error::from_raw_os_error(28))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl redb::StorageBackend for FullDisk {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.file.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.file.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.check()?;
+        self.file.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.check()?;
+        self.file.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.check()?;
+        self.file.write(offset, data)
+    }
+}
+
+fn open_on_full_disk(dir: &Path, full: &Arc<std::sync::atomic::AtomicBool>) -> MetaStore {
+    let path = dir.join(DB_FILE);
+    let (opener_path, full) = (path.clone(), Arc::clone(full));
+    let opener: Opener = Box::new(move || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&opener_path)?;
+        let backend = FullDisk {
+            file: redb::backends::FileBackend::new(file)?,
+            full: Arc::clone(&full),
+        };
+        redb::Database::builder().create_with_backend(backend)
+    });
+    MetaStore::open_with(&path, key_in(dir), opener).unwrap()
+}
+
+#[test]
+fn a_full_disk_fails_writes_until_space_is_freed_then_the_store_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = open_on_full_disk(dir.path(), &full);
+    store.write(|tx| tx.put(&user("alice"))).unwrap();
+    assert_eq!(store.write_failure(), None);
+
+    full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = store.write(|tx| tx.put(&user("bob"))).unwrap_err();
+    assert!(err.is_out_of_space(), "not seen as a full disk: {err:?}");
+    let failure = store
+        .write_failure()
+        .expect("the failed commit is recorded");
+    assert!(failure.contains("No space left on device"), "{failure}");
+    // Still full: the next write fails the same way, and says why.
+    let err = store.write(|tx| tx.put(&user("carol"))).unwrap_err();
+    assert!(err.is_out_of_space(), "not seen as a full disk: {err:?}");
+
+    full.store(false, std::sync::atomic::Ordering::SeqCst);
+    store.write(|tx| tx.put(&user("dave"))).unwrap();
+    assert_eq!(store.write_failure(), None);
+    let names: BTreeSet<String> = store
+        .read(|tx| tx.list::<User>())
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name.to_string())
+        .collect();
+    assert!(
+        names.contains("alice") && names.contains("dave"),
+        "{names:?}"
+    );
+    assert!(!names.contains("carol"), "{names:?}");
+}
+
+#[test]
+fn out_of_space_is_told_from_other_errors() {
+    let full = StoreError::Open {
+        path: "x".into(),
+        source: std::io::Error::from_raw_os_error(28),
+    };
+    assert!(full.is_out_of_space());
+    let denied = StoreError::Open {
+        path: "x".into(),
+        source: std::io::Error::from_raw_os_error(13),
+    };
+    assert!(!denied.is_out_of_space());
+    let batch = StoreError::BatchCommit {
+        message: "cannot commit: No space left on device (os error 28)".into(),
+    };
+    assert!(batch.is_out_of_space());
+}

@@ -23,7 +23,7 @@ impl NodeService for NodeApi {
     ) -> Result<Response<pb::HealthResponse>, Status> {
         let h = self.api.run(|p| p.health()).await?;
         Ok(Response::new(pb::HealthResponse {
-            status: "serving".into(),
+            status: health_status(&h),
             workers: u32::try_from(h.workers).unwrap_or(u32::MAX),
             queued_tasks: h.queued,
             running_tasks: h.running as u64,
@@ -59,5 +59,35 @@ impl NodeService for NodeApi {
         Ok(Response::new(pb::GetPoliciesResponse::clone(
             &self.policies,
         )))
+    }
+}
+
+/// The health status: "serving", or "degraded: …" with the reason while the node cannot
+/// write its metadata (a full disk), so monitoring sees the outage before clients do.
+fn health_status(h: &cella_platform::scheduler::Health) -> String {
+    match &h.store_write_failure {
+        None => "serving".into(),
+        Some(reason) => format!("degraded: metadata writes are failing: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn failing_store_writes_make_the_node_degraded_with_the_reason() {
+        let mut h = cella_platform::scheduler::Health {
+            workers: 1,
+            queued: 0,
+            running: 0,
+            isolation_warnings: Vec::new(),
+            store_write_failure: None,
+        };
+        assert_eq!(health_status(&h), "serving");
+        h.store_write_failure = Some("I/O error: No space left on device (os error 28)".into());
+        let status = health_status(&h);
+        assert!(status.starts_with("degraded: "), "{status}");
+        assert!(status.contains("No space left on device"), "{status}");
     }
 }
