@@ -187,6 +187,9 @@ pub enum StoreError {
     BatchCommit {
         /// The commit error, as text.
         message: String,
+        /// Whether the commit error was a full disk ([`StoreError::is_out_of_space`] of
+        /// the committing writer's error), so every writer of the batch can tell.
+        out_of_space: bool,
     },
     /// A stored value does not unseal under its table and key: it was altered, moved from
     /// another key or table, or sealed under another key.
@@ -242,8 +245,8 @@ impl StoreError {
     /// Whether the error was caused by a full disk (`ENOSPC` / `EDQUOT`): somewhere in its
     /// source chain is an I/O error of kind `StorageFull` or `QuotaExceeded`.
     ///
-    /// A commit that failed in another writer's batch carries only that error's message,
-    /// so it is recognised by the message that `std::io::Error` gives a full disk.
+    /// A commit that failed in another writer's batch carries the committing writer's
+    /// verdict ([`StoreError::BatchCommit::out_of_space`]).
     pub fn is_out_of_space(&self) -> bool {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
         while let Some(e) = cause {
@@ -257,7 +260,13 @@ impl StoreError {
             }
             cause = e.source();
         }
-        matches!(self, Self::BatchCommit { message } if message.contains(OUT_OF_SPACE_MESSAGE))
+        matches!(
+            self,
+            Self::BatchCommit {
+                out_of_space: true,
+                ..
+            }
+        )
     }
 }
 
@@ -282,10 +291,6 @@ fn redb_io<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::
         _ => None,
     }
 }
-
-/// The text `std::io::Error` gives `ErrorKind::StorageFull`, which a failed batch's
-/// message carries (see [`StoreError::is_out_of_space`]).
-const OUT_OF_SPACE_MESSAGE: &str = "No space left on device";
 
 /// Opens (or reopens) the database file with the store's settings.
 type Opener = Box<dyn Fn() -> Result<Database, DatabaseError> + Send + Sync>;
@@ -321,10 +326,19 @@ struct Group {
     next_batch: u64,
     committed: u64,
     /// Recent batches whose commit failed, with the error, so their writers can report it.
-    failed: Vec<(u64, String)>,
+    failed: Vec<FailedBatch>,
     commits: u64,
     /// The error of the last commit when it failed; cleared by the next successful one.
     write_failure: Option<String>,
+}
+
+/// A batch whose commit failed, as its other writers report it.
+struct FailedBatch {
+    batch: u64,
+    /// The commit error with its causes ([`error_chain`]).
+    message: String,
+    /// [`StoreError::is_out_of_space`] of the commit error.
+    out_of_space: bool,
 }
 
 /// How many failed batches [`Group`] remembers: a writer looks its batch up right after
@@ -433,6 +447,7 @@ impl MetaStore {
             .as_ref()
             .ok_or(StoreError::BatchCommit {
                 message: "the metadata database is being reopened after a failed write".into(),
+                out_of_space: false,
             })?
             .begin_read()
             .map_err(|source| StoreError::Begin { source })?;
@@ -546,9 +561,10 @@ impl MetaStore {
                     .wait(group)
                     .unwrap_or_else(PoisonError::into_inner);
             }
-            match group.failed.iter().find(|(b, _)| *b == id) {
-                Some((_, message)) => Err(StoreError::BatchCommit {
-                    message: message.clone(),
+            match group.failed.iter().find(|f| f.batch == id) {
+                Some(f) => Err(StoreError::BatchCommit {
+                    message: f.message.clone(),
+                    out_of_space: f.out_of_space,
                 }),
                 None => Ok(()),
             }
@@ -584,6 +600,7 @@ impl MetaStore {
         } else {
             batch.txn.abort().map_err(|e| StoreError::BatchCommit {
                 message: format!("aborting an empty batch: {e}"),
+                out_of_space: false,
             })
         };
         let mut group = self.lock_group();
@@ -597,7 +614,11 @@ impl MetaStore {
             if group.failed.len() >= FAILED_BATCHES_KEPT {
                 group.failed.remove(0);
             }
-            group.failed.push((batch.id, error_chain(e)));
+            group.failed.push(FailedBatch {
+                batch: batch.id,
+                message: error_chain(e),
+                out_of_space: e.is_out_of_space(),
+            });
         }
         self.turn.notify_all();
         result
@@ -637,6 +658,7 @@ impl MetaStore {
             .as_ref()
             .ok_or(StoreError::BatchCommit {
                 message: "the metadata database was closed while reopening it".into(),
+                out_of_space: false,
             })?
             .begin_write()
             .map_err(|source| StoreError::Begin { source })

@@ -755,6 +755,13 @@ fn out_of_space_is_told_from_other_errors() {
     assert!(!denied.is_out_of_space());
     let batch = StoreError::BatchCommit {
         message: "cannot commit: No space left on device (os error 28)".into(),
+        out_of_space: true,
     };
     assert!(batch.is_out_of_space());
+    // The committing writer's verdict decides, not the wording of its message.
+    let other = StoreError::BatchCommit {
+        message: "cannot commit: No space left on device (os error 28)".into(),
+        out_of_space: false,
+    };
+    assert!(!other.is_out_of_space());
 }
