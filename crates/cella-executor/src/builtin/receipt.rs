@@ -128,4 +128,37 @@ mod tests {
             "receipt holds digests only: {text}"
         );
     }
+
+    /// The receipt of a fixed run, pinned byte for byte: the builtin receipt's format
+    /// is what verifiers of stored task results read, so it must never drift.
+    #[test]
+    fn golden_bytes() {
+        let mut task = crate::builtin::test_support::task("echo", &[("message", "hi")]);
+        task.task_id = "task-00000000-0000-4000-8000-000000000001".parse().unwrap();
+        task.function_id = "function-00000000-0000-4000-8000-000000000002"
+            .parse()
+            .unwrap();
+        let mut io = crate::builtin::test_support::io(&[("in", b"data")], &["out", "unset"]);
+        io.write_output("out", b"hi".to_vec()).unwrap();
+        let bytes = BuiltinReceipt::new(&task, "echo", &io, b"hi")
+            .to_bytes()
+            .unwrap();
+        assert_eq!(String::from_utf8(bytes.clone()).unwrap(), GOLDEN);
+        assert_eq!(
+            Digest::of(&bytes).to_hex(),
+            "415751d7fcbcae8da863b03dc44737bb552e00d6e21a5ebd666cb5a64873fa3e"
+        );
+    }
+
+    const GOLDEN: &str = concat!(
+        r#"{"format":"cella-builtin-receipt-v1","task_id":"task-00000000-0000-4000-8000-000"#,
+        r#"000000001","function_id":"function-00000000-0000-4000-8000-000000000002","builti"#,
+        r#"n":"echo","payload_digest":"092c79e8f80e559e404bcf660c48f3522b67aba9ff1484b0367e"#,
+        r#"1a4ddef7431d","arguments_digest":"adbd982b8fe0bbd8477f09262028d3ac264001dc36e3c7"#,
+        r#"579905e72c0b718755","inputs":{"in":"3a6eb0790f39ac87c94f3856b2dd2c5d110e68116022"#,
+        r#"61a9a923d3bb23adc8b7"},"outputs":{"out":"8f434346648f6b96df89dda901c5176b10a6d83"#,
+        r#"961dd3c1ac88b59b2dc327aa4","unset":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b"#,
+        r#"934ca495991b7852b855"},"return_value":"8f434346648f6b96df89dda901c5176b10a6d8396"#,
+        r#"1dd3c1ac88b59b2dc327aa4"}"#,
+    );
 }
