@@ -29,40 +29,12 @@ use prost::Message;
 
 use crate::image::PROGRAM_FILE;
 
-/// The value of [`ReceiptBundle::format`].
-pub const BUNDLE_FORMAT: &str = "cella-libos-receipt-bundle-v1";
+/// What `ExecutionOutcome::receipt` holds for a LibOS task: the LibOS variant of the
+/// executor's receipt family, with its format.
+pub use cella_executor::receipt::{BUNDLE_FORMAT, LibosReceipt as ReceiptBundle};
 
 /// Offset of `MRENCLAVE` in an SGX quote.
 const SGX_MRENCLAVE_OFFSET: usize = 48 + 64;
-
-/// What `ExecutionOutcome::receipt` holds for a LibOS task.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ReceiptBundle {
-    /// Always [`BUNDLE_FORMAT`].
-    #[prost(string, tag = "1")]
-    pub format: String,
-    /// The instance's RA-TLS certificate, DER: its evidence binds the signing key.
-    #[prost(bytes = "vec", tag = "2")]
-    pub instance_cert: Vec<u8>,
-    /// The receipt body, a `cella_preload::receipt::ReceiptBody` encoded.
-    #[prost(bytes = "vec", tag = "3")]
-    pub body: Vec<u8>,
-    /// The signature over the body (see `cella_preload::receipt`).
-    #[prost(bytes = "vec", tag = "4")]
-    pub signature: Vec<u8>,
-}
-
-impl ReceiptBundle {
-    /// A bundle of these parts.
-    pub fn new(instance_cert: Vec<u8>, body: Vec<u8>, signature: Vec<u8>) -> Self {
-        Self {
-            format: BUNDLE_FORMAT.into(),
-            instance_cert,
-            body,
-            signature,
-        }
-    }
-}
 
 /// A receipt failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

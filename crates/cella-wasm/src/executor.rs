@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use cella_executor::receipt::Receipt;
 use cella_executor::{ExecutionError, ExecutionOutcome, Executor, StagedTask, TaskIo};
 use cella_types::{Digest, ExecutorKind, Usage};
 use serde::Serialize;
@@ -29,7 +30,7 @@ use crate::cache::{CacheStats, ModuleCache, PrepareError, Prepared};
 use crate::config::WasmConfig;
 use crate::engine::{self, EpochTicker};
 use crate::error::SetupError;
-use crate::receipt::WasmReceipt;
+use crate::receipt::{ENGINE, WasmReceipt};
 use crate::run::{self, RunSpec, RunState};
 use crate::rundir::{self, RunDir};
 
@@ -226,7 +227,8 @@ impl Inner {
             io.write_output(&slot, data)?;
         }
         let return_value = Vec::new();
-        let receipt = WasmReceipt::new(task, io, &return_value).to_bytes()?;
+        let receipt =
+            Receipt::Wasm(WasmReceipt::new(task, ENGINE, io, &return_value)).to_bytes()?;
         Ok(ExecutionOutcome {
             return_value,
             log: finished.log.into_lines(),
