@@ -14,6 +14,9 @@ use cella_server::{RunningNode, ServerConfig, default_executors};
 use serde_json::json;
 use tokio::sync::Mutex;
 
+mod crypto;
+mod wasm;
+
 /// Arguments of `cella bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
@@ -183,7 +186,7 @@ impl Bench {
             ..spec
         };
         let wasm_echo = owner
-            .register_function(wasm_spec, cella_wasm::bench::ECHO_WASM.to_vec())
+            .register_function(wasm_spec, wasm::ECHO_WASM.to_vec())
             .await?
             .function_id;
         Ok(Self {
@@ -292,10 +295,9 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     eprintln!("e2e latency (builtin echo): p50 {p50:.2} ms, p99 {p99:.2} ms over {n} tasks");
     let (wasm_p50, wasm_p99, _) = latency(&bench, &bench.wasm_echo, args.latency_tasks).await?;
     eprintln!("e2e latency (wasm echo): p50 {wasm_p50:.2} ms, p99 {wasm_p99:.2} ms");
-    let mut instantiate =
-        tokio::task::spawn_blocking(|| cella_wasm::bench::instantiate_latency(2000))
-            .await?
-            .map_err(|e| anyhow::anyhow!("wasm instantiate benchmark: {e}"))?;
+    let mut instantiate = tokio::task::spawn_blocking(|| wasm::instantiate_latency(2000))
+        .await?
+        .map_err(|e| anyhow::anyhow!("wasm instantiate benchmark: {e}"))?;
     instantiate.sort();
     let instantiate_p50_us = percentile(&instantiate, 0.5) * 1e3;
     eprintln!("wasm instantiate of a cached module: p50 {instantiate_p50_us:.1} µs");
@@ -343,10 +345,8 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     bench.node.shutdown().await;
 
     // The sealed file format against openssl's AES-256-GCM on this machine.
-    let (seal_gbps, unseal_gbps) = tokio::task::spawn_blocking(move || {
-        cella_crypto::bench::seal_throughput(args.seal_mib << 20)
-    })
-    .await?;
+    let (seal_gbps, unseal_gbps) =
+        tokio::task::spawn_blocking(move || crypto::seal_throughput(args.seal_mib << 20)).await?;
     let openssl = tokio::task::spawn_blocking(openssl_gbps).await?;
     eprintln!(
         "sealed files: seal {seal_gbps:.2} GB/s, unseal {unseal_gbps:.2} GB/s; openssl aes-256-gcm {}",
