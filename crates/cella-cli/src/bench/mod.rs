@@ -15,6 +15,8 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 mod crypto;
+mod libos;
+mod sandbox;
 mod wasm;
 
 /// Arguments of `cella bench`.
@@ -50,16 +52,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The sandbox backend's figures, each beside its baseline (see `cella_sandbox::bench`).
+/// The sandbox backend's figures, each beside its baseline (see [`sandbox`]).
 async fn sandbox_figures(args: &BenchArgs) -> anyhow::Result<serde_json::Value> {
-    use cella_sandbox::bench::median;
-    let cfg = cella_sandbox::bench::BenchConfig {
+    use sandbox::median;
+    let cfg = sandbox::BenchConfig {
         exe: std::env::current_exe().context("locating this binary")?,
         python: args.python.clone(),
         samples: args.sandbox_samples,
         idle_instances: args.sandbox_idle,
     };
-    let r = cella_sandbox::bench::run(&cfg).await?;
+    let r = sandbox::run(&cfg).await?;
     let cold = ms(median(&r.cold_start));
     let bwrap = r.bwrap.as_deref().map(|b| ms(median(b)));
     let mock_cold = ms(median(&r.mock_cold_start));
@@ -303,7 +305,7 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     eprintln!("wasm instantiate of a cached module: p50 {instantiate_p50_us:.1} µs");
 
     // LibOS dispatch overhead on a warm pooled mock instance.
-    let mut dispatch = cella_libos::bench::dispatch_overhead(300)
+    let mut dispatch = libos::dispatch_overhead(300)
         .await
         .map_err(|e| anyhow::anyhow!("libos dispatch benchmark: {e}"))?;
     dispatch.sort();
