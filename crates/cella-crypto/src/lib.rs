@@ -8,7 +8,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod keys;
 pub mod sealing;
 pub mod stream;

@@ -15,6 +15,7 @@ mod error;
 mod executor;
 mod io;
 mod log;
+pub mod receipt;
 pub mod scratch;
 mod task;
 

@@ -23,7 +23,7 @@ use cella_types::{ExecutorKind, InstanceReuse};
 use crate::attest::ExecutorAttestation;
 use crate::backend::{InstanceEvidence, InstanceLimits, LibosBackend};
 use crate::image::RuntimeImage;
-use crate::launch::{LaunchCtx, Timeouts};
+use crate::launch::{LaunchCtx, LaunchError, Timeouts};
 use crate::pool::{Pool, PoolConfig, PoolStats, ReuseKey};
 
 /// How the executor runs its pools and instances.
@@ -46,6 +46,22 @@ struct Runtime {
     image: Arc<RuntimeImage>,
     measurement: Measurement,
     pool: Pool,
+}
+
+/// An attested instance outside any pool ([`LibosExecutor::launch_unpooled`]); its
+/// process group is killed when it is dropped.
+#[derive(Debug)]
+pub struct UnpooledInstance {
+    ready: crate::launch::ReadyInstance,
+}
+
+impl UnpooledInstance {
+    /// Kills the instance's process group and waits until it has ended.
+    pub async fn kill(self) {
+        let mut guard = self.ready.guard;
+        guard.kill_group();
+        guard.wait().await;
+    }
 }
 
 /// Runs `libos` functions on LibOS instances of a backend.
@@ -160,6 +176,30 @@ impl LibosExecutor {
         self.runtimes.get(runtime).map(|r| r.pool.stats())
     }
 
+    /// Launches and attests one instance of `runtime` outside its pool, as the pool
+    /// launches each warm instance (start, evidence, RA-TLS both ways, `Hello`
+    /// verified), for timing or probing a backend (`cella bench`'s cold start). It
+    /// counts against no pool limit and serves no task.
+    ///
+    /// # Errors
+    ///
+    /// [`LaunchError`] naming the failed step; step `runtime` if `runtime` is not
+    /// offered.
+    pub async fn launch_unpooled(&self, runtime: &str) -> Result<UnpooledInstance, LaunchError> {
+        let Some(r) = self.runtimes.get(runtime) else {
+            return Err(LaunchError {
+                backend: self.backend_name.clone(),
+                image: runtime.to_owned(),
+                step: "runtime",
+                message: "not offered by this executor".into(),
+            });
+        };
+        r.pool
+            .launch_unpooled()
+            .await
+            .map(|ready| UnpooledInstance { ready })
+    }
+
     fn runtime(&self, task: &StagedTask) -> Result<&Runtime, ExecutionError> {
         let offered = || self.runtimes.keys().cloned().collect::<Vec<_>>().join(", ");
         let name = task.runtime.as_deref().ok_or_else(|| {
@@ -211,7 +251,7 @@ impl Executor for LibosExecutor {
 
 impl LibosExecutor {
     /// [`Executor::execute`], also returning the program's own run time as the instance
-    /// measured it, in microseconds (for [`crate::bench`]).
+    /// measured it, in microseconds (`cella bench` subtracts it from the dispatch time).
     ///
     /// # Errors
     ///

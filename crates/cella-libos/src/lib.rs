@@ -17,7 +17,6 @@
 //! - [`LibosExecutor`]: the `Executor` of `ExecutorKind::Libos`.
 //! - [`receipt`]: the self-contained receipt bundle and its offline verification.
 //! - [`config`]: the node's LibOS configuration file.
-//! - [`bench`](mod@bench): dispatch overhead on a warm pooled instance.
 //!
 //! The wire protocol is `cella_preload::protocol`, specified in `docs/libos-protocol.md`;
 //! the design and its decisions are in `docs/libos.md`.
@@ -26,7 +25,6 @@
 
 pub mod attest;
 pub mod backend;
-pub mod bench;
 pub mod config;
 mod executor;
 pub mod image;
@@ -47,7 +45,7 @@ pub use backend::{
     SgxAppraisal,
 };
 pub use config::LibosConfig;
-pub use executor::{ExecutorConfig, LibosExecutor, SetupError};
+pub use executor::{ExecutorConfig, LibosExecutor, SetupError, UnpooledInstance};
 pub use image::RuntimeImage;
 pub use launch::{LaunchError, Timeouts};
 pub use pool::{PoolConfig, PoolStats};

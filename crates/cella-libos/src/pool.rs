@@ -230,6 +230,11 @@ impl Pool {
         }
     }
 
+    /// Launches and attests one instance as a refill would, outside the pool's count.
+    pub(crate) async fn launch_unpooled(&self) -> Result<ReadyInstance, LaunchError> {
+        self.inner.ctx.launch().await
+    }
+
     /// Where reset instances go back to.
     pub(crate) fn returner(&self) -> Returner {
         Returner(Arc::downgrade(&self.inner))

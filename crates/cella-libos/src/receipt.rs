@@ -29,40 +29,12 @@ use prost::Message;
 
 use crate::image::PROGRAM_FILE;
 
-/// The value of [`ReceiptBundle::format`].
-pub const BUNDLE_FORMAT: &str = "cella-libos-receipt-bundle-v1";
+/// What `ExecutionOutcome::receipt` holds for a LibOS task: the LibOS variant of the
+/// executor's receipt family, with its format.
+pub use cella_executor::receipt::{BUNDLE_FORMAT, LibosReceipt as ReceiptBundle};
 
 /// Offset of `MRENCLAVE` in an SGX quote.
 const SGX_MRENCLAVE_OFFSET: usize = 48 + 64;
-
-/// What `ExecutionOutcome::receipt` holds for a LibOS task.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ReceiptBundle {
-    /// Always [`BUNDLE_FORMAT`].
-    #[prost(string, tag = "1")]
-    pub format: String,
-    /// The instance's RA-TLS certificate, DER: its evidence binds the signing key.
-    #[prost(bytes = "vec", tag = "2")]
-    pub instance_cert: Vec<u8>,
-    /// The receipt body, a `cella_preload::receipt::ReceiptBody` encoded.
-    #[prost(bytes = "vec", tag = "3")]
-    pub body: Vec<u8>,
-    /// The signature over the body (see `cella_preload::receipt`).
-    #[prost(bytes = "vec", tag = "4")]
-    pub signature: Vec<u8>,
-}
-
-impl ReceiptBundle {
-    /// A bundle of these parts.
-    pub fn new(instance_cert: Vec<u8>, body: Vec<u8>, signature: Vec<u8>) -> Self {
-        Self {
-            format: BUNDLE_FORMAT.into(),
-            instance_cert,
-            body,
-            signature,
-        }
-    }
-}
 
 /// A receipt failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -261,4 +233,81 @@ pub fn check_expected(receipt: &VerifiedReceipt, expected: &Expected) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use cella_preload::protocol::{EnvVar, ExitStatus};
+    use cella_preload::receipt::{command_digest, sha256};
+
+    use super::*;
+
+    /// A receipt body with every field set to a fixed value.
+    fn fixed_body() -> ReceiptBody {
+        ReceiptBody {
+            format: RECEIPT_FORMAT.into(),
+            task_id: "task-1".into(),
+            function_id: "function-2".into(),
+            measurement: vec![0xaa; 32],
+            nonce: vec![0xbb; 4],
+            workload: vec![Entry::new("program", sha256(b"p"))],
+            inputs: vec![Entry::new("in", sha256(b"data"))],
+            outputs: vec![Entry::new("out", sha256(b"hi"))],
+            exit: Some(ExitStatus {
+                code: Some(0),
+                signal: None,
+            }),
+            return_value_sha256: sha256(b"").to_vec(),
+            command_sha256: command_digest(
+                &["./program".into()],
+                &[EnvVar {
+                    name: "CELLA_ARG_message".into(),
+                    value: "hi".into(),
+                }],
+            )
+            .to_vec(),
+            signed_at_unix_secs: 1_700_000_000,
+            run_index: 1,
+        }
+    }
+
+    /// The bundle as a task result stores it, of fixed parts.
+    fn fixed_bundle_bytes(body: Vec<u8>) -> Vec<u8> {
+        ReceiptBundle::new(vec![0x30, 0x03, 1, 2, 3], body, vec![0x30, 0x02, 9, 9]).encode_to_vec()
+    }
+
+    /// The LibOS receipt's body and bundle, pinned byte for byte: stored task results
+    /// and `cella task receipt --verify` read them, so they must never drift.
+    #[test]
+    fn golden_bytes() {
+        let body = fixed_body().encode_to_vec();
+        assert_eq!(hex::encode(&body), GOLDEN_BODY);
+        let bundle = fixed_bundle_bytes(body);
+        assert_eq!(hex::encode(&bundle), GOLDEN_BUNDLE);
+        assert_eq!(hex::encode(sha256(&bundle)), GOLDEN_BUNDLE_SHA256);
+    }
+
+    const GOLDEN_BODY: &str = concat!(
+        "0a1663656c6c612d6c69626f732d726563656970742d763112067461736b2d311a0a66756e637469",
+        "6f6e2d322220aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2a04",
+        "bbbbbbbb322b0a0770726f6772616d1220148de9c5a7a44d19e56cd9ae1a554bf67847afb0c58f6e",
+        "12fa29ac7ddfca99403a260a02696e12203a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261",
+        "a9a923d3bb23adc8b742270a036f757412208f434346648f6b96df89dda901c5176b10a6d83961dd",
+        "3c1ac88b59b2dc327aa44a0208005220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c",
+        "a495991b7852b8555a20c1ff8888d5b96571d24af503a8c94c712c896d6a441b341ff675c7d2f609",
+        "dc326080e2cfaa066801",
+    );
+    const GOLDEN_BUNDLE: &str = concat!(
+        "0a1d63656c6c612d6c69626f732d726563656970742d62756e646c652d7631120530030102031aa2",
+        "020a1663656c6c612d6c69626f732d726563656970742d763112067461736b2d311a0a66756e6374",
+        "696f6e2d322220aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2a",
+        "04bbbbbbbb322b0a0770726f6772616d1220148de9c5a7a44d19e56cd9ae1a554bf67847afb0c58f",
+        "6e12fa29ac7ddfca99403a260a02696e12203a6eb0790f39ac87c94f3856b2dd2c5d110e68116022",
+        "61a9a923d3bb23adc8b742270a036f757412208f434346648f6b96df89dda901c5176b10a6d83961",
+        "dd3c1ac88b59b2dc327aa44a0208005220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b93",
+        "4ca495991b7852b8555a20c1ff8888d5b96571d24af503a8c94c712c896d6a441b341ff675c7d2f6",
+        "09dc326080e2cfaa066801220430020909",
+    );
+    const GOLDEN_BUNDLE_SHA256: &str =
+        "f07bbaf52585afeb16a554cb3241ef69f3e902d71289a8efe8ed72b3ddc4e49b";
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use cella_attest::{Measurement, VerifiedEvidence};
 use cella_executor::LogBuffer;
+use cella_executor::receipt::Receipt;
 use cella_preload::protocol::{
     Body, ChunkTarget, Deploy, Envelope, ErrorCode, ExitStatus, Finished, LOG_BURST_BYTES,
     LOG_RATE_BYTES_PER_SEC, LogStream, MAX_CHUNK_LEN, MAX_LOG_LINE_BYTES, MAX_RETURN_VALUE_BYTES,
@@ -504,7 +505,9 @@ impl Running {
             preload_version: exp.preload_version,
             runs: exp.run_index,
         };
-        let bundle = ReceiptBundle::new(exp.cert_der, f.receipt, f.signature).encode_to_vec();
+        let bundle = Receipt::Libos(ReceiptBundle::new(exp.cert_der, f.receipt, f.signature))
+            .to_bytes()
+            .map_err(|e| SessionError::Receipt(e.to_string()))?;
         let outputs = if exit.success() {
             exp.outputs.into_iter().zip(self.outputs).collect()
         } else {

@@ -722,17 +722,6 @@ fn the_protocol_log_line_limit_is_the_executors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_measures_overheads() {
-    let samples = crate::bench::dispatch_overhead(5).await.unwrap();
-    assert_eq!(samples.len(), 5);
-    let p50 = crate::bench::percentile(&samples, 50);
-    assert!(
-        p50 > Duration::ZERO && p50 < Duration::from_secs(1),
-        "{p50:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_instances_are_renewed_after_max_idle() {
     let (e, b) = crate::mock::executor(
         vec![RuntimeImage::native()],

@@ -1,5 +1,4 @@
 //! The sandbox backend: see `docs/sandbox.md`.
 
 pub mod backend;
-pub mod bench;
 pub mod jail;

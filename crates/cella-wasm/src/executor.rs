@@ -18,18 +18,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use cella_executor::receipt::Receipt;
 use cella_executor::{ExecutionError, ExecutionOutcome, Executor, StagedTask, TaskIo};
 use cella_types::{Digest, ExecutorKind, Usage};
 use serde::Serialize;
 use tokio::sync::Semaphore;
-use wasmtime::{Engine, Linker};
+use wasmtime::{Engine, Linker, Store};
 
 use crate::cache::disk::DiskStore;
 use crate::cache::{CacheStats, ModuleCache, PrepareError, Prepared};
 use crate::config::WasmConfig;
 use crate::engine::{self, EpochTicker};
 use crate::error::SetupError;
-use crate::receipt::WasmReceipt;
+use crate::receipt::{ENGINE, WasmReceipt};
 use crate::run::{self, RunSpec, RunState};
 use crate::rundir::{self, RunDir};
 
@@ -116,9 +117,20 @@ impl WasmExecutor {
         self.inner.prepare(digest, payload, payload_verified)
     }
 
-    /// The engine (for benchmarks that instantiate directly).
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.inner.engine
+    /// The ready module for `payload`, compiled, checked and cached first if no cache
+    /// holds it (as [`Executor::validate_payload`] does at registration).
+    ///
+    /// # Errors
+    ///
+    /// The payload's refusal, worded as [`Executor::validate_payload`] words it.
+    pub fn cached_module(&self, payload: &[u8]) -> Result<CachedModule, String> {
+        let prepared = self
+            .prepare(&Digest::of(payload), payload, true)
+            .map_err(|e| e.to_string())?;
+        Ok(CachedModule {
+            executor: Arc::clone(&self.inner),
+            prepared,
+        })
     }
 
     /// The module cache (for tests).
@@ -134,6 +146,48 @@ impl std::fmt::Debug for WasmExecutor {
             .field("config", &self.inner.config)
             .field("cache", &self.inner.cache.stats())
             .finish_non_exhaustive()
+    }
+}
+
+/// A compiled module from an executor's cache, ready to instantiate: what every task of
+/// a registered function starts from.
+pub struct CachedModule {
+    executor: Arc<Inner>,
+    prepared: Arc<Prepared>,
+}
+
+impl std::fmt::Debug for CachedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedModule").finish_non_exhaustive()
+    }
+}
+
+/// A module instantiated in a store of its own, running nothing. Dropping it returns the
+/// instance's slot to the pooling allocator.
+pub struct IdleInstance {
+    _store: Store<RunState>,
+}
+
+impl std::fmt::Debug for IdleInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleInstance").finish_non_exhaustive()
+    }
+}
+
+impl CachedModule {
+    /// Instantiates the module in a fresh store (an empty WASI context, the default
+    /// caps, no deadline) through its `InstancePre` and the pooling allocator: the fixed
+    /// cost every task pays before `_start`, without running any of the module's code
+    /// (`cella bench` times it). It takes a slot of the pooling allocator outside the
+    /// executor's own count of runs, so hold few at a time.
+    ///
+    /// # Errors
+    ///
+    /// wasmtime's error if the instantiation fails (e.g. the pool is full).
+    pub fn instantiate_idle(&self) -> Result<IdleInstance, wasmtime::Error> {
+        let mut store = Store::new(&self.executor.engine, RunState::empty());
+        self.prepared.pre.instantiate(&mut store)?;
+        Ok(IdleInstance { _store: store })
     }
 }
 
@@ -226,7 +280,8 @@ impl Inner {
             io.write_output(&slot, data)?;
         }
         let return_value = Vec::new();
-        let receipt = WasmReceipt::new(task, io, &return_value).to_bytes()?;
+        let receipt =
+            Receipt::Wasm(WasmReceipt::new(task, ENGINE, io, &return_value)).to_bytes()?;
         Ok(ExecutionOutcome {
             return_value,
             log: finished.log.into_lines(),

@@ -18,7 +18,6 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-pub mod bench;
 mod cache;
 mod capture;
 mod check;
@@ -38,7 +37,7 @@ pub use config::{
     DiskCache, MAX_INSTANCES_PER_RUN, MAX_MEMORIES_PER_MODULE, MAX_TABLES_PER_MODULE, WasmConfig,
 };
 pub use error::{LimitExceeded, PayloadError, SetupError, WASI_P1_MODULE};
-pub use executor::WasmExecutor;
+pub use executor::{CachedModule, IdleInstance, WasmExecutor};
 pub use receipt::{ENGINE, RECEIPT_FORMAT, WasmReceipt};
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ impl RunState {
     }
 
     /// A state with an empty WASI context, default caps and no deadline, for
-    /// benchmarks that only instantiate.
+    /// instances that run nothing ([`crate::CachedModule::instantiate_idle`]).
     pub(crate) fn empty() -> Self {
         Self {
             wasi: WasiCtxBuilder::new().build_p1(),

@@ -131,9 +131,9 @@ async fn echo_prints_its_arguments_to_the_log() {
     let receipt: WasmReceipt = serde_json::from_slice(&outcome.receipt).unwrap();
     assert_eq!(receipt.format, RECEIPT_FORMAT);
     assert_eq!(receipt.task_id, t.task_id);
-    assert_eq!(receipt.payload_digest, Digest::of(&echo));
+    assert_eq!(receipt.run.payload_digest, Digest::of(&echo));
     assert_eq!(
-        receipt.arguments_digest,
+        receipt.run.arguments_digest,
         Digest::of(br#"{"count":"2","message":"hello world"}"#)
     );
 
@@ -152,8 +152,8 @@ async fn copy_round_trips_a_file_larger_than_its_buffer() {
     assert_eq!(outcome.usage.input_bytes, 200_000);
     assert_eq!(outcome.usage.output_bytes, 200_000);
     let receipt: WasmReceipt = serde_json::from_slice(&outcome.receipt).unwrap();
-    assert_eq!(receipt.outputs["output"], Digest::of(&data));
-    assert_eq!(receipt.inputs["input"], Digest::of(&data));
+    assert_eq!(receipt.run.outputs["output"], Digest::of(&data));
+    assert_eq!(receipt.run.inputs["input"], Digest::of(&data));
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@
 mod echo;
 mod join;
 mod psi;
-mod receipt;
 mod stats;
 mod text;
 
@@ -28,9 +27,10 @@ use crate::error::ExecutionError;
 use crate::executor::{ExecutionOutcome, Executor};
 use crate::io::TaskIo;
 use crate::log::LogBuffer;
+use crate::receipt::Receipt;
 use crate::task::StagedTask;
 
-pub use receipt::{BuiltinReceipt, RECEIPT_FORMAT};
+pub use crate::receipt::{BuiltinReceipt, RECEIPT_FORMAT};
 
 /// What a builtin sees of its task.
 struct Call<'a> {
@@ -229,7 +229,8 @@ impl Executor for BuiltinExecutor {
             input_bytes: io.input_bytes(),
             output_bytes: io.output_bytes(),
         };
-        let receipt = BuiltinReceipt::new(task, name, io, &return_value).to_bytes()?;
+        let receipt =
+            Receipt::Builtin(BuiltinReceipt::new(task, name, io, &return_value)).to_bytes()?;
         Ok(ExecutionOutcome {
             return_value,
             log: log.into_lines(),
@@ -505,23 +506,26 @@ mod tests {
         assert_eq!(receipt.task_id, t.task_id);
         assert_eq!(receipt.function_id, t.function_id);
         assert_eq!(receipt.builtin, "ordered_set_intersect");
-        assert_eq!(receipt.payload_digest, Digest::of(b"ordered_set_intersect"));
-        assert_eq!(receipt.arguments_digest, Digest::of(b"{}"));
         assert_eq!(
-            receipt.inputs,
+            receipt.run.payload_digest,
+            Digest::of(b"ordered_set_intersect")
+        );
+        assert_eq!(receipt.run.arguments_digest, Digest::of(b"{}"));
+        assert_eq!(
+            receipt.run.inputs,
             BTreeMap::from([
                 ("a".to_owned(), Digest::of(b"x\ny\n")),
                 ("b".to_owned(), Digest::of(b"y\nz\n")),
             ])
         );
         assert_eq!(
-            receipt.outputs,
+            receipt.run.outputs,
             BTreeMap::from([
                 ("o1".to_owned(), Digest::of(b"y\n")),
                 ("o2".to_owned(), Digest::of(b"y\n")),
             ])
         );
-        assert_eq!(receipt.return_value, Digest::of(b"1"));
+        assert_eq!(receipt.run.return_value, Digest::of(b"1"));
         assert_eq!(io.into_outputs()["o1"], b"y\n");
     }
 }

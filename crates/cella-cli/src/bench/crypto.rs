@@ -1,11 +1,11 @@
-//! A throughput probe for `cella bench`: how fast this machine seals and unseals with the
-//! default chunk size, on one thread, with the data in memory.
+//! The sealed file format's throughput for `cella bench`: how fast this machine seals and
+//! unseals with the default chunk size, on one thread, with the data in memory.
 
 use std::io::{self, Write};
 use std::time::Instant;
 
-use crate::keys::FileKey;
-use crate::stream::{DEFAULT_CHUNK_SIZE, seal, sealed_len, unseal};
+use cella_crypto::keys::FileKey;
+use cella_crypto::stream::{DEFAULT_CHUNK_SIZE, seal, sealed_len, unseal};
 
 /// Seals `bytes` bytes from memory into memory, then unseals them into a sink that
 /// compares them with the original, with [`DEFAULT_CHUNK_SIZE`], and returns
@@ -18,9 +18,9 @@ use crate::stream::{DEFAULT_CHUNK_SIZE, seal, sealed_len, unseal};
 ///
 /// # Panics
 ///
-/// If the sealed data does not unseal to what was sealed, which would be a bug in this
-/// crate (sealing and unsealing in memory cannot otherwise fail).
-pub fn seal_throughput(bytes: usize) -> (f64, f64) {
+/// If the sealed data does not unseal to what was sealed, which would be a bug in
+/// `cella-crypto` (sealing and unsealing in memory cannot otherwise fail).
+pub(crate) fn seal_throughput(bytes: usize) -> (f64, f64) {
     let key = FileKey::generate();
     let data: Vec<u8> = (0..bytes).map(|i| i.to_le_bytes()[0]).collect();
     let sealed_len = u64::try_from(bytes)
@@ -101,7 +101,7 @@ mod tests {
     }
 
     /// Release-build figures for the record, with the two primitives alone for context:
-    /// `cargo test -p cella-crypto --release -- --ignored --nocapture`.
+    /// `cargo test -p cella-cli --release -- --ignored --nocapture print_throughput`.
     #[test]
     #[ignore = "benchmark: run in release with --ignored --nocapture"]
     fn print_throughput() {

@@ -14,6 +14,11 @@ use cella_server::{RunningNode, ServerConfig, default_executors};
 use serde_json::json;
 use tokio::sync::Mutex;
 
+mod crypto;
+mod libos;
+mod sandbox;
+mod wasm;
+
 /// Arguments of `cella bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
@@ -47,16 +52,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The sandbox backend's figures, each beside its baseline (see `cella_sandbox::bench`).
+/// The sandbox backend's figures, each beside its baseline (see [`sandbox`]).
 async fn sandbox_figures(args: &BenchArgs) -> anyhow::Result<serde_json::Value> {
-    use cella_sandbox::bench::median;
-    let cfg = cella_sandbox::bench::BenchConfig {
+    use sandbox::median;
+    let cfg = sandbox::BenchConfig {
         exe: std::env::current_exe().context("locating this binary")?,
         python: args.python.clone(),
         samples: args.sandbox_samples,
         idle_instances: args.sandbox_idle,
     };
-    let r = cella_sandbox::bench::run(&cfg).await?;
+    let r = sandbox::run(&cfg).await?;
     let cold = ms(median(&r.cold_start));
     let bwrap = r.bwrap.as_deref().map(|b| ms(median(b)));
     let mock_cold = ms(median(&r.mock_cold_start));
@@ -187,7 +192,7 @@ impl Bench {
             ..spec
         };
         let wasm_echo = owner
-            .register_function(wasm_spec, cella_wasm::bench::ECHO_WASM.to_vec())
+            .register_function(wasm_spec, wasm::ECHO_WASM.to_vec())
             .await?
             .function_id;
         Ok(Self {
@@ -296,16 +301,15 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     eprintln!("e2e latency (builtin echo): p50 {p50:.2} ms, p99 {p99:.2} ms over {n} tasks");
     let (wasm_p50, wasm_p99, _) = latency(&bench, &bench.wasm_echo, args.latency_tasks).await?;
     eprintln!("e2e latency (wasm echo): p50 {wasm_p50:.2} ms, p99 {wasm_p99:.2} ms");
-    let mut instantiate =
-        tokio::task::spawn_blocking(|| cella_wasm::bench::instantiate_latency(2000))
-            .await?
-            .map_err(|e| anyhow::anyhow!("wasm instantiate benchmark: {e}"))?;
+    let mut instantiate = tokio::task::spawn_blocking(|| wasm::instantiate_latency(2000))
+        .await?
+        .map_err(|e| anyhow::anyhow!("wasm instantiate benchmark: {e}"))?;
     instantiate.sort();
     let instantiate_p50_us = percentile(&instantiate, 0.5) * 1e3;
     eprintln!("wasm instantiate of a cached module: p50 {instantiate_p50_us:.1} µs");
 
     // LibOS dispatch overhead on a warm pooled mock instance.
-    let mut dispatch = cella_libos::bench::dispatch_overhead(300)
+    let mut dispatch = libos::dispatch_overhead(300)
         .await
         .map_err(|e| anyhow::anyhow!("libos dispatch benchmark: {e}"))?;
     dispatch.sort();
@@ -347,10 +351,8 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
     bench.node.shutdown().await;
 
     // The sealed file format against openssl's AES-256-GCM on this machine.
-    let (seal_gbps, unseal_gbps) = tokio::task::spawn_blocking(move || {
-        cella_crypto::bench::seal_throughput(args.seal_mib << 20)
-    })
-    .await?;
+    let (seal_gbps, unseal_gbps) =
+        tokio::task::spawn_blocking(move || crypto::seal_throughput(args.seal_mib << 20)).await?;
     let openssl = tokio::task::spawn_blocking(openssl_gbps).await?;
     eprintln!(
         "sealed files: seal {seal_gbps:.2} GB/s, unseal {unseal_gbps:.2} GB/s; openssl aes-256-gcm {}",

@@ -1,15 +1,16 @@
-//! Dispatch overhead of a LibOS task on a warm pooled mock instance, for `cella bench`.
+//! The LibOS executor's figures for `cella bench`: the dispatch overhead of a task on a
+//! warm pooled mock instance, and the cold start of any backend's instance.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::{Context, bail};
 use cella_executor::{IoLimits, StagedTask, TaskIo};
+use cella_libos::{
+    ExecutorAttestation, ExecutorConfig, LibosBackend, LibosExecutor, PoolConfig, RuntimeImage,
+};
 use cella_types::ExecutorKind;
-
-use crate::executor::{ExecutorConfig, SetupError};
-use crate::image::RuntimeImage;
-use crate::pool::PoolConfig;
 
 /// The workload of each sample: copy a 64-byte input to the output, one log line.
 const SCRIPT: &[u8] = b"log bench\ncopy in out\n";
@@ -25,10 +26,10 @@ const WARM_WAIT: Duration = Duration::from_secs(10);
 ///
 /// # Errors
 ///
-/// [`SetupError`] if the executor cannot be set up, a sample's task fails, or the pool
-/// does not refill within 10 s.
-pub async fn dispatch_overhead(samples: usize) -> Result<Vec<Duration>, SetupError> {
-    let (executor, _backend) = crate::mock::executor(
+/// If the executor cannot be set up, a sample's task fails, or the pool does not refill
+/// within 10 s.
+pub(crate) async fn dispatch_overhead(samples: usize) -> anyhow::Result<Vec<Duration>> {
+    let (executor, _backend) = cella_libos::mock::executor(
         vec![RuntimeImage::native()],
         ExecutorConfig {
             pool: PoolConfig { warm: 1, max: 2 },
@@ -41,7 +42,7 @@ pub async fn dispatch_overhead(samples: usize) -> Result<Vec<Duration>, SetupErr
         let warm_by = tokio::time::Instant::now() + WARM_WAIT;
         while executor.pool_stats("native").is_none_or(|s| s.idle == 0) {
             if tokio::time::Instant::now() > warm_by {
-                return Err(SetupError("the pool did not refill within 10 s".into()));
+                bail!("the pool did not refill within 10 s");
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -57,26 +58,15 @@ pub async fn dispatch_overhead(samples: usize) -> Result<Vec<Duration>, SetupErr
             ["out".to_owned()],
             IoLimits::default(),
         );
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let (_, workload_us) = executor
             .execute_measured(&task, &mut io)
             .await
-            .map_err(|e| SetupError(format!("bench task failed: {e}")))?;
+            .context("bench task failed")?;
         let total = started.elapsed();
         out.push(total.saturating_sub(Duration::from_micros(workload_us)));
     }
     Ok(out)
-}
-
-/// The `p`-th percentile (0–100) of `samples`, nearest rank; zero for no samples.
-pub fn percentile(samples: &[Duration], p: u32) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (sorted.len() * usize::try_from(p.min(100)).unwrap_or(100)).div_ceil(100);
-    sorted[rank.saturating_sub(1).min(sorted.len() - 1)]
 }
 
 /// Launches `samples` instances of `image` on `backend`, one after the other, and returns
@@ -86,45 +76,66 @@ pub fn percentile(samples: &[Duration], p: u32) -> Duration {
 ///
 /// # Errors
 ///
-/// [`SetupError`] if the image cannot be measured or a launch fails.
-pub async fn cold_start(
-    backend: Arc<dyn crate::backend::LibosBackend>,
+/// If the image cannot be measured or a launch fails.
+pub(crate) async fn cold_start(
+    backend: Arc<dyn LibosBackend>,
     image: RuntimeImage,
-    attestation: crate::attest::ExecutorAttestation,
+    attestation: ExecutorAttestation,
     samples: usize,
-) -> Result<Vec<Duration>, SetupError> {
-    let expected = backend
-        .measure(&image)
-        .map_err(|e| SetupError(e.to_string()))?;
-    let attestation = Arc::new(attestation);
-    let verifier = attestation
-        .instance_verifier(expected)
-        .map_err(|e| SetupError(e.to_string()))?;
-    let socket_dir = tempfile::Builder::new()
-        .prefix("cella-libos-bench-")
-        .tempdir()
-        .map_err(|e| SetupError(format!("socket directory: {e}")))?;
-    let ctx = crate::launch::LaunchCtx {
+) -> anyhow::Result<Vec<Duration>> {
+    let runtime = image.name.clone();
+    let executor = LibosExecutor::new(
         backend,
-        image: Arc::new(image),
+        vec![image],
         attestation,
-        expected,
-        verifier,
-        timeouts: crate::launch::Timeouts::default(),
-        limits: crate::backend::InstanceLimits::default(),
-        socket_dir: Arc::new(socket_dir),
-    };
+        ExecutorConfig {
+            pool: PoolConfig { warm: 0, max: 1 },
+            ..ExecutorConfig::default()
+        },
+    )?;
     let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let started = std::time::Instant::now();
-        let ready = ctx
-            .launch()
+        let started = Instant::now();
+        let instance = executor
+            .launch_unpooled(&runtime)
             .await
-            .map_err(|e| SetupError(format!("cold start: {e}")))?;
+            .context("cold start")?;
         out.push(started.elapsed());
-        let mut guard = ready.guard;
-        guard.kill_group();
-        guard.wait().await;
+        instance.kill().await;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bench_measures_overheads() {
+        let mut samples = dispatch_overhead(5).await.unwrap();
+        assert_eq!(samples.len(), 5);
+        samples.sort();
+        let p50 = crate::bench::percentile(&samples, 0.5);
+        assert!(p50 > 0.0 && p50 < 1000.0, "{p50} ms");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cold_start_launches_attested_instances_and_kills_them() {
+        let attestation = ExecutorAttestation::simulated(
+            Arc::new(cella_attest::sim::SimSigner::generate().unwrap()),
+            cella_attest::Measurement::sha256(b"bench test executor"),
+        );
+        let mock = Arc::new(cella_libos::mock::MockBackend::new(&attestation));
+        let samples = cold_start(
+            Arc::clone(&mock) as Arc<dyn LibosBackend>,
+            RuntimeImage::native(),
+            attestation,
+            3,
+        )
+        .await
+        .unwrap();
+        assert_eq!(samples.len(), 3);
+        assert_eq!(mock.launched(), 3);
+        assert_eq!(mock.live_instances(), 0);
+    }
 }

@@ -21,10 +21,10 @@ use cella_libos::process::descendants;
 use cella_libos::{ExecutorAttestation, ExecutorConfig, LibosBackend, LibosExecutor, PoolConfig};
 use cella_types::ExecutorKind;
 
-use crate::backend::{ImageRoot, SandboxBackend, SandboxConfig};
+use cella_sandbox::backend::{ImageRoot, SandboxBackend, SandboxConfig};
 
 /// The hello-world task: read an input, print, write an output.
-pub const HELLO_PY: &str = r#"import os, sys
+const HELLO_PY: &str = r#"import os, sys
 name = open(os.path.join(os.environ["CELLA_INPUT_DIR"], "in")).read()
 print("hello", name)
 with open(os.path.join(os.environ["CELLA_OUTPUT_DIR"], "out"), "w") as f:
@@ -41,54 +41,55 @@ with open("out", "w") as f:
 
 /// What to measure with.
 #[derive(Debug, Clone)]
-pub struct BenchConfig {
+pub(crate) struct BenchConfig {
     /// The `cella` binary (jailer and pre-load module).
-    pub exe: PathBuf,
+    pub(crate) exe: PathBuf,
     /// The Python interpreter the image is built from (and the direct baseline runs).
-    pub python: PathBuf,
+    pub(crate) python: PathBuf,
     /// Samples of each timed figure.
-    pub samples: usize,
+    pub(crate) samples: usize,
     /// Idle instances kept for the memory figure.
-    pub idle_instances: usize,
+    pub(crate) idle_instances: usize,
 }
 
 /// The figures.
 #[derive(Debug, Clone, Default)]
-pub struct BenchReport {
+pub(crate) struct BenchReport {
     /// Cold instance starts.
-    pub cold_start: Vec<Duration>,
+    pub(crate) cold_start: Vec<Duration>,
     /// Cold starts of the in-process mock backend: the same launch and mutual attestation
     /// without a jail or a process, i.e. what attestation alone costs.
-    pub mock_cold_start: Vec<Duration>,
+    pub(crate) mock_cold_start: Vec<Duration>,
     /// `bwrap --unshare-all --ro-bind / / /bin/true`; `None` when bwrap is not installed.
-    pub bwrap: Option<Vec<Duration>>,
+    pub(crate) bwrap: Option<Vec<Duration>>,
     /// The hello-world task on a cold instance (pool empty), end to end through the
     /// executor.
-    pub task_cold: Vec<Duration>,
+    pub(crate) task_cold: Vec<Duration>,
     /// The hello-world task on a warm pooled instance.
-    pub task_warm: Vec<Duration>,
+    pub(crate) task_warm: Vec<Duration>,
     /// `python3 hello.py` run directly.
-    pub python_direct: Vec<Duration>,
+    pub(crate) python_direct: Vec<Duration>,
     /// PSS per idle pooled instance, bytes; `None` if it could not be read.
-    pub idle_pss_bytes: Option<u64>,
+    pub(crate) idle_pss_bytes: Option<u64>,
     /// Idle instances the memory figure was taken over.
-    pub idle_instances: usize,
+    pub(crate) idle_instances: usize,
     /// The PSS of each process of the idle instances, by process name (bytes, summed
     /// over the instances, divided by their number): where the memory goes.
-    pub idle_pss_by_process: BTreeMap<String, u64>,
+    pub(crate) idle_pss_by_process: BTreeMap<String, u64>,
 }
 
 /// A benchmark step failed.
 #[derive(Debug, thiserror::Error)]
 #[error("sandbox benchmark: {0}")]
-pub struct BenchError(pub String);
+pub(crate) struct BenchError(pub(crate) String);
 
 fn err(e: impl std::fmt::Display) -> BenchError {
-    BenchError(e.to_string())
+    // `{:#}`: an `anyhow` error of the LibOS figures shows its whole chain.
+    BenchError(format!("{e:#}"))
 }
 
 /// The median of `samples` (zero for none).
-pub fn median(samples: &[Duration]) -> Duration {
+pub(crate) fn median(samples: &[Duration]) -> Duration {
     let mut s = samples.to_vec();
     s.sort_unstable();
     s.get(s.len() / 2).copied().unwrap_or_default()
@@ -227,13 +228,13 @@ fn pss_bytes(pid: u32) -> Option<u64> {
 ///
 /// [`BenchError`] if the image cannot be built, the machine cannot run sandboxes, or a
 /// task fails.
-pub async fn run(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
+pub(crate) async fn run(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
     let s = setup(cfg).await?;
     let samples = cfg.samples.max(1);
     let mut report = BenchReport::default();
 
     // Cold start and its baseline, one warm-up each.
-    let cold = cella_libos::bench::cold_start(
+    let cold = super::libos::cold_start(
         Arc::clone(&s.backend) as Arc<dyn LibosBackend>,
         s.image.clone(),
         s.attestation.clone(),
@@ -243,7 +244,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
     .map_err(err)?;
     report.cold_start = cold[1..].to_vec();
     let mock = Arc::new(cella_libos::mock::MockBackend::new(&s.attestation));
-    let mock_cold = cella_libos::bench::cold_start(
+    let mock_cold = super::libos::cold_start(
         mock as Arc<dyn LibosBackend>,
         s.image.clone(),
         s.attestation.clone(),
