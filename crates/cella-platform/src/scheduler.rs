@@ -259,6 +259,13 @@ pub struct Workers {
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Logs a worker that ended by panicking.
+fn report(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended {
+        tracing::warn!(error = %e, "worker ended abnormally");
+    }
+}
+
 impl Workers {
     /// Stops taking new tasks, lets running executions finish for up to `grace`, then
     /// cuts off the rest and waits for the workers. A task cut off this way is handed
@@ -267,19 +274,17 @@ impl Workers {
     pub async fn shutdown(self, grace: std::time::Duration) {
         self.drain.cancel();
         let deadline = tokio::time::Instant::now() + grace;
-        let mut handles = self.handles;
-        for h in &mut handles {
-            if tokio::time::timeout_at(deadline, &mut *h).await.is_err() {
-                break;
+        for mut h in self.handles {
+            match tokio::time::timeout_at(deadline, &mut h).await {
+                Ok(ended) => report(ended),
+                Err(_) => {
+                    // The grace is over: cut off what still runs.
+                    self.stop.cancel();
+                    report(h.await);
+                }
             }
         }
         self.stop.cancel();
-        for h in handles {
-            // A handle awaited to its end above answers again at once.
-            if let Err(e) = h.await {
-                tracing::warn!(error = %e, "worker ended abnormally");
-            }
-        }
     }
 }
 
