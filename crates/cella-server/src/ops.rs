@@ -534,3 +534,47 @@ impl Collector for Gauges {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing(ops: &Ops) -> Vec<&'static str> {
+        ops.readiness()
+            .into_iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn not_ready_until_the_libos_probe_passes_and_the_node_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = Arc::new(Ops::new());
+        ops.set_libos_probe(LibosProbe::Pending);
+        assert_eq!(failing(&ops), ["libos_probe", "node"]);
+        let mut config = crate::ServerConfig::new(
+            cella_platform::NodeConfig::new(dir.path().join("node")),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        config.node.workers = 1;
+        config.ops = Some(Arc::clone(&ops));
+        let executors = crate::default_executors(&config.node).unwrap();
+        let node = crate::RunningNode::start(config, executors).await.unwrap();
+        // The node serves, but the probe has not passed: still not ready.
+        assert_eq!(failing(&ops), ["libos_probe"]);
+        ops.set_libos_probe(LibosProbe::Failed("no user namespaces".into()));
+        let checks = ops.readiness();
+        assert!(
+            checks.iter().any(|(n, r)| *n == "libos_probe"
+                && r.as_ref().is_err_and(|e| e.contains("no user namespaces"))),
+            "{checks:?}"
+        );
+        ops.set_libos_probe(LibosProbe::Passed);
+        assert!(failing(&ops).is_empty(), "{:?}", ops.readiness());
+        let text = ops.scrape().unwrap();
+        assert!(text.contains("cella_workers 1"), "{text}");
+        node.shutdown().await;
+        assert_eq!(failing(&ops), ["serving"]);
+    }
+}
