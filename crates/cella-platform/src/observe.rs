@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cella_store::StoreError;
 use cella_types::{ExecutorKind, Function, Task, TaskStatus};
 
 use crate::Platform;
@@ -90,7 +89,7 @@ impl Platform {
         };
         let executor = self
             .store
-            .read(|tx| Ok::<_, StoreError>(tx.get::<Function>(&task.function_id.to_string())?))
+            .read(|tx| tx.get::<Function>(&task.function_id.to_string()))
             .ok()
             .flatten()
             .map(|f| f.spec.executor);
