@@ -110,17 +110,24 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
     Ok(Some(report))
 }
 
-fn init_tracing() {
+/// Logs on stderr, filtered by `RUST_LOG` (default `warn`): lines for people, or one
+/// JSON object a line (`cella serve --log-format json`).
+pub(crate) fn init_tracing(format: serve::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    // Colour codes are for a person at a terminal; in a pipe or a log file they are
-    // noise (and NO_COLOR turns them off everywhere).
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // A log shipper reads fields, not colours.
+        serve::LogFormat::Json => builder.json().with_ansi(false).init(),
+        serve::LogFormat::Text => {
+            // Colour codes are for a person at a terminal; in a pipe or a log file they
+            // are noise (and NO_COLOR turns them off everywhere).
+            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(ansi).init();
+        }
+    }
 }
 
 /// Whether `--json` is on the command line, for reporting a command line clap refused
@@ -153,7 +160,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return exit::usage_error(&e, json_requested()),
     };
-    init_tracing();
+    // `cella serve` sets its log up itself: its format may come from its --config.
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_tracing(serve::LogFormat::Text);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

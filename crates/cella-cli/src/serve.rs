@@ -1,15 +1,20 @@
 //! `cella serve`: runs every role of a node in one process on an embedded store.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use cella_platform::NodeConfig;
-use cella_server::{NodeEvidence, RunningNode, ServerConfig, default_executors};
+use cella_server::{LibosProbe, NodeEvidence, Ops, RunningNode, ServerConfig, node_executors};
+use tokio_util::sync::CancellationToken;
 
 /// Where the node's RA-TLS evidence comes from (`--evidence`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum EvidenceArg {
     /// Software-signed simulation evidence (development; not hardware-backed).
     Sim,
@@ -18,45 +23,112 @@ pub(crate) enum EvidenceArg {
     SgxDcap,
 }
 
-/// Arguments of `cella serve`.
-#[derive(Debug, clap::Args)]
+/// How the node writes its log on stderr (`--log-format`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum LogFormat {
+    /// Lines for people (coloured only on a terminal).
+    Text,
+    /// One JSON object a line, for log shippers.
+    Json,
+}
+
+/// Default `--listen`.
+const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+/// Default `--workers`.
+const DEFAULT_WORKERS: usize = 2;
+/// Default `--task-deadline`, in seconds.
+const DEFAULT_TASK_DEADLINE_SECS: u64 = 300;
+/// Default `--shutdown-grace`, in seconds: under Kubernetes' default 30 s between
+/// SIGTERM and SIGKILL, so the node cuts off what is left and exits 0 before it is killed.
+const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 20;
+
+/// The settings of `cella serve`, from the command line or the configuration file
+/// (`--config`; each key is the flag's name with `_` for `-`, docs/configuration.md).
+/// Every one is optional here so that a flag given overrides the file and a flag not
+/// given leaves it; [`ServeArgs::resolve`] fills in the defaults.
+#[derive(Debug, Default, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ServeArgs {
+    /// A TOML file with any of these settings (flags given here override it).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub(crate) config: Option<PathBuf>,
+    /// Print the effective configuration (file and flags merged, as TOML) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub(crate) print_config: bool,
     /// Directory for the node's store, blobs, keys and TLS certificate.
     #[arg(long, value_name = "DIR", env = "CELLA_DATA_DIR")]
-    pub(crate) data_dir: PathBuf,
-    /// Address to listen on for the gRPC API.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
-    pub(crate) listen: SocketAddr,
-    /// Number of execution workers (at least 1).
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = at_least_one_worker)]
-    pub(crate) workers: usize,
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address to listen on for the gRPC API [default: 127.0.0.1:7443].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Number of execution workers, at least 1 [default: 2].
+    #[arg(long, value_name = "N", value_parser = at_least_one_worker)]
+    pub(crate) workers: Option<usize>,
     /// A directory under which data owners may register `file://` inputs and outputs
     /// (repeatable). None by default: the node reads no file a user names.
     #[arg(long, value_name = "DIR")]
-    pub(crate) file_url_root: Vec<PathBuf>,
-    /// Wall-clock budget of one task run, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub(crate) task_deadline: u64,
+    pub(crate) file_url_root: Option<Vec<PathBuf>>,
+    /// Wall-clock budget of one task run, in seconds [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) task_deadline: Option<u64>,
     /// Cap on all of one task's outputs together, in bytes (plaintext); a task over it
-    /// fails, naming the cap.
-    #[arg(long, value_name = "BYTES", default_value_t = cella_executor::DEFAULT_MAX_TOTAL_OUTPUT_BYTES)]
-    pub(crate) max_task_output_bytes: u64,
+    /// fails, naming the cap [default: 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_task_output_bytes: Option<u64>,
     /// Extra host names or IP addresses for the node's certificate's subjectAltName
     /// (repeatable; `localhost`, 127.0.0.1 and ::1 are always there), so that clients
     /// which check the server name can reach the node by that name (docs/api.md).
     #[arg(long, value_name = "NAME")]
-    pub(crate) tls_name: Vec<String>,
+    pub(crate) tls_name: Option<Vec<String>>,
     /// The LibOS executor's configuration (backend, pool, runtime images; see
     /// docs/libos.md). Without it the node runs no `libos` functions.
     #[arg(long, value_name = "FILE")]
     pub(crate) libos_config: Option<PathBuf>,
     /// Where the node's attestation evidence comes from: `sim` (software-signed) or
-    /// `sgx-dcap` (DCAP quotes through Gramine's /dev/attestation, inside gramine-sgx).
-    #[arg(long, value_enum, value_name = "KIND", default_value = "sim")]
+    /// `sgx-dcap` (DCAP quotes through Gramine's /dev/attestation, inside gramine-sgx)
+    /// [default: sim].
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub(crate) evidence: Option<EvidenceArg>,
+    /// Gramine's attestation interface, with `--evidence sgx-dcap` [default:
+    /// /dev/attestation].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) attestation_dir: Option<PathBuf>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` over plain HTTP on this address (off
+    /// by default; see docs/operations.md).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// On SIGTERM or Ctrl-C, how long running tasks may go on before they are cut off
+    /// (queued again for their retry), in seconds [default: 20].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) shutdown_grace: Option<u64>,
+    /// How the log on stderr is written: `text` or `json` [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+/// The effective configuration of `cella serve`: every setting with its value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub(crate) struct ServeConfig {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) listen: SocketAddr,
+    pub(crate) workers: usize,
+    pub(crate) file_url_root: Vec<PathBuf>,
+    pub(crate) task_deadline: u64,
+    pub(crate) max_task_output_bytes: u64,
+    pub(crate) tls_name: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) libos_config: Option<PathBuf>,
     pub(crate) evidence: EvidenceArg,
-    /// Gramine's attestation interface, with `--evidence sgx-dcap`.
-    #[arg(long, value_name = "DIR", default_value = cella_attest::gramine::DEFAULT_ATTESTATION_DIR)]
     pub(crate) attestation_dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) metrics: Option<SocketAddr>,
+    pub(crate) shutdown_grace: u64,
+    pub(crate) log_format: LogFormat,
 }
 
 /// `--workers`: a node without workers would queue tasks that never run.
@@ -68,7 +140,74 @@ fn at_least_one_worker(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Parses a configuration file's text; `path` names it in errors.
+fn parse_file(path: &Path, text: &str) -> anyhow::Result<ServeArgs> {
+    toml::from_str(text).with_context(|| format!("configuration file {}", path.display()))
+}
+
 impl ServeArgs {
+    /// The flags given, over the configuration file (if `--config`), over the defaults.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or parsed (an unknown key is named), no data dir is set,
+    /// `workers = 0`, or `attestation_dir` without `evidence = "sgx-dcap"`.
+    pub(crate) fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                parse_file(path, &text)?
+            }
+            None => ServeArgs::default(),
+        };
+        let default_listen: SocketAddr = DEFAULT_LISTEN
+            .parse()
+            .context("the default listen address")?;
+        let config = ServeConfig {
+            data_dir: self.data_dir.or(file.data_dir).context(
+                "no data dir: give --data-dir DIR, CELLA_DATA_DIR or data_dir in --config",
+            )?,
+            listen: self.listen.or(file.listen).unwrap_or(default_listen),
+            workers: self.workers.or(file.workers).unwrap_or(DEFAULT_WORKERS),
+            file_url_root: self
+                .file_url_root
+                .or(file.file_url_root)
+                .unwrap_or_default(),
+            task_deadline: self
+                .task_deadline
+                .or(file.task_deadline)
+                .unwrap_or(DEFAULT_TASK_DEADLINE_SECS),
+            max_task_output_bytes: self
+                .max_task_output_bytes
+                .or(file.max_task_output_bytes)
+                .unwrap_or(cella_executor::DEFAULT_MAX_TOTAL_OUTPUT_BYTES),
+            tls_name: self.tls_name.or(file.tls_name).unwrap_or_default(),
+            libos_config: self.libos_config.or(file.libos_config),
+            evidence: self.evidence.or(file.evidence).unwrap_or(EvidenceArg::Sim),
+            attestation_dir: self
+                .attestation_dir
+                .or(file.attestation_dir)
+                .unwrap_or_else(|| cella_attest::gramine::DEFAULT_ATTESTATION_DIR.into()),
+            metrics: self.metrics.or(file.metrics),
+            shutdown_grace: self
+                .shutdown_grace
+                .or(file.shutdown_grace)
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+        };
+        if config.workers == 0 {
+            anyhow::bail!("workers = 0: a node needs at least 1 worker to run tasks");
+        }
+        config.node_evidence()?;
+        Ok(config)
+    }
+}
+
+impl ServeConfig {
     /// The node's evidence source. `--attestation-dir` given with `--evidence sim` is an
     /// error rather than silently ignored.
     pub(crate) fn node_evidence(&self) -> anyhow::Result<NodeEvidence> {
@@ -85,10 +224,24 @@ impl ServeArgs {
             }),
         }
     }
+
+    /// The configuration as a TOML file `--config` reads back. It holds no secret: no
+    /// setting is one (keys and passwords live in the data dir, never in flags).
+    pub(crate) fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("writing the configuration as TOML")
+    }
 }
 
-/// Runs the node until Ctrl-C or SIGTERM.
+/// Runs the node until Ctrl-C or SIGTERM, then shuts it down gracefully (exit 0), or
+/// prints the effective configuration with `--print-config`.
 pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
+    let print = args.print_config;
+    let args = args.resolve()?;
+    if print {
+        print!("{}", args.to_toml()?);
+        return Ok(());
+    }
+    crate::init_tracing(args.log_format);
     let evidence = args.node_evidence()?;
     let evidence_kind = args.evidence;
     let mut node = NodeConfig::new(&args.data_dir);
@@ -99,10 +252,52 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     node.libos_config = args.libos_config;
     let admin_file = node.admin_password_path();
     let first_start = !node.meta_path().exists();
+    // The operations listener comes up first, so that probes see the node start: live,
+    // and not ready until the LibOS probe passed and the node serves.
+    let ops_stop = CancellationToken::new();
+    let _stop_ops = ops_stop.clone().drop_guard();
+    let ops = match args.metrics {
+        Some(addr) => {
+            let ops = Arc::new(Ops::new());
+            let bound = ops
+                .serve(addr, ops_stop.clone())
+                .await
+                .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
+            if !json {
+                eprintln!("metrics, /healthz and /readyz on http://{bound}");
+            }
+            if node.libos_config.is_some() {
+                ops.set_libos_probe(LibosProbe::Pending);
+            }
+            Some(ops)
+        }
+        None => None,
+    };
+    // Building the executors runs the LibOS sandbox probe (it blocks): off the runtime's
+    // threads, so the operations listener answers meanwhile.
+    let for_executors = node.clone();
+    let built = tokio::task::spawn_blocking(move || node_executors(&for_executors))
+        .await
+        .context("setting up the executors")?;
+    let (executors, libos) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            if let Some(ops) = &ops {
+                ops.set_libos_probe(LibosProbe::Failed(e.to_string()));
+            }
+            return Err(e).context("setting up the executors");
+        }
+    };
+    if let Some(ops) = &ops
+        && libos.is_some()
+    {
+        ops.set_libos_probe(LibosProbe::Passed);
+    }
     let mut config = ServerConfig::new(node, args.listen);
     config.tls_names.extend(args.tls_name);
     config.evidence = evidence;
-    let executors = default_executors(&config.node).context("setting up the executors")?;
+    config.ops = ops;
+    config.libos = libos;
     let running = RunningNode::start(config, executors)
         .await
         .with_context(|| format!("starting the node in {}", args.data_dir.display()))?;
@@ -141,8 +336,19 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
         }
     }
     shutdown_signal().await?;
-    eprintln!("stopping…");
-    running.shutdown().await;
+    let grace = Duration::from_secs(args.shutdown_grace);
+    tracing::info!(
+        grace_secs = args.shutdown_grace,
+        "stopping: no new calls, running tasks may finish"
+    );
+    if !json {
+        eprintln!(
+            "stopping… (running tasks have {}s to finish)",
+            args.shutdown_grace
+        );
+    }
+    running.shutdown_within(grace).await;
+    tracing::info!("stopped");
     Ok(())
 }
 

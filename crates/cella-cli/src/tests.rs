@@ -755,7 +755,12 @@ fn serve_evidence_is_sim_by_default_or_sgx_dcap() {
             _ => panic!("not serve"),
         }
     };
-    let evidence = |extra: &[&str]| serve(extra).unwrap().node_evidence();
+    let evidence = |extra: &[&str]| {
+        serve(extra)
+            .unwrap()
+            .resolve()
+            .and_then(|c| c.node_evidence())
+    };
     assert_eq!(evidence(&[]).unwrap(), NodeEvidence::Simulation);
     assert_eq!(
         evidence(&["--evidence", "sgx-dcap"]).unwrap(),

@@ -18,6 +18,7 @@ mod fair;
 pub mod files;
 pub mod functions;
 mod hashing;
+pub mod observe;
 pub mod page;
 mod policy;
 pub mod scheduler;
@@ -48,6 +49,8 @@ pub struct Platform {
     executors: Executors,
     sched: Scheduler,
     hashing: HashLimiter,
+    /// Where events go for metrics ([`Platform::observe`]); unset: nowhere.
+    observer: std::sync::OnceLock<Arc<dyn observe::Observer>>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -95,6 +98,7 @@ impl Platform {
             executors,
             sched,
             hashing,
+            observer: std::sync::OnceLock::new(),
         });
         platform.bootstrap_admin()?;
         platform.recover()?;

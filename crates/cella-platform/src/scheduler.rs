@@ -252,46 +252,79 @@ pub struct Health {
 /// does.
 #[derive(Debug)]
 pub struct Workers {
+    /// Canceled first: workers take no new task.
+    drain: CancellationToken,
+    /// Canceled after the grace period: running executions are cut off.
     stop: CancellationToken,
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Logs a worker that ended by panicking.
+fn report(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended {
+        tracing::warn!(error = %e, "worker ended abnormally");
+    }
+}
+
 impl Workers {
-    /// Stops taking new tasks, cancels running executions and waits for the workers.
-    /// Tasks cut off this way stay Running in the store and are recovered at the next
-    /// start, exactly as after a crash.
-    pub async fn shutdown(self) {
-        self.stop.cancel();
-        for h in self.handles {
-            if let Err(e) = h.await {
-                tracing::warn!(error = %e, "worker ended abnormally");
+    /// Stops taking new tasks, lets running executions finish for up to `grace`, then
+    /// cuts off the rest and waits for the workers. A task cut off this way is handed
+    /// back as after a lost lease: queued again for its retry (it runs at the next
+    /// start), or Failed if it had its retry, saying the node stopped.
+    pub async fn shutdown(self, grace: std::time::Duration) {
+        self.drain.cancel();
+        let deadline = tokio::time::Instant::now() + grace;
+        for mut h in self.handles {
+            match tokio::time::timeout_at(deadline, &mut h).await {
+                Ok(ended) => report(ended),
+                Err(_) => {
+                    // The grace is over: cut off what still runs.
+                    self.stop.cancel();
+                    report(h.await);
+                }
             }
         }
+        self.stop.cancel();
     }
 }
 
 impl Platform {
     /// Starts `config.workers` execution workers on the current tokio runtime.
     pub fn start_workers(self: &Arc<Self>) -> Workers {
+        let drain = CancellationToken::new();
         let stop = CancellationToken::new();
         let handles = (0..self.config.workers.max(1))
             .map(|i| {
                 let platform = Arc::clone(self);
+                let drain = drain.clone();
                 let stop = stop.clone();
-                tokio::spawn(async move { platform.worker_loop(format!("worker-{i}"), stop).await })
+                tokio::spawn(async move {
+                    platform
+                        .worker_loop(format!("worker-{i}"), drain, stop)
+                        .await;
+                })
             })
             .collect();
-        Workers { stop, handles }
+        Workers {
+            drain,
+            stop,
+            handles,
+        }
     }
 
-    async fn worker_loop(self: Arc<Self>, name: String, stop: CancellationToken) {
+    async fn worker_loop(
+        self: Arc<Self>,
+        name: String,
+        drain: CancellationToken,
+        stop: CancellationToken,
+    ) {
         loop {
             // Register for a wake-up before looking at the queue, so a task queued
             // between the look and the wait is not missed.
             let notified = self.sched.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if stop.is_cancelled() {
+            if drain.is_cancelled() {
                 return;
             }
             match self.lease_next(&name) {
@@ -312,9 +345,12 @@ impl Platform {
                                 handed.await.ok()
                             }
                         }
-                        () = stop.cancelled() => {
-                            self.sched.unpark(&name);
-                            return;
+                        () = drain.cancelled() => {
+                            if self.sched.unpark(&name) {
+                                return;
+                            }
+                            // An invoke took this worker just now: run its task.
+                            handed.await.ok()
                         }
                     };
                     if let Some(task) = task {
@@ -325,7 +361,7 @@ impl Platform {
                     tracing::error!(worker = %name, error = %e, "could not lease a task");
                     tokio::select! {
                         () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-                        () = stop.cancelled() => return,
+                        () = drain.cancelled() => return,
                     }
                 }
             }

@@ -504,6 +504,7 @@ impl Platform {
             Ok(())
         })?;
         self.sched.stop_running(view.task.id);
+        self.observe_canceled(&view.task);
         Ok(view)
     }
 

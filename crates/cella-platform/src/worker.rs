@@ -37,6 +37,9 @@ struct Completed {
     outputs: Vec<(OutputFile, OutputContent)>,
 }
 
+/// Why a task cut off by a node's shutdown did not finish.
+const STOPPED: &str = "the node stopped before the task finished";
+
 /// What a run needs from the store, read in one snapshot.
 struct Job {
     task: Task,
@@ -81,9 +84,13 @@ impl Platform {
                 abort.abort();
             }
             () = stop.cancelled() => {
-                // The node is stopping: the task stays Running and is recovered at the
-                // next start.
+                // The node is stopping and the grace period is over: hand the task back
+                // now (queued for its retry, or Failed) rather than leave it Running.
                 abort.abort();
+                if let Err(e) = self.lease_lost(id, worker, STOPPED) {
+                    // Left Running: the next start recovers it.
+                    tracing::error!(task = %id, error = %e, "could not hand back a cut-off task");
+                }
             }
         }
         self.sched.unregister_running(id);
@@ -330,12 +337,12 @@ impl Platform {
         let discard = || outputs.iter().for_each(|(f, v)| self.discard_output(f, *v));
         let recorded = self.store.write(|tx| {
             let Some(mut task) = tx.get::<Task>(&id.to_string())? else {
-                return Ok::<_, PlatformError>(false);
+                return Ok::<_, PlatformError>(None);
             };
             if task.status() != TaskStatus::Running
                 || task.lease.as_ref().is_none_or(|l| l.worker != worker)
             {
-                return Ok(false);
+                return Ok(None);
             }
             let now = now_ms();
             match outcome {
@@ -365,11 +372,14 @@ impl Platform {
                 }
             }
             tx.put(&task)?;
-            Ok(true)
+            let executor = tx
+                .get::<Function>(&task.function_id.to_string())?
+                .map(|f| f.spec.executor);
+            Ok(Some((task, executor)))
         });
         match recorded {
-            Ok(true) => {}
-            Ok(false) => discard(),
+            Ok(Some((task, executor))) => self.observe_ended(&task, executor),
+            Ok(None) => discard(),
             Err(e) => {
                 discard();
                 tracing::error!(task = %id, error = %e, "could not record the result");

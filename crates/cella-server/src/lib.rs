@@ -4,15 +4,18 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod api_metrics;
 mod codes;
 mod convert;
 pub mod node;
+pub mod ops;
 mod services;
 mod status;
 pub mod tls;
 
 pub use node::{
     LIBOS_DIR, LIBOS_POLICY_FILE, RunningNode, ServerConfig, StartError, default_executors,
-    libos_executor, wasm_executor,
+    libos_executor, node_executors, wasm_executor,
 };
+pub use ops::{LibosProbe, NodeMetrics, Ops};
 pub use tls::NodeEvidence;

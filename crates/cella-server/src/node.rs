@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::ops::Ops;
 use crate::services::{Api, AuthApi, FileApi, FunctionApi, NodeApi, TaskApi};
 use crate::tls::{NodeEvidence, NodeIdentity, TlsError};
 
@@ -82,6 +83,11 @@ pub struct ServerConfig {
     /// register a LibOS executor of their own. `None`: the one [`libos_executor`] wrote
     /// into the data dir, when the node has a `libos_config`.
     pub instance_policy: Option<String>,
+    /// The operations listener's state (`/metrics`, `/readyz`): the node reports to its
+    /// metrics and readiness once it runs. `None`: nothing is measured.
+    pub ops: Option<Arc<Ops>>,
+    /// The LibOS executor registered with the node's executors, for its pool metrics.
+    pub libos: Option<Arc<LibosExecutor>>,
 }
 
 impl ServerConfig {
@@ -94,6 +100,8 @@ impl ServerConfig {
             tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             evidence: NodeEvidence::Simulation,
             instance_policy: None,
+            ops: None,
+            libos: None,
         }
     }
 }
@@ -109,13 +117,26 @@ pub const WASM_CACHE_DIR: &str = "wasm-cache";
 ///
 /// [`StartError::Executor`] when the WebAssembly or LibOS executor cannot be set up.
 pub fn default_executors(config: &NodeConfig) -> Result<Executors, StartError> {
+    node_executors(config).map(|(e, _)| e)
+}
+
+/// [`default_executors`], and the LibOS executor among them, if any, for its pool
+/// metrics ([`ServerConfig::libos`]).
+///
+/// # Errors
+///
+/// As [`default_executors`].
+pub fn node_executors(
+    config: &NodeConfig,
+) -> Result<(Executors, Option<Arc<LibosExecutor>>), StartError> {
     let mut e = Executors::new();
     e.register(Arc::new(BuiltinExecutor::new()));
     e.register(Arc::new(wasm_executor(config)?));
-    if let Some(libos) = libos_executor(config)? {
-        e.register(Arc::new(libos));
+    let libos = libos_executor(config)?.map(Arc::new);
+    if let Some(libos) = &libos {
+        e.register(Arc::clone(libos) as Arc<dyn cella_executor::Executor>);
     }
-    Ok(e)
+    Ok((e, libos))
 }
 
 /// Where, under the data dir, the LibOS executor keeps its simulation key (sealed) and
@@ -376,6 +397,7 @@ pub struct RunningNode {
     stop: oneshot::Sender<()>,
     closing: CancellationToken,
     server: tokio::task::JoinHandle<()>,
+    ops: Option<Arc<Ops>>,
 }
 
 impl RunningNode {
@@ -417,6 +439,15 @@ impl RunningNode {
             addr: config.listen,
             source,
         })?;
+        if let Some(ops) = &config.ops {
+            platform
+                .observe(Arc::clone(ops.metrics()) as Arc<dyn cella_platform::observe::Observer>);
+            ops.attach(
+                Arc::clone(&platform),
+                identity.resolver(),
+                config.libos.clone(),
+            );
+        }
         let workers = platform.start_workers();
 
         let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(ACCEPT_QUEUE);
@@ -445,10 +476,16 @@ impl RunningNode {
         let closing = CancellationToken::new();
         let api = Api::new(Arc::clone(&platform), closing.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let router = tonic::transport::Server::builder()
+        // Outermost first: the count sees the code that refine_status settled on.
+        let layers = tower::ServiceBuilder::new()
+            .layer(crate::api_metrics::CountLayer(
+                config.ops.as_ref().map(|o| Arc::clone(o.metrics())),
+            ))
             .layer(tower::util::MapResponseLayer::new(
                 crate::codes::refine_status::<tonic::body::Body>,
-            ))
+            ));
+        let router = tonic::transport::Server::builder()
+            .layer(layers)
             .add_service(AuthServiceServer::new(AuthApi(api.clone())))
             .add_service(
                 FunctionServiceServer::new(FunctionApi(api.clone()))
@@ -480,6 +517,7 @@ impl RunningNode {
             stop,
             closing,
             server,
+            ops: config.ops.clone(),
         })
     }
 
@@ -505,16 +543,27 @@ impl RunningNode {
         &self.platform
     }
 
-    /// Stops serving, stops the workers and watchers, and waits until nothing uses the
-    /// platform any more, so its store is closed when this returns (or after
-    /// [`SHUTDOWN_WAIT`], with a warning).
+    /// [`RunningNode::shutdown_within`] without a grace period: running tasks are cut
+    /// off at once.
     pub async fn shutdown(self) {
+        self.shutdown_within(std::time::Duration::ZERO).await;
+    }
+
+    /// Stops serving (readiness turns false, the API takes no new call and ends its
+    /// watches), lets running tasks finish for up to `grace`, cuts off the rest (queued
+    /// again for their retry, or Failed: see [`Workers::shutdown`]), and waits until
+    /// nothing uses the platform any more, so its store is closed when this returns (or
+    /// after [`SHUTDOWN_WAIT`], with a warning).
+    pub async fn shutdown_within(self, grace: std::time::Duration) {
+        if let Some(ops) = &self.ops {
+            ops.stopping();
+        }
         let _ = self.stop.send(());
         self.closing.cancel();
         if let Err(e) = self.server.await {
             tracing::warn!(error = %e, "server task ended abnormally");
         }
-        self.workers.shutdown().await;
+        self.workers.shutdown(grace).await;
         let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
         // Aborted executions and closing connections drop their handles on their next
         // poll; wait for them rather than leave the store open behind our back.

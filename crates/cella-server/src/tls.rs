@@ -84,7 +84,7 @@ const CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 pub const RENEWAL_INTERVAL: Duration = Duration::from_secs(3600);
 /// `max_evidence_age_secs` of the policy the node writes for its clients: twice the
 /// renewal interval, so a client always accepts the current certificate.
-const POLICY_MAX_AGE_SECS: u64 = 2 * 3600;
+pub(crate) const POLICY_MAX_AGE_SECS: u64 = 2 * 3600;
 
 /// The node's TLS identity failed to load, be created, or be used.
 #[derive(Debug, thiserror::Error)]
@@ -426,6 +426,11 @@ impl NodeIdentity {
             simulation_policy(sim_key, measurement).as_bytes(),
         )?;
         Ok(identity)
+    }
+
+    /// The resolver presenting the node's current (renewed) certificate.
+    pub(crate) fn resolver(&self) -> Arc<CertResolver> {
+        Arc::clone(&self.resolver)
     }
 
     /// The current certificate in PEM, for clients that pin it.

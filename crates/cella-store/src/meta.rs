@@ -308,7 +308,12 @@ pub struct MetaStore {
     key: SealingKey,
     group: Mutex<Group>,
     turn: Condvar,
+    /// Told how long each commit of a dirty batch took ([`MetaStore::on_commit`]).
+    commit_hook: std::sync::OnceLock<CommitHook>,
 }
+
+/// What [`MetaStore::on_commit`] calls with a commit's duration.
+pub type CommitHook = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
 /// Group commit: writers that arrive while a commit is being flushed share the next
 /// redb transaction and its single fsync.
@@ -407,6 +412,7 @@ impl MetaStore {
             key,
             group: Mutex::new(Group::default()),
             turn: Condvar::new(),
+            commit_hook: std::sync::OnceLock::new(),
         };
         store.check_key(path)?;
         tracing::debug!(path = %path.display(), "opened metadata store");
@@ -584,6 +590,7 @@ impl MetaStore {
         };
         group.committing = true;
         drop(group);
+        let began = std::time::Instant::now();
         let result = if batch.dirty {
             let durability = if batch.durable {
                 Durability::Immediate
@@ -603,6 +610,11 @@ impl MetaStore {
                 out_of_space: false,
             })
         };
+        if batch.dirty
+            && let Some(hook) = self.commit_hook.get()
+        {
+            hook(began.elapsed());
+        }
         let mut group = self.lock_group();
         group.committing = false;
         group.committed = batch.id;
@@ -662,6 +674,13 @@ impl MetaStore {
             })?
             .begin_write()
             .map_err(|source| StoreError::Begin { source })
+    }
+
+    /// Calls `hook` with the duration of every commit that wrote something (a metrics
+    /// exporter's latency histogram), outside the store's locks. One hook per store: a
+    /// second call is refused and returns `false`.
+    pub fn on_commit(&self, hook: CommitHook) -> bool {
+        self.commit_hook.set(hook).is_ok()
     }
 
     /// Why writes are failing: the error of the last commit when it failed, `None` once

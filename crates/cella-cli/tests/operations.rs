@@ -1,0 +1,330 @@
+//! Operating a real `cella serve`: the configuration file (the documented example
+//! parses, flags override it, unknown keys are refused by name), the operations listener
+//! (`/healthz`, `/readyz`, `/metrics` with every metric the shipped Grafana dashboard
+//! queries), JSON logs, and SIGTERM ending the process with exit 0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CELLA: &str = env!("CARGO_BIN_EXE_cella");
+const CONFIG_DOC: &str = include_str!("../../../docs/configuration.md");
+const DASHBOARD: &str = include_str!("../../../deploy/grafana/cella.json");
+
+/// A `cella serve` child, killed on drop unless it exited.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The documentation's example configuration.
+fn example() -> String {
+    let at = CONFIG_DOC
+        .find("```toml\n")
+        .expect("the doc has a toml block")
+        + 8;
+    let block = &CONFIG_DOC[at..];
+    block[..block.find("```").expect("the block ends")].to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on `addr`: the status code and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (code, body)
+}
+
+#[test]
+fn the_documented_example_parses_flags_override_it_and_unknown_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cella.toml");
+    std::fs::write(&file, example()).unwrap();
+    let out = Command::new(CELLA)
+        .args([
+            "serve",
+            "--config",
+            "cella.toml",
+            "--print-config",
+            "--workers",
+            "3",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CELLA_DATA_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("workers = 3\n"), "{printed}");
+    assert!(
+        printed.contains("metrics = \"127.0.0.1:9464\"\n"),
+        "{printed}"
+    );
+    assert!(printed.contains("shutdown_grace = 20\n"), "{printed}");
+    // What it prints is a configuration file itself.
+    std::fs::write(&file, &printed).unwrap();
+    let again = Command::new(CELLA)
+        .args(["serve", "--config", "cella.toml", "--print-config"])
+        .current_dir(dir.path())
+        .env_remove("CELLA_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), printed);
+
+    std::fs::write(&file, "data_dir = \"node\"\nshutdown_grase = 5\n").unwrap();
+    let refused = Command::new(CELLA)
+        .args(["serve", "--config", "cella.toml", "--print-config"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("shutdown_grase") && stderr.contains("cella.toml"),
+        "{stderr}"
+    );
+}
+
+/// Starts `cella --json serve` with `args` in `dir`; returns it and where it listens.
+fn serve(dir: &Path, args: &[&str]) -> (Serve, String) {
+    let mut child = Command::new(CELLA)
+        .arg("--json")
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("node.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {first:?} {}",
+            std::fs::read_to_string(dir.join("node.log")).unwrap()
+        )
+    });
+    (
+        Serve(child),
+        started["listening"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn probes_metrics_json_logs_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("libos.toml"),
+        "backend = \"mock\"\n[pool]\nwarm = 1\nmax = 2\n[[runtime]]\nname = \"native\"\nargv = [\"./program\"]\n",
+    )
+    .unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (mut node, addr) = serve(
+        dir.path(),
+        &[
+            "--data-dir",
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            &metrics,
+            "--libos-config",
+            "libos.toml",
+            "--log-format",
+            "json",
+        ],
+    );
+    assert_eq!(get(&metrics, "/healthz").0, 200);
+    let (code, body) = get(&metrics, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("libos_probe: ok") && body.contains("evidence_fresh: ok"),
+        "{body}"
+    );
+    assert_eq!(get(&metrics, "/nothing").0, 404);
+
+    // One API call, then every metric the dashboard queries is in a scrape.
+    let policy = dir.path().join("node/tls/attestation-policy.sim.toml");
+    let health = Command::new(CELLA)
+        .args([
+            "node",
+            "health",
+            "--addr",
+            &addr,
+            "--policy",
+            policy.to_str().unwrap(),
+        ])
+        .env("CELLA_HOME", dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    // A task runs to its end, as the admin (its own function, nobody else's data).
+    let home = dir.path().join("home");
+    let cella = |args: &[&str]| {
+        let out = Command::new(CELLA)
+            .arg("--json")
+            .args(args)
+            .current_dir(dir.path())
+            .env("CELLA_HOME", &home)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    let policy_arg = policy.to_str().unwrap();
+    cella(&[
+        "login",
+        "--addr",
+        &addr,
+        "--policy",
+        policy_arg,
+        "--user",
+        "admin",
+        "--password-file",
+        "node/admin-password",
+    ]);
+    let f = cella(&[
+        "function",
+        "register",
+        "--name",
+        "echo",
+        "--builtin",
+        "echo",
+        "--arg",
+        "message",
+        "--public",
+    ]);
+    let function = f["function"]["function_id"].as_str().unwrap().to_owned();
+    let t = cella(&[
+        "task",
+        "create",
+        "--function",
+        &function,
+        "--arg",
+        "message=hi",
+    ]);
+    let task = t["task"]["task_id"].as_str().unwrap().to_owned();
+    cella(&["task", "approve", &task, "--yes"]);
+    cella(&["task", "invoke", &task]);
+    cella(&["task", "watch", &task]);
+    // The mock pool warms one instance in the background.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let scrape = loop {
+        let (code, scrape) = get(&metrics, "/metrics");
+        assert_eq!(code, 200);
+        if scrape.contains("cella_libos_instance_launches_total{runtime=\"native\"} 1")
+            || Instant::now() > deadline
+        {
+            break scrape;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        scrape.contains(
+            "cella_api_requests_total{method=\"/cella.v1.NodeService/Health\",code=\"OK\"} 1"
+        ),
+        "{scrape}"
+    );
+    assert!(scrape.contains("cella_workers 2"), "{scrape}");
+    assert!(
+        scrape.contains("cella_tasks_ended_total{status=\"Finished\",executor=\"builtin\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("cella_task_run_seconds_count{executor=\"builtin\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("cella_store_commit_seconds_count"),
+        "{scrape}"
+    );
+    let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("cella_") {
+                    // A histogram is queried by its buckets; a family with no sample
+                    // yet still has its TYPE line.
+                    let family = word.strip_suffix("_bucket").unwrap_or(word);
+                    let family = family.strip_suffix("_total").unwrap_or(family);
+                    assert!(
+                        scrape.contains(&format!("# TYPE {family} ")),
+                        "the dashboard queries {word}, which no scrape has:\n{scrape}"
+                    );
+                    queried += 1;
+                }
+            }
+        }
+    }
+    assert!(queried >= 11, "{queried}");
+
+    // SIGTERM: the node stops and exits 0; its log is JSON lines.
+    let pid = node.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = node.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
+    assert!(log.lines().count() >= 2, "{log}");
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    assert!(log.contains("\"stopped\""), "{log}");
+    assert!(!log.contains('\x1b'), "{log}");
+}
