@@ -303,7 +303,8 @@ fn write_maps(child: Pid, uid: u32, gid: u32) -> Result<(), JailError> {
         ("gid_map", format!("0 {gid} 1")),
     ] {
         let path = proc.join(file);
-        std::fs::write(&path, text).map_err(|e| setup(&format!("writing {}", path.display()), e))?;
+        std::fs::write(&path, text)
+            .map_err(|e| setup(&format!("writing {}", path.display()), e))?;
     }
     Ok(())
 }
