@@ -42,8 +42,7 @@ fn limits() -> SandboxSection {
         // The examples run wherever a sandbox can (as an ordinary user too); the
         // containment suite is where the limits themselves are checked.
         accept_per_process_limits: true,
-        jailer: None,
-        preload: None,
+        ..SandboxSection::default()
     }
 }
 

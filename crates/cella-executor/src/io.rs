@@ -26,6 +26,29 @@ pub struct IoLimits {
     pub max_output_bytes: u64,
     /// Largest content of all output slots together, in bytes.
     pub max_total_output_bytes: u64,
+    /// Whose cap [`IoLimits::max_total_output_bytes`] is, named when it is hit.
+    pub total_cap: OutputCap,
+}
+
+/// Whose setting a task's total output cap is: a task over it fails naming it, so that
+/// whoever owns that setting knows what to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputCap {
+    /// The node's (`cella serve --max-task-output-bytes`).
+    #[default]
+    Node,
+    /// The function's own `max_output_bytes`, set when it is registered or updated,
+    /// never above the node's.
+    Function,
+}
+
+impl std::fmt::Display for OutputCap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputCap::Node => "the node's output cap (--max-task-output-bytes)",
+            OutputCap::Function => "the function's output cap (its max_output_bytes)",
+        })
+    }
 }
 
 impl IoLimits {
@@ -34,6 +57,21 @@ impl IoLimits {
         Self {
             max_output_bytes,
             max_total_output_bytes: DEFAULT_MAX_TOTAL_OUTPUT_BYTES.max(max_output_bytes),
+            total_cap: OutputCap::Node,
+        }
+    }
+
+    /// A task's limits: `max_output_bytes` per slot, and in all the lower of the node's
+    /// cap and the function's own (`None`: the node's), named as whose it is.
+    pub fn for_task(max_output_bytes: u64, node_total: u64, function_total: Option<u64>) -> Self {
+        let (max_total_output_bytes, total_cap) = match function_total {
+            Some(f) if f <= node_total => (f, OutputCap::Function),
+            _ => (node_total, OutputCap::Node),
+        };
+        Self {
+            max_output_bytes,
+            max_total_output_bytes,
+            total_cap,
         }
     }
 }
@@ -44,6 +82,7 @@ impl Default for IoLimits {
         Self {
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_total_output_bytes: DEFAULT_MAX_TOTAL_OUTPUT_BYTES,
+            total_cap: OutputCap::Node,
         }
     }
 }
@@ -73,9 +112,11 @@ pub enum IoError {
     },
     /// A write that would take all outputs together over the task's total cap.
     #[error(
-        "the task's outputs would hold {total} bytes in all (output slot {slot:?} holding {size}), over the task's output cap of {limit} bytes"
+        "the task's outputs would hold {total} bytes in all (output slot {slot:?} holding {size}), over {cap} of {limit} bytes"
     )]
     TotalOutputTooLarge {
+        /// Whose cap it is.
+        cap: OutputCap,
         /// The slot written to.
         slot: String,
         /// The size of the rejected content.
@@ -179,6 +220,7 @@ impl TaskIo {
         let total = others.saturating_add(size);
         if total > self.limits.max_total_output_bytes {
             return Err(IoError::TotalOutputTooLarge {
+                cap: self.limits.total_cap,
                 slot: slot.to_owned(),
                 size,
                 total,
@@ -298,6 +340,7 @@ mod tests {
         assert_eq!(
             err,
             IoError::TotalOutputTooLarge {
+                cap: OutputCap::Node,
                 slot: "out_b".into(),
                 size: 3,
                 total: 7,
@@ -306,7 +349,7 @@ mod tests {
         );
         assert!(
             err.to_string()
-                .contains("over the task's output cap of 6 bytes"),
+                .contains("over the node's output cap (--max-task-output-bytes) of 6 bytes"),
             "{err}"
         );
         assert_eq!(io.output("out_b"), Some(&b""[..]));
@@ -315,6 +358,35 @@ mod tests {
         io.write_output("out_a", b"1".to_vec()).unwrap();
         io.write_output("out_b", b"1234".to_vec()).unwrap();
         assert_eq!(io.output_bytes(), 5);
+    }
+
+    #[test]
+    fn a_task_gets_the_lower_of_the_node_and_function_caps_named_as_whose() {
+        let node = IoLimits::for_task(4, 100, None);
+        assert_eq!(
+            (node.max_total_output_bytes, node.total_cap),
+            (100, OutputCap::Node)
+        );
+        let function = IoLimits::for_task(4, 100, Some(6));
+        assert_eq!(
+            (function.max_total_output_bytes, function.total_cap),
+            (6, OutputCap::Function)
+        );
+        // A function cap above the node's (the node's was lowered since) gives the node's.
+        let lowered = IoLimits::for_task(4, 5, Some(6));
+        assert_eq!(
+            (lowered.max_total_output_bytes, lowered.total_cap),
+            (5, OutputCap::Node)
+        );
+        let mut io = io(4);
+        io.limits = function;
+        io.write_output("out_a", b"1234".to_vec()).unwrap();
+        let err = io.write_output("out_b", b"123".to_vec()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("over the function's output cap (its max_output_bytes) of 6 bytes"),
+            "{err}"
+        );
     }
 
     #[test]

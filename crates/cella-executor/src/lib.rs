@@ -21,6 +21,8 @@ mod task;
 
 pub use error::ExecutionError;
 pub use executor::{ExecutionOutcome, Executor, Executors, NoExecutorError};
-pub use io::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_TOTAL_OUTPUT_BYTES, IoError, IoLimits, TaskIo};
+pub use io::{
+    DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_TOTAL_OUTPUT_BYTES, IoError, IoLimits, OutputCap, TaskIo,
+};
 pub use log::{LogBuffer, MAX_LOG_BYTES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES};
 pub use task::StagedTask;

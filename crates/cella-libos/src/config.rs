@@ -20,6 +20,8 @@
 //! scratch_bytes = 1073741824  # tmpfs /cella/scratch
 //! tmp_bytes = 67108864        # tmpfs /tmp
 //! accept_per_process_limits = false # true: run where no cgroup is writable (see below)
+//! instance_uid = 65534        # a node run as root: the host uid of an instance's root
+//! instance_gid = 65534        # ... and its host gid (neither may be 0)
 //!
 //! [[runtime]]                 # inline images: a description only (no files on disk)
 //! name = "native"
@@ -100,6 +102,14 @@ pub struct SandboxSection {
     /// process, not per instance; `memfd_create` is denied). Logged at start and shown
     /// by `cella node health`. See `docs/sandbox.md`.
     pub accept_per_process_limits: bool,
+    /// The host uid that an instance's root (uid 0 inside) is when the node runs as root,
+    /// so that host files only root may read (`/proc/slabinfo`, `/proc/kpagecount`…) stay
+    /// unreadable inside; never 0. Every file an instance reads must be readable by it
+    /// (the node's own files are bound by descriptor). An unprivileged node's instances
+    /// are the node's user, whatever this says. See `docs/sandbox.md`.
+    pub instance_uid: u32,
+    /// The host gid of an instance's root group when the node runs as root; never 0.
+    pub instance_gid: u32,
     /// The jailer binary; default: the running `cella` executable (multi-call).
     pub jailer: Option<std::path::PathBuf>,
     /// The pre-load binary copied into the data dir and measured; default: the running
@@ -122,6 +132,8 @@ impl Default for SandboxSection {
             scratch_bytes: 1 << 30,
             tmp_bytes: 64 << 20,
             accept_per_process_limits: false,
+            instance_uid: 65534,
+            instance_gid: 65534,
             jailer: None,
             preload: None,
         }
@@ -129,11 +141,11 @@ impl Default for SandboxSection {
 }
 
 impl SandboxSection {
-    /// Checks that no limit is zero.
+    /// Checks that no limit is zero, and that an instance's root is not host root.
     ///
     /// # Errors
     ///
-    /// The name of the first zero limit.
+    /// The name of the first zero limit or id.
     pub fn validate(&self) -> Result<(), String> {
         for (name, v) in [
             ("memory_bytes", self.memory_bytes),
@@ -145,6 +157,8 @@ impl SandboxSection {
             ("outputs_bytes", self.outputs_bytes),
             ("scratch_bytes", self.scratch_bytes),
             ("tmp_bytes", self.tmp_bytes),
+            ("instance_uid", u64::from(self.instance_uid)),
+            ("instance_gid", u64::from(self.instance_gid)),
         ] {
             if v == 0 {
                 return Err(format!("[sandbox] {name} must be greater than 0"));

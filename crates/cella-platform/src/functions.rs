@@ -31,12 +31,27 @@ impl Listed for Function {
 }
 
 impl Platform {
+    /// Checks a spec on its own and against the node's limits: a function asking a
+    /// larger output cap than the node's is refused, not clamped, so that its owner never
+    /// believes its tasks may write more than they can.
+    fn check_spec(&self, spec: &FunctionSpec) -> Result<()> {
+        spec.validate()?;
+        let node = self.config.max_task_output_bytes;
+        match spec.max_output_bytes {
+            Some(asked) if asked > node => Err(PlatformError::InvalidArgument(format!(
+                "max_output_bytes = {asked} is over this node's output cap of {node} bytes \
+                 (--max-task-output-bytes): ask {node} or less, or none for the node's cap"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks a spec and payload against the node: the executor exists, offers the
     /// runtime image named, and accepts the payload; allowlisted users exist. Refusing
     /// here, naming what the node offers, spares every participant approving a task that
     /// could never run.
     fn check_function(&self, spec: &FunctionSpec, payload: &[u8]) -> Result<()> {
-        spec.validate()?;
+        self.check_spec(spec)?;
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(PlatformError::InvalidArgument(format!(
                 "payload is {} bytes, more than the limit of {MAX_PAYLOAD_BYTES}",
@@ -213,7 +228,7 @@ impl Platform {
                 (self.store_payload(p)?, p.len() as u64)
             }
             None => {
-                spec.validate()?;
+                self.check_spec(&spec)?;
                 (current.payload_digest, current.payload_len)
             }
         };

@@ -186,6 +186,7 @@ mod tests {
                     Visibility::Allowlist([u("creator")].into())
                 },
                 quota: None,
+                max_output_bytes: None,
             },
             payload_digest: Digest::of(b"echo"),
             payload_len: 4,

@@ -217,10 +217,11 @@ impl Platform {
         let mut io = TaskIo::new(
             plain_inputs,
             job.outputs.keys().cloned(),
-            IoLimits {
-                max_output_bytes: self.config.max_output_bytes,
-                max_total_output_bytes: self.config.max_task_output_bytes,
-            },
+            IoLimits::for_task(
+                self.config.max_output_bytes,
+                self.config.max_task_output_bytes,
+                job.function.spec.max_output_bytes,
+            ),
         );
         let run = tokio::time::timeout(
             self.config.task_deadline + DEADLINE_GRACE,

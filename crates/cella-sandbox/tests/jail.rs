@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cella_sandbox::jail::{self, Bind, CgroupLimits, JailSpec, Limits, Tmpfs};
+use cella_sandbox::jail::{self, Bind, CgroupLimits, HostIds, JailSpec, Limits, Tmpfs};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const NOBODY: u32 = 65534;
@@ -203,6 +203,7 @@ impl Fixture {
             cwd: "/cella/scratch".into(),
             argv: argv.iter().map(|s| (*s).to_owned()).collect(),
             env: BTreeMap::from([("PATH".to_owned(), "/bin".to_owned())]),
+            host_ids: HostIds::default(),
         }
     }
 
@@ -349,6 +350,67 @@ async fn the_hosts_proc_files_read_as_empty() {
         // The instance's own processes are still described.
         assert_ne!(run.line("self/status:"), "self/status: 0", "{run}");
         assert!(run.stdout.contains("write-meminfo: refused"), "{run}");
+    }
+}
+
+/// Issue 10.13: run as host root, the instance's root is an unprivileged host user (the
+/// spec's `host_ids`), so a `/proc` file only host root may read and that no mask covers
+/// (`kpagecount`: physical page use) is refused; a bind source below a directory only
+/// host root may enter is still bound (the jailer opens the sources before it changes
+/// user). An unprivileged jailer maps its own ids, whatever the spec says.
+#[tokio::test]
+async fn as_root_the_instances_root_is_an_unprivileged_host_user() {
+    let f = Fixture::new();
+    let private = f.path("private");
+    fs::create_dir(&private).unwrap();
+    fs::write(private.join("data"), "private data").unwrap();
+    fs::set_permissions(private.join("data"), fs::Permissions::from_mode(0o444)).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    let script = "echo map: $(cat /proc/self/uid_map); echo gmap: $(cat /proc/self/gid_map); \
+                  dd if=/proc/kpagecount of=/dev/null bs=8 count=1 2>/dev/null \
+                  && echo kpagecount: read || echo kpagecount: refused; \
+                  echo private: $(cat /cella/private-data)";
+    for user in users() {
+        let mut spec = f.spec(&["/bin/sh", "-c", script]);
+        spec.host_ids = HostIds {
+            uid: 4242,
+            gid: 4243,
+        };
+        if is_root(user) {
+            spec.binds.push(Bind {
+                host: private.join("data"),
+                inside: "/cella/private-data".into(),
+                writable: false,
+            });
+        }
+        let run = f.run(user, &spec).await;
+        assert_eq!(run.code, Some(0), "{run}");
+        let (uid, gid) = match user {
+            _ if is_root(user) => (4242, 4243),
+            User::Nobody => (NOBODY, NOBODY),
+            User::Caller => (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            ),
+        };
+        assert_eq!(run.line("map:"), format!("map: 0 {uid} 1"), "{run}");
+        assert_eq!(run.line("gmap:"), format!("gmap: 0 {gid} 1"), "{run}");
+        assert_eq!(run.line("kpagecount:"), "kpagecount: refused", "{run}");
+        if is_root(user) {
+            assert_eq!(run.line("private:"), "private: private data", "{run}");
+        }
+    }
+}
+
+/// A spec asking for the instance's root to be host root is refused.
+#[test]
+fn host_root_as_the_instances_root_is_refused() {
+    let f = Fixture::new();
+    for ids in [HostIds { uid: 0, gid: 4243 }, HostIds { uid: 4242, gid: 0 }] {
+        let mut spec = f.spec(&["/bin/true"]);
+        spec.host_ids = ids;
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(e.contains("host root"), "{e}");
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) fn function_spec(spec: Option<pb::FunctionSpec>) -> Result<FunctionSp
         outputs: spec.outputs.into_iter().map(slot_spec).collect(),
         visibility,
         quota: spec.quota,
+        max_output_bytes: spec.max_output_bytes,
     })
 }
 
@@ -111,6 +112,7 @@ pub(crate) fn function_info(f: &Function, payload: Option<Vec<u8>>) -> pb::Funct
             public,
             allowed_users,
             quota: f.spec.quota,
+            max_output_bytes: f.spec.max_output_bytes,
         }),
         payload_digest: f.payload_digest.to_hex(),
         payload_len: f.payload_len,

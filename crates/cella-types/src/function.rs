@@ -163,6 +163,11 @@ pub struct FunctionSpec {
     pub visibility: Visibility,
     /// How many tasks may be invoked with the function; `None` for no limit.
     pub quota: Option<u64>,
+    /// Most bytes all outputs of one of its tasks may hold together; `None` for the
+    /// node's cap. A node refuses a function asking more than its own cap, and a task
+    /// over the cap fails naming whose cap it hit.
+    #[serde(default)]
+    pub max_output_bytes: Option<u64>,
 }
 
 /// A registered function. Its payload lives in the blob store under its digest.
@@ -288,6 +293,11 @@ pub enum SpecError {
         "quota = 0 would allow no invocation at all: give at least 1, or no quota for unlimited"
     )]
     ZeroQuota,
+    /// An output cap of zero bytes.
+    #[error(
+        "max_output_bytes = 0 would let no task write any output: give at least 1, or none for the node's cap"
+    )]
+    ZeroOutputCap,
     /// An output slot marked optional: every output must have a place to go.
     #[error("output slot {0:?} cannot be optional")]
     OptionalOutput(String),
@@ -392,6 +402,9 @@ impl FunctionSpec {
         if self.quota == Some(0) {
             return Err(SpecError::ZeroQuota);
         }
+        if self.max_output_bytes == Some(0) {
+            return Err(SpecError::ZeroOutputCap);
+        }
         if let Some(out) = self.outputs.iter().find(|s| s.optional) {
             return Err(SpecError::OptionalOutput(out.name.clone()));
         }
@@ -456,6 +469,7 @@ mod tests {
             }],
             visibility: Visibility::Public,
             quota: Some(1),
+            max_output_bytes: None,
         }
     }
 
@@ -523,6 +537,10 @@ mod tests {
         assert_eq!(e, SpecError::ZeroQuota);
         assert!(e.to_string().contains("quota = 0"), "{e}");
         s.quota = None;
+        s.max_output_bytes = Some(0);
+        let e = s.validate().unwrap_err();
+        assert!(e.to_string().contains("max_output_bytes = 0"), "{e}");
+        s.max_output_bytes = None;
         assert_eq!(s.validate(), Ok(()));
         let mut s = spec();
         s.outputs[0].name = s.inputs[0].name.clone();

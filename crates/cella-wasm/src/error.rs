@@ -155,10 +155,10 @@ pub enum LimitExceeded {
         limit: u64,
     },
     /// The files in `/cella/outputs` together grew past the task's total output cap.
-    #[error(
-        "the task's output cap of {limit} bytes exceeded: /cella/outputs holds {total} bytes in all"
-    )]
+    #[error("{cap} of {limit} bytes exceeded: /cella/outputs holds {total} bytes in all")]
     TotalOutput {
+        /// Whose cap it is.
+        cap: cella_executor::OutputCap,
         /// What the outputs hold together.
         total: u64,
         /// The limit.

@@ -212,6 +212,7 @@ pub(crate) fn check_outputs(
 fn total_within(total: u64, limits: IoLimits) -> Result<(), LimitExceeded> {
     if total > limits.max_total_output_bytes {
         return Err(LimitExceeded::TotalOutput {
+            cap: limits.total_cap,
             total,
             limit: limits.max_total_output_bytes,
         });

@@ -759,22 +759,31 @@ async fn outputs_over_the_task_total_fail_naming_the_cap() {
     let exec = executor();
     let payload = two_writer(600);
     exec.validate_payload(&payload).unwrap();
-    let limits = IoLimits {
-        max_output_bytes: 1024,
-        max_total_output_bytes: 1000,
-    };
-    let mut task_io = TaskIo::new(BTreeMap::new(), ["a".to_owned(), "b".to_owned()], limits);
-    let err = exec
-        .execute(&task(&payload, &[]), &mut task_io)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err,
-        ExecutionError::function(
-            "the task's output cap of 1000 bytes exceeded: /cella/outputs holds 1200 bytes in all"
-        )
-    );
-    assert!(!err.is_platform_fault());
+    // The node's cap, then a function's own cap below a larger node cap: each is named.
+    for (limits, cap) in [
+        (
+            IoLimits::for_task(1024, 1000, None),
+            "the node's output cap (--max-task-output-bytes)",
+        ),
+        (
+            IoLimits::for_task(1024, 5000, Some(1000)),
+            "the function's output cap (its max_output_bytes)",
+        ),
+    ] {
+        let mut task_io = TaskIo::new(BTreeMap::new(), ["a".to_owned(), "b".to_owned()], limits);
+        let err = exec
+            .execute(&task(&payload, &[]), &mut task_io)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ExecutionError::function(format!(
+                "{cap} of 1000 bytes exceeded: /cella/outputs holds 1200 bytes in all"
+            ))
+        );
+        assert!(!err.is_platform_fault());
+    }
+    let limits = IoLimits::for_task(1024, 1000, None);
 
     // Within the cap, both come back.
     let mut task_io = TaskIo::new(

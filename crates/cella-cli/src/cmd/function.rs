@@ -110,6 +110,10 @@ pub(crate) struct RegisterArgs {
     /// Maximum number of invocations (default: no limit).
     #[arg(long, value_name = "N")]
     pub(crate) quota: Option<u64>,
+    /// Most bytes all outputs of one task may hold together (default: the node's cap;
+    /// a node refuses more than its own).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_output_bytes: Option<u64>,
 }
 
 /// Arguments of `cella function update`.
@@ -166,6 +170,12 @@ pub(crate) struct UpdateArgs {
     /// Remove the quota.
     #[arg(long, conflicts_with = "quota")]
     pub(crate) no_quota: bool,
+    /// New output cap of a task, in bytes (within the node's).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_output_bytes: Option<u64>,
+    /// Use the node's output cap.
+    #[arg(long, conflicts_with = "max_output_bytes")]
+    pub(crate) node_output_cap: bool,
 }
 
 /// Checks a spec with the same rules as the node, so mistakes show before upload.
@@ -204,6 +214,7 @@ pub(crate) fn validate_spec(spec: &proto::FunctionSpec) -> anyhow::Result<()> {
         outputs: spec.outputs.iter().map(slot).collect(),
         visibility,
         quota: spec.quota,
+        max_output_bytes: spec.max_output_bytes,
     };
     domain.validate()?;
     Ok(())
@@ -245,6 +256,7 @@ pub(crate) fn register_spec(args: &RegisterArgs) -> anyhow::Result<(proto::Funct
         public: args.visibility.public,
         allowed_users: args.visibility.allow.clone(),
         quota: args.quota,
+        max_output_bytes: args.max_output_bytes,
     };
     validate_spec(&spec)?;
     Ok((spec, payload))
@@ -296,6 +308,11 @@ pub(crate) fn updated_spec(
         spec.quota = None;
     } else if args.quota.is_some() {
         spec.quota = args.quota;
+    }
+    if args.node_output_cap {
+        spec.max_output_bytes = None;
+    } else if args.max_output_bytes.is_some() {
+        spec.max_output_bytes = args.max_output_bytes;
     }
     validate_spec(&spec)?;
     Ok((spec, payload.map(|p| p.0)))

@@ -46,7 +46,9 @@ use cella_preload::PreloadConfig;
 use cella_preload::receipt::sha256;
 use serde::Serialize;
 
-use crate::jail::{Bind, CGROUP_REQUIRED, CGROUP_SKIPPED, CgroupLimits, JailSpec, Limits, Tmpfs};
+use crate::jail::{
+    Bind, CGROUP_REQUIRED, CGROUP_SKIPPED, CgroupLimits, HostIds, JailSpec, Limits, Tmpfs,
+};
 
 /// How `SandboxBackend::isolation_warnings` says that the limits are per process only.
 pub const PER_PROCESS_ONLY: &str = "sandbox limits per process only: no cgroup bounds an instance's total memory or processes, and memfd_create is denied";
@@ -187,6 +189,8 @@ struct SandboxSectionMeasured {
     scratch_bytes: u64,
     tmp_bytes: u64,
     accept_per_process_limits: bool,
+    instance_uid: u32,
+    instance_gid: u32,
 }
 
 impl From<&SandboxSection> for SandboxSectionMeasured {
@@ -202,6 +206,8 @@ impl From<&SandboxSection> for SandboxSectionMeasured {
             scratch_bytes: s.scratch_bytes,
             tmp_bytes: s.tmp_bytes,
             accept_per_process_limits: s.accept_per_process_limits,
+            instance_uid: s.instance_uid,
+            instance_gid: s.instance_gid,
         }
     }
 }
@@ -530,6 +536,10 @@ impl SandboxBackend {
             cwd: inside::WORK.into(),
             argv,
             env,
+            host_ids: HostIds {
+                uid: l.instance_uid,
+                gid: l.instance_gid,
+            },
         }
     }
 
@@ -567,6 +577,7 @@ impl SandboxBackend {
     pub async fn probe(&self) -> Result<(), BackendError> {
         let root = tempfile::Builder::new()
             .prefix("cella-sandbox-probe-")
+            .permissions(std::fs::Permissions::from_mode(0o755))
             .tempdir()
             .map_err(|e| fail(format!("probe root: {e}")))?;
         let empty = RuntimeImage {
@@ -720,6 +731,13 @@ impl LibosBackend for SandboxBackend {
         let evidence_path = run_dir.join("evidence.sock");
         let listener = tokio::net::UnixListener::bind(&evidence_path)
             .map_err(|e| fail(format!("binding {}: {e}", evidence_path.display())))?;
+        // The instance's root may be another host user than the node's (an unprivileged
+        // one when the node is root) and connecting takes write permission. The sockets'
+        // directories (0700) keep every other host user out.
+        for socket in [&evidence_path, &executor_socket] {
+            std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
+                .map_err(|e| fail(format!("opening {} to the instance: {e}", socket.display())))?;
+        }
         let source = SimEvidenceSource::new(Arc::clone(&self.hardware), measurement);
         let evidence = tokio::spawn(async move {
             if let Err(e) = cella_preload::evidence::serve_one(&listener, &source).await {

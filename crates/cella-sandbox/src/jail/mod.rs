@@ -4,8 +4,9 @@
 //! `docs/sandbox.md` for the layers and what each one stops.
 //!
 //! ```text
-//! outer jailer (host pid ns; reads the spec on stdin, cgroups, unshare, uid/gid map)
-//!  └─ PID 1: supervisor (hostname, mounts, pivot_root; reaps; answers seccomp
+//! outer jailer (host namespaces; reads the spec on stdin, cgroups, clones PID 1 into
+//!  │            new namespaces, writes its uid/gid map: 0 inside is never host root)
+//!  └─ PID 1: supervisor (hostname, mounts, becomes root inside, pivot_root; reaps; answers seccomp
 //!     │        notifications with EPERM and counts them; exits with the program's status)
 //!     └─ program (no_new_privs, no capabilities, rlimits, Landlock, seccomp) ─ exec argv
 //! ```
@@ -37,7 +38,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
 pub use seccomp::Allowlist;
-pub use spec::{Bind, CgroupLimits, JailSpec, Limits, Tmpfs};
+pub use spec::{Bind, CgroupLimits, HostIds, JailSpec, Limits, Tmpfs};
 pub use supervisor::Denials;
 
 /// Exit status of the jailer when it could not set the instance up (the reason is on
@@ -208,30 +209,22 @@ fn run_namespaced(
     cgroup: Option<&mut cgroup::Cgroup>,
     oom_control: Option<&Path>,
 ) -> Result<u8, JailError> {
-    let uid = nix::unistd::geteuid();
-    let gid = nix::unistd::getegid();
-    nix::sched::unshare(
-        CloneFlags::CLONE_NEWUSER
-            | CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWNET
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWUTS,
-    )
-    .map_err(|e| {
-        setup(
-            "creating the namespaces (are user namespaces allowed? see /proc/sys/user/max_user_namespaces)",
-            e,
+    // Who the instance's root is on the host: never host root. Root maps the spec's
+    // unprivileged ids; any other user can map only its own.
+    let (uid, gid) = if nix::unistd::geteuid().is_root() {
+        // The instance keeps the groups it starts with (`setgroups` is denied inside):
+        // none of root's.
+        nix::unistd::setgroups(&[]).map_err(|e| setup("dropping supplementary groups", e))?;
+        (spec.host_ids.uid, spec.host_ids.gid)
+    } else {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
         )
-    })?;
+    };
     // A process that changed its uid (a root caller dropping to an unprivileged one) is
-    // not dumpable, and then cannot write its own maps.
+    // not dumpable, and then its child's maps are not its own to write.
     nix::sys::prctl::set_dumpable(true).map_err(|e| setup("PR_SET_DUMPABLE", e))?;
-    std::fs::write("/proc/self/setgroups", "deny").map_err(|e| setup("/proc/self/setgroups", e))?;
-    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
-        .map_err(|e| setup("writing /proc/self/uid_map", e))?;
-    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
-        .map_err(|e| setup("writing /proc/self/gid_map", e))?;
 
     // Signals are read from a signalfd: block them before forking so none is lost.
     let mut mask = SigSet::empty();
@@ -247,7 +240,22 @@ fn run_namespaced(
     let (go_read, go_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| setup("pipe", e))?;
 
-    match sys::fork().map_err(|e| setup("fork", e))? {
+    // PID 1 starts in new namespaces while the outer jailer stays in the host's: from
+    // there, root may map the instance's root to any host uid, which a process inside
+    // its own new user namespace may not.
+    let namespaces = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
+    let forked = sys::fork_into(namespaces).map_err(|e| {
+        setup(
+            "creating the namespaces (are user namespaces allowed? see /proc/sys/user/max_user_namespaces)",
+            e,
+        )
+    })?;
+    match forked {
         ForkResult::Child => {
             drop(go_write);
             let code = instance(spec, filter, go_read, oom_control);
@@ -257,6 +265,11 @@ fn run_namespaced(
             drop(go_read);
             let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
                 .map_err(|e| setup("signalfd", e))?;
+            if let Err(e) = write_maps(child, uid, gid) {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return Err(e);
+            }
             if let Some(cg) = cgroup
                 && let Err(e) = cg.attach(child.as_raw())
             {
@@ -278,6 +291,22 @@ fn run_namespaced(
             wait_instance(child, &sfd)
         }
     }
+}
+
+/// Maps uid and gid 0 of `child`'s new user namespace to host `uid` and `gid`, one id
+/// each, with `setgroups` denied inside.
+fn write_maps(child: Pid, uid: u32, gid: u32) -> Result<(), JailError> {
+    let proc = PathBuf::from(format!("/proc/{child}"));
+    for (file, text) in [
+        ("setgroups", "deny".to_owned()),
+        ("uid_map", format!("0 {uid} 1")),
+        ("gid_map", format!("0 {gid} 1")),
+    ] {
+        let path = proc.join(file);
+        std::fs::write(&path, text)
+            .map_err(|e| setup(&format!("writing {}", path.display()), e))?;
+    }
+    Ok(())
 }
 
 /// Waits for PID 1, killing it if the jailer is asked to stop; its status.

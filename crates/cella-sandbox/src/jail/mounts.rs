@@ -4,11 +4,16 @@
 //!
 //! How the root is built (after bubblewrap's approach):
 //!
-//! 1. every mount becomes private, so nothing propagates back to the host;
-//! 2. a small tmpfs is mounted on the image directory itself and `pivot_root` makes it
-//!    the root, with the host's root at [`OLD_ROOT`] (the image directory below the tmpfs
-//!    shows its files again there, since the tmpfs moved away);
-//! 3. each top-level entry of the image is bound read-only from the old root. A directory
+//! 1. the image directory and every bind source are opened (`O_PATH`) while PID 1 is
+//!    still the jailer's host user, then every mount becomes private, so nothing
+//!    propagates back to the host;
+//! 2. a small tmpfs is mounted on the image directory itself, PID 1 becomes the
+//!    instance's root (uid and gid 0 inside: the spec's unprivileged host ids when the
+//!    jailer runs as root), and `pivot_root` makes the tmpfs the root, with the host's
+//!    root at [`OLD_ROOT`]. From here on every source is reached through its descriptor
+//!    (`OLD_ROOT/proc/self/fd/N`), never by its host path, which the instance's root may
+//!    not be allowed to walk (a data dir only host root may enter);
+//! 3. each top-level entry of the image is bound read-only from its descriptor. A directory
 //!    of the image that must hold a mount point it does not have (say the pre-load
 //!    module's library in `/lib`) is not bound whole: it is recreated in the tmpfs and its
 //!    entries are bound one by one, recursively, so the image is never written;
@@ -20,9 +25,13 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, statvfs};
-use nix::unistd::pivot_root;
+use nix::unistd::{Gid, Uid, pivot_root};
 
 use super::JailError;
 use super::spec::JailSpec;
@@ -103,24 +112,34 @@ fn err(what: impl Into<String>, e: impl std::fmt::Display) -> JailError {
 /// [`super::OOM_CONTROL_FILE`].
 pub(crate) fn build_root(spec: &JailSpec, oom_control: Option<&Path>) -> Result<(), JailError> {
     let none: Option<&str> = None;
+    let mut sources = Sources::default();
+    let image = sources.open(&spec.rootfs)?;
+    let oom_control = oom_control.map(|f| sources.open(f)).transpose()?;
+    let binds = spec
+        .binds
+        .iter()
+        .map(|b| sources.open(&b.host))
+        .collect::<Result<Vec<_>, _>>()?;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| err("making the mounts private", e))?;
     let base = &spec.rootfs;
+    // Owned by the instance's root (ids as the instance's user namespace maps them).
     mount(
         Some("tmpfs"),
         base,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("size=1m,mode=0755"),
+        Some("size=1m,mode=0755,uid=0,gid=0"),
     )
     .map_err(|e| err("mounting the root tmpfs", e))?;
-    let old = base.join(OLD_ROOT.trim_start_matches('/'));
-    fs::create_dir(&old).map_err(|e| err(format!("creating {}", old.display()), e))?;
-    pivot_root(base, &old).map_err(|e| err("pivot_root into the new root", e))?;
+    std::env::set_current_dir(base).map_err(|e| err("entering the root tmpfs", e))?;
+    become_root()?;
+    fs::create_dir(OLD_ROOT.trim_start_matches('/'))
+        .map_err(|e| err(format!("creating {OLD_ROOT}"), e))?;
+    pivot_root(".", OLD_ROOT.trim_start_matches('/'))
+        .map_err(|e| err("pivot_root into the new root", e))?;
     std::env::set_current_dir("/").map_err(|e| err("chdir /", e))?;
 
-    let host = |p: &Path| Path::new(OLD_ROOT).join(p.strip_prefix("/").unwrap_or(p));
-    let image = host(&spec.rootfs);
     let denials_dir = spec
         .denials_file
         .parent()
@@ -130,7 +149,7 @@ pub(crate) fn build_root(spec: &JailSpec, oom_control: Option<&Path>) -> Result<
     let mut mounts: Vec<Mount> = vec![Mount::Dev, Mount::Proc];
     if let Some(file) = oom_control {
         mounts.push(Mount::Bind {
-            host: host(file),
+            host: file,
             inside: denials_dir.join(super::OOM_CONTROL_FILE),
             writable: false,
         });
@@ -143,8 +162,8 @@ pub(crate) fn build_root(spec: &JailSpec, oom_control: Option<&Path>) -> Result<
         inside: t.inside.clone(),
         size_bytes: t.size_bytes,
     }));
-    mounts.extend(spec.binds.iter().map(|b| Mount::Bind {
-        host: host(&b.host),
+    mounts.extend(spec.binds.iter().zip(binds).map(|(b, host)| Mount::Bind {
+        host,
         inside: b.inside.clone(),
         writable: b.writable,
     }));
@@ -181,9 +200,39 @@ pub(crate) fn build_root(spec: &JailSpec, oom_control: Option<&Path>) -> Result<
         do_mount(m)?;
     }
 
+    drop(sources);
     umount2(OLD_ROOT, MntFlags::MNT_DETACH).map_err(|e| err("detaching the host's root", e))?;
     fs::remove_dir(OLD_ROOT).map_err(|e| err("removing the old root's mount point", e))?;
     remount_read_only(Path::new("/"))
+}
+
+/// Host paths opened before PID 1 becomes the instance's root, each reached afterwards
+/// through its descriptor in the host's `/proc` (below [`OLD_ROOT`] once pivoted): the
+/// path walk to a source is the jailer's host user's, the access to the source itself
+/// the instance's. Closed once the mounts are made.
+#[derive(Default)]
+struct Sources(Vec<OwnedFd>);
+
+impl Sources {
+    /// Opens `host` and returns the path that reaches it after `pivot_root`.
+    fn open(&mut self, host: &Path) -> Result<PathBuf, JailError> {
+        let fd = nix::fcntl::open(host, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| err(format!("opening {}", host.display()), e))?;
+        let path = Path::new(OLD_ROOT).join(format!("proc/self/fd/{}", fd.as_raw_fd()));
+        self.0.push(fd);
+        Ok(path)
+    }
+}
+
+/// Makes PID 1 uid and gid 0 of its user namespace, which the outer jailer mapped to the
+/// instance's host ids: from here on it is the instance's root, with capabilities in its
+/// own namespaces only. (Until now it was the jailer's host user, unmapped inside when
+/// that is root, so it could not create files.) Supplementary groups were dropped by the
+/// outer jailer (`setgroups` is denied in here).
+fn become_root() -> Result<(), JailError> {
+    let (uid, gid) = (Uid::from_raw(0), Gid::from_raw(0));
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| err("becoming gid 0 inside", e))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| err("becoming uid 0 inside", e))
 }
 
 /// Recreates the image directory `image` at `inside` in the root tmpfs: entries that no

@@ -45,6 +45,32 @@ pub struct JailSpec {
     /// The program's whole environment (nothing is inherited from the jailer's).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Who the instance's root (uid and gid 0 inside) is on the host when the jailer runs
+    /// as host root. An unprivileged jailer can map only its own ids, and does.
+    #[serde(default)]
+    pub host_ids: HostIds,
+}
+
+/// A host user and group, never root's: the instance's root on the host when the jailer
+/// runs as root, so that files only host root may read stay unreadable inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostIds {
+    /// The host uid.
+    pub uid: u32,
+    /// The host gid.
+    pub gid: u32,
+}
+
+impl Default for HostIds {
+    /// 65534 and 65534 (`nobody`, `nogroup`), as [`SandboxSection::default`] has them.
+    fn default() -> Self {
+        let s = SandboxSection::default();
+        Self {
+            uid: s.instance_uid,
+            gid: s.instance_gid,
+        }
+    }
 }
 
 /// A host path bound into the instance.
@@ -77,8 +103,9 @@ pub struct Tmpfs {
 pub struct Limits {
     /// `RLIMIT_AS`: most bytes of address space per process.
     pub memory_bytes: u64,
-    /// `RLIMIT_NPROC`: most processes (threads count) of the instance's user. Not enforced
-    /// by the kernel when the jailer runs as host root: use [`CgroupLimits::pids`] there.
+    /// `RLIMIT_NPROC`: most processes (threads count) of the instance's user, counted in
+    /// the instance's own user namespace (each instance apart, though they may share a
+    /// host uid). [`CgroupLimits::pids`] bounds the instance as a whole.
     pub processes: u64,
     /// `RLIMIT_NOFILE`: most open file descriptors per process.
     pub open_files: u64,
@@ -243,6 +270,12 @@ impl JailSpec {
                 return bad(format!("limit {what} is 0"));
             }
         }
+        if self.host_ids.uid == 0 || self.host_ids.gid == 0 {
+            return bad(format!(
+                "host_ids {}:{} would make the instance's root host root",
+                self.host_ids.uid, self.host_ids.gid
+            ));
+        }
         if let Some(c) = &self.cgroup
             && (c.memory_bytes == 0 || c.pids == 0)
         {
@@ -289,6 +322,7 @@ mod tests {
             cwd: "/cella".into(),
             argv: vec!["/bin/sh".into()],
             env: BTreeMap::new(),
+            host_ids: HostIds::default(),
         }
     }
 

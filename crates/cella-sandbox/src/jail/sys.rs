@@ -21,6 +21,26 @@ pub(crate) fn fork() -> Result<ForkResult, Errno> {
     }
 }
 
+/// `fork()` into new namespaces (`clone` with `flags` and no new stack): the child is the
+/// first process of its new pid namespace, and the parent stays in the host's, where it
+/// can write the child's uid and gid maps.
+pub(crate) fn fork_into(flags: nix::sched::CloneFlags) -> Result<ForkResult, Errno> {
+    let flags = libc::c_ulong::try_from(flags.bits() | libc::SIGCHLD).map_err(|_| Errno::EINVAL)?;
+    #[allow(unsafe_code, reason = "clone with fork's semantics")]
+    // SAFETY: with a null stack the child runs on a copy-on-write copy of the parent's
+    // memory, as after `fork`; the jailer is single-threaded (see `fork`), so the child
+    // inherits no lock held by another thread, and nothing in it registered at-fork
+    // handlers that `clone` would skip.
+    let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match r {
+        r if r < 0 => Err(Errno::last()),
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent {
+            child: nix::unistd::Pid::from_raw(i32::try_from(pid).map_err(|_| Errno::EINVAL)?),
+        }),
+    }
+}
+
 /// The highest Landlock ABI the kernel offers, or why it offers none.
 pub(crate) fn landlock_abi() -> Result<i32, Errno> {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
