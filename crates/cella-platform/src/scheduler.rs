@@ -462,8 +462,7 @@ impl Platform {
                 if task.status() != TaskStatus::Running {
                     continue;
                 }
-                let status =
-                    task.lease_lost("the node stopped while the task was running", now_ms())?;
+                let status = task.lease_lost(crate::worker::STOPPED, now_ms())?;
                 tx.put(&task)?;
                 if status == TaskStatus::Staged {
                     crate::scheduler::enqueue(tx, &task)?;

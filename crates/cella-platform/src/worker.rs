@@ -37,8 +37,10 @@ struct Completed {
     outputs: Vec<(OutputFile, OutputContent)>,
 }
 
-/// Why a task cut off by a node's shutdown did not finish.
-const STOPPED: &str = "the node stopped before the task finished";
+/// Why a task did not finish when the node stopped under it: cut off by a graceful
+/// shutdown, or found Running by recovery after a crash. One wording for both, since
+/// the participant sees the same event.
+pub(crate) const STOPPED: &str = "the node stopped while the task was running";
 
 /// What a run needs from the store, read in one snapshot.
 struct Job {
