@@ -356,10 +356,21 @@ fn do_mount(m: &Mount) -> Result<(), JailError> {
                 none,
             )
             .map_err(|e| err("mounting /proc", e))?;
-            let null = Path::new(OLD_ROOT).join("dev/null");
-            for file in PROC_MASKED {
-                if fs::symlink_metadata(file).is_ok() {
-                    bind_read_only(&null, Path::new(file))?;
+            // The first mask is a read-only bind of /dev/null; every other one is a bind
+            // of that first mask, which copies its read-only, nosuid and nodev flags and
+            // saves a remount (and a statvfs) per file on the launch path.
+            let mut masked: Option<&Path> = None;
+            for file in PROC_MASKED.iter().map(Path::new) {
+                if fs::symlink_metadata(file).is_err() {
+                    continue;
+                }
+                match masked {
+                    None => {
+                        bind_read_only(&Path::new(OLD_ROOT).join("dev/null"), file)?;
+                        masked = Some(file);
+                    }
+                    Some(first) => mount(Some(first), file, none, MsFlags::MS_BIND, none)
+                        .map_err(|e| err(format!("masking {}", file.display()), e))?,
                 }
             }
             Ok(())
