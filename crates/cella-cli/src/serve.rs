@@ -77,7 +77,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub(crate) task_deadline: Option<u64>,
     /// Cap on all of one task's outputs together, in bytes (plaintext); a task over it
-    /// fails, naming the cap [default: 1 GiB].
+    /// fails, naming the cap [default: 256 MiB].
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_task_output_bytes: Option<u64>,
     /// Extra host names or IP addresses for the node's certificate's subjectAltName

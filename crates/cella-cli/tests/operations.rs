@@ -3,24 +3,18 @@
 //! (`/healthz`, `/readyz`, `/metrics` with every metric the shipped Grafana dashboard
 //! queries), JSON logs, and SIGTERM ending the process with exit 0.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
+
+use common::Serve;
 
 const CELLA: &str = env!("CARGO_BIN_EXE_cella");
 const CONFIG_DOC: &str = include_str!("../../../docs/configuration.md");
 const DASHBOARD: &str = include_str!("../../../deploy/grafana/cella.json");
-
-/// A `cella serve` child, killed on drop unless it exited.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The documentation's example configuration.
 fn example() -> String {
@@ -112,30 +106,22 @@ fn the_documented_example_parses_flags_override_it_and_unknown_keys_are_refused(
 
 /// Starts `cella --json serve` with `args` in `dir`; returns it and where it listens.
 fn serve(dir: &Path, args: &[&str]) -> (Serve, String) {
-    let mut child = Command::new(CELLA)
+    let mut command = Command::new(CELLA);
+    command
         .arg("--json")
         .arg("serve")
         .args(args)
         .current_dir(dir)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("node.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+        .stderr(std::fs::File::create(dir.join("node.log")).unwrap());
+    let (node, first) = common::start(command);
     let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| {
         panic!(
             "{e}: {first:?} {}",
             std::fs::read_to_string(dir.join("node.log")).unwrap()
         )
     });
-    (
-        Serve(child),
-        started["listening"].as_str().unwrap().to_owned(),
-    )
+    (node, started["listening"].as_str().unwrap().to_owned())
 }
 
 #[test]
@@ -318,7 +304,6 @@ fn probes_metrics_json_logs_and_sigterm() {
     };
     let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
-    let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
     assert!(log.lines().count() >= 2, "{log}");
     for line in log.lines() {
         let v: serde_json::Value =

@@ -15,9 +15,13 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+mod common;
+
+use common::Serve;
 
 const CELLA: &str = env!("CARGO_BIN_EXE_cella");
 const README: &str = include_str!("../../../README.md");
@@ -27,16 +31,6 @@ const SECTION: &str = "## Five minutes with the CLI";
 const README_ADDR: &str = "127.0.0.1:7443";
 /// How long a `task watch` may take to print the task's state.
 const WATCH_FIRST_LINE: Duration = Duration::from_secs(20);
-
-/// A `cella serve` child, killed on drop.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One step of the README's walkthrough.
 #[derive(Debug)]
@@ -239,19 +233,14 @@ impl Env {
 
 /// Starts `cella serve ARGS --listen 127.0.0.1:0` in `dir` and reads where it listens.
 fn serve(dir: tempfile::TempDir, args: &[String]) -> (Env, Serve) {
-    let mut child = Command::new(CELLA)
+    let mut command = Command::new(CELLA);
+    command
         .arg("--json")
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+        .stderr(Stdio::null());
+    let (node, first) = common::start(command);
     let started: serde_json::Value = serde_json::from_str(&first).unwrap();
     let env = Env {
         addr: started["listening"].as_str().unwrap().to_owned(),
@@ -260,7 +249,7 @@ fn serve(dir: tempfile::TempDir, args: &[String]) -> (Env, Serve) {
             .join(started["attestation_policy"].as_str().unwrap()),
         dir,
     };
-    (env, Serve(child))
+    (env, node)
 }
 
 /// Runs the README's walkthrough; returns the node and the ids it printed.

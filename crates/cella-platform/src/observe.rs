@@ -74,16 +74,11 @@ impl Platform {
         true
     }
 
-    /// Tells the observer, if any, that `task` ended.
-    pub(crate) fn observe_ended(&self, task: &Task, executor: Option<ExecutorKind>) {
-        if let Some(o) = self.observer.get() {
-            o.task_ended(&TaskEnded::of(task, executor));
-        }
-    }
-
-    /// Tells the observer, if any, that `task` was canceled, naming its function's
-    /// executor when the store still has the function (a metric must not fail a cancel).
-    pub(crate) fn observe_canceled(&self, task: &Task) {
+    /// Tells the observer, if any, that `task` reached a terminal status (finished,
+    /// failed, given up after its retry, canceled). The function's executor is looked up
+    /// only when there is an observer, outside the transaction that ended the task: a
+    /// metric costs nothing without metrics, and never fails the change it counts.
+    pub(crate) fn observe_ended(&self, task: &Task) {
         let Some(o) = self.observer.get() else {
             return;
         };

@@ -481,16 +481,17 @@ impl Platform {
         Ok(())
     }
 
-    /// A worker lost `task` (its execution panicked): retry once, else fail.
+    /// A worker lost `task` (its execution panicked, or the node stopped under it):
+    /// retry once, else fail.
     pub(crate) fn lease_lost(&self, task: TaskId, worker: &str, why: &str) -> Result<()> {
-        let requeued = self.store.write(|tx| {
+        let handed_back = self.store.write(|tx| {
             let Some(mut t) = tx.get::<Task>(&task.to_string())? else {
-                return Ok::<_, PlatformError>(false);
+                return Ok::<_, PlatformError>(None);
             };
             if t.status() != TaskStatus::Running
                 || t.lease.as_ref().is_none_or(|l| l.worker != worker)
             {
-                return Ok(false);
+                return Ok(None);
             }
             let status = t.lease_lost(why, now_ms())?;
             tx.put(&t)?;
@@ -498,11 +499,14 @@ impl Platform {
                 enqueue(tx, &t)?;
             }
             audit_as(tx, NODE_ACTOR, "lease_lost", &t.key())?;
-            Ok(status == TaskStatus::Staged)
+            Ok(Some(t))
         })?;
         self.sched.publish(task);
-        if requeued {
-            self.sched.wake_one();
+        match handed_back {
+            Some(t) if t.status() == TaskStatus::Staged => self.sched.wake_one(),
+            // It had its retry: it ended Failed.
+            Some(t) => self.observe_ended(&t),
+            None => {}
         }
         Ok(())
     }

@@ -111,3 +111,45 @@ fn the_cap_is_configurable_and_canceled_entries_are_skipped() {
     // The canceled task did not count against carol.
     assert_eq!(p.sched.fair().running(&u("carol")), 0);
 }
+
+/// Counts what the platform tells its observer.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<crate::observe::TaskEnded>>);
+
+impl crate::observe::Observer for Recorder {
+    fn task_ended(&self, ended: &crate::observe::TaskEnded) {
+        self.0.lock().unwrap().push(ended.clone());
+    }
+    fn store_commit(&self, _took: std::time::Duration) {}
+}
+
+#[test]
+fn a_task_given_up_after_its_retry_is_reported_as_ended_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path(), 2);
+    let seen = Arc::new(Recorder::default());
+    assert!(p.observe(seen.clone()));
+    assert!(
+        !p.observe(Arc::new(Recorder::default())),
+        "one observer only"
+    );
+    queue_task(&p, "alice");
+    let t = p.lease_next("w").unwrap().unwrap();
+    // First loss: queued again for the retry, not an end.
+    p.lease_lost(t.id, "w", "lost").unwrap();
+    assert!(seen.0.lock().unwrap().is_empty());
+    // Its worker is done with it (as `run_leased` says at the end of every run).
+    p.sched.ended(&u("alice"));
+    // A loss reported by a worker that no longer holds it changes nothing.
+    let again = p.lease_next("w2").unwrap().unwrap();
+    p.lease_lost(again.id, "w", "stale").unwrap();
+    assert!(seen.0.lock().unwrap().is_empty());
+    // Second loss: Failed, and the observer hears of it once.
+    p.lease_lost(again.id, "w2", "lost again").unwrap();
+    let seen = seen.0.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].status, TaskStatus::Failed);
+    // The function was never registered: the end is still counted, without executor.
+    assert_eq!(seen[0].executor, None);
+    assert!(seen[0].run.is_some(), "{seen:?}");
+}

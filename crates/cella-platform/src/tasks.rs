@@ -504,7 +504,7 @@ impl Platform {
             Ok(())
         })?;
         self.sched.stop_running(view.task.id);
-        self.observe_canceled(&view.task);
+        self.observe_ended(&view.task);
         Ok(view)
     }
 

@@ -375,13 +375,10 @@ impl Platform {
                 }
             }
             tx.put(&task)?;
-            let executor = tx
-                .get::<Function>(&task.function_id.to_string())?
-                .map(|f| f.spec.executor);
-            Ok(Some((task, executor)))
+            Ok(Some(task))
         });
         match recorded {
-            Ok(Some((task, executor))) => self.observe_ended(&task, executor),
+            Ok(Some(task)) => self.observe_ended(&task),
             Ok(None) => discard(),
             Err(e) => {
                 discard();
@@ -394,11 +391,16 @@ impl Platform {
                     {
                         t.fail(reason, now_ms())?;
                         tx.put(&t)?;
+                        return Ok::<_, PlatformError>(Some(t));
                     }
-                    Ok::<_, PlatformError>(())
+                    Ok(None)
                 });
-                if let Err(e) = failed {
-                    tracing::error!(task = %id, error = %e, "could not mark the task failed");
+                match failed {
+                    Ok(Some(t)) => self.observe_ended(&t),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(task = %id, error = %e, "could not mark the task failed");
+                    }
                 }
             }
         }

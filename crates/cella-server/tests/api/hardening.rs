@@ -271,3 +271,52 @@ async fn zero_quota_shared_slot_names_and_foreign_updates_are_refused() {
     assert!(e.to_string().contains("may update it"), "{e}");
     assert!(!e.to_string().contains("read"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_functions_output_cap_stays_within_the_nodes_and_is_named_when_hit() {
+    let node = TestNode::start_with(|c| c.max_task_output_bytes = 64).await;
+    let fo = node.owner("fo").await;
+    // The scripted executor writes "done" (4 bytes) to every output.
+    let capped = |cap| proto::FunctionSpec {
+        max_output_bytes: Some(cap),
+        ..spec("done", "wasm", &["in"], &["out"])
+    };
+    // More than the node's cap: refused at registration, nothing registered.
+    let e = fo
+        .register_function(capped(65), b"ok".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Code::InvalidArgument, "{e}");
+    assert!(
+        e.to_string()
+            .contains("over this node's output cap of 64 bytes"),
+        "{e}"
+    );
+    assert!(fo.list_functions(true).await.unwrap().is_empty());
+
+    // Within it: registered; an update asking more is refused and changes nothing.
+    let f = fo
+        .register_function(capped(3), b"ok".to_vec())
+        .await
+        .unwrap();
+    let e = fo
+        .update_function(&f.function_id, capped(65), None)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Code::InvalidArgument, "{e}");
+    let kept = fo.get_function(&f.function_id, false).await.unwrap();
+    assert_eq!(kept.spec.unwrap().max_output_bytes, Some(3));
+
+    // A task writing more than the function's own cap (4 bytes, cap 3) fails
+    // naming the function's cap, not the node's.
+    let (t, _, _) = approved_task(&f.function_id, &fo, "fo").await;
+    fo.invoke_task(&t).await.unwrap();
+    let done = wait(&fo, &t).await;
+    assert_eq!(status(&done), TaskStatus::Failed, "{}", done.reason);
+    assert!(
+        done.reason
+            .contains("the function's output cap (its max_output_bytes) of 3 bytes"),
+        "{}",
+        done.reason
+    );
+}
