@@ -49,7 +49,7 @@ fn queue_task(p: &Platform, creator: &str) {
 fn next(p: &Platform) -> Option<String> {
     p.lease_next("w").unwrap().map(|t| {
         assert_eq!(t.status(), TaskStatus::Running);
-        t.creator.as_str().to_owned()
+        t.creator().as_str().to_owned()
     })
 }
 
@@ -91,7 +91,7 @@ fn the_cap_is_configurable_and_canceled_entries_are_skipped() {
         .read(|tx| tx.list::<Task>())
         .unwrap()
         .into_iter()
-        .find(|t| t.creator.as_str() == "carol")
+        .find(|t| t.creator().as_str() == "carol")
         .unwrap();
     p.store
         .write(|tx| {
