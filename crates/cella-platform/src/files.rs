@@ -378,17 +378,17 @@ impl Platform {
             let in_use = tx.list::<Task>()?.into_iter().find(|t| {
                 !t.status().is_terminal()
                     && (t
-                        .inputs
+                        .inputs()
                         .values()
                         .any(|s| s.file.as_ref().is_some_and(|(f, _)| f.to_string() == key))
-                        || t.outputs
+                        || t.outputs()
                             .values()
                             .any(|s| s.file.is_some_and(|f| f.to_string() == key)))
             });
             if let Some(t) = in_use {
                 return Err(PlatformError::FailedPrecondition(format!(
                     "file {key} is used by unfinished {}",
-                    t.id
+                    t.id()
                 )));
             }
             match &file {

@@ -291,11 +291,12 @@ impl Platform {
             if let Some(t) = tx
                 .list::<Task>()?
                 .into_iter()
-                .find(|t| t.function_id == current.id && !t.status().is_terminal())
+                .find(|t| t.function_id() == current.id && !t.status().is_terminal())
             {
                 return Err(PlatformError::FailedPrecondition(format!(
                     "function {} is used by unfinished {}",
-                    current.id, t.id
+                    current.id,
+                    t.id()
                 )));
             }
             tx.delete::<Function>(&current.key())?;

@@ -30,14 +30,14 @@ impl TaskEnded {
     /// history (the clock is the node's; a clock stepped backwards counts as zero).
     pub fn of(task: &Task, executor: Option<ExecutorKind>) -> Self {
         let at = |status: TaskStatus| {
-            task.history
+            task.history()
                 .iter()
                 .rev()
                 .find(|t| t.status == status)
                 .map(|t| t.at_ms)
         };
-        let created = task.history.first().map_or(0, |t| t.at_ms);
-        let end = task.history.last().map_or(created, |t| t.at_ms);
+        let created = task.history().first().map_or(0, |t| t.at_ms);
+        let end = task.history().last().map_or(created, |t| t.at_ms);
         let between = |from: u64, to: u64| Duration::from_millis(to.saturating_sub(from));
         let started = at(TaskStatus::Running);
         Self {
@@ -84,7 +84,7 @@ impl Platform {
         };
         let executor = self
             .store
-            .read(|tx| tx.get::<Function>(&task.function_id.to_string()))
+            .read(|tx| tx.get::<Function>(&task.function_id().to_string()))
             .ok()
             .flatten()
             .map(|f| f.spec.executor);

@@ -74,12 +74,13 @@ fn need_role(caller: &Caller, role: Role, what: &str) -> Result<(), PlatformErro
 }
 
 fn need_participant(caller: &Caller, task: &Task, what: &str) -> Result<(), PlatformError> {
-    if task.participants.contains(&caller.user) {
+    if task.participants().contains(&caller.user) {
         Ok(())
     } else {
         deny(format!(
             "{} is not a participant of {} and may not {what} it",
-            caller.user, task.id
+            caller.user,
+            task.id()
         ))
     }
 }
@@ -146,10 +147,10 @@ pub(crate) fn check(caller: &Caller, action: &Action<'_>) -> Result<(), Platform
         Action::Approve(t) => need_participant(caller, t, "approve"),
         Action::Cancel(t) => need_participant(caller, t, "cancel"),
         Action::Invoke(t) => {
-            if t.creator == caller.user {
+            if t.creator() == &caller.user {
                 Ok(())
             } else {
-                deny(format!("only the creator of {} may invoke it", t.id))
+                deny(format!("only the creator of {} may invoke it", t.id()))
             }
         }
     }

@@ -52,8 +52,8 @@ pub(crate) fn enqueue(tx: &mut WriteTx<'_>, task: &Task) -> Result<()> {
     let seq = tx.next_seq(QueueEntry::TABLE)?;
     tx.put(&QueueEntry {
         seq,
-        task: task.id,
-        creator: Some(task.creator.clone()),
+        task: task.id(),
+        creator: Some(task.creator().clone()),
     })?;
     Ok(())
 }
@@ -395,7 +395,9 @@ impl Platform {
                 for entry in &window {
                     let creator = match &entry.creator {
                         Some(c) => Some(c.clone()),
-                        None => tx.get::<Task>(&entry.task.to_string())?.map(|t| t.creator),
+                        None => tx
+                            .get::<Task>(&entry.task.to_string())?
+                            .map(|t| t.creator().clone()),
                     };
                     match creator {
                         Some(c) => creators.push(c),
@@ -439,7 +441,7 @@ impl Platform {
         match leased {
             Ok(leased) => {
                 if let Some(t) = &leased {
-                    self.sched.publish(t.id);
+                    self.sched.publish(t.id());
                 }
                 Ok(leased)
             }
@@ -488,9 +490,7 @@ impl Platform {
             let Some(mut t) = tx.get::<Task>(&task.to_string())? else {
                 return Ok::<_, PlatformError>(None);
             };
-            if t.status() != TaskStatus::Running
-                || t.lease.as_ref().is_none_or(|l| l.worker != worker)
-            {
+            if !t.is_held_by(worker) {
                 return Ok(None);
             }
             let status = t.lease_lost(why, now_ms())?;

@@ -49,7 +49,7 @@ fn queue_task(p: &Platform, creator: &str) {
 fn next(p: &Platform) -> Option<String> {
     p.lease_next("w").unwrap().map(|t| {
         assert_eq!(t.status(), TaskStatus::Running);
-        t.creator.as_str().to_owned()
+        t.creator().as_str().to_owned()
     })
 }
 
@@ -91,7 +91,7 @@ fn the_cap_is_configurable_and_canceled_entries_are_skipped() {
         .read(|tx| tx.list::<Task>())
         .unwrap()
         .into_iter()
-        .find(|t| t.creator.as_str() == "carol")
+        .find(|t| t.creator().as_str() == "carol")
         .unwrap();
     p.store
         .write(|tx| {
@@ -136,16 +136,16 @@ fn a_task_given_up_after_its_retry_is_reported_as_ended_once() {
     queue_task(&p, "alice");
     let t = p.lease_next("w").unwrap().unwrap();
     // First loss: queued again for the retry, not an end.
-    p.lease_lost(t.id, "w", "lost").unwrap();
+    p.lease_lost(t.id(), "w", "lost").unwrap();
     assert!(seen.0.lock().unwrap().is_empty());
     // Its worker is done with it (as `run_leased` says at the end of every run).
     p.sched.ended(&u("alice"));
     // A loss reported by a worker that no longer holds it changes nothing.
     let again = p.lease_next("w2").unwrap().unwrap();
-    p.lease_lost(again.id, "w", "stale").unwrap();
+    p.lease_lost(again.id(), "w", "stale").unwrap();
     assert!(seen.0.lock().unwrap().is_empty());
     // Second loss: Failed, and the observer hears of it once.
-    p.lease_lost(again.id, "w2", "lost again").unwrap();
+    p.lease_lost(again.id(), "w2", "lost again").unwrap();
     let seen = seen.0.lock().unwrap();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].status, TaskStatus::Failed);

@@ -34,16 +34,16 @@ pub struct TaskFilter {
 impl TaskFilter {
     fn matches(&self, caller: &Caller, task: &Task) -> bool {
         (self.statuses.is_empty() || self.statuses.contains(&task.status()))
-            && self.function_id.is_none_or(|f| f == task.function_id)
-            && (!self.created_by_me || task.creator == caller.user)
+            && self.function_id.is_none_or(|f| f == task.function_id())
+            && (!self.created_by_me || task.creator() == &caller.user)
     }
 }
 
 impl Listed for Task {
     fn position(&self) -> Position {
         Position {
-            created_ms: self.history.first().map_or(0, |h| h.at_ms),
-            id: self.id.to_string(),
+            created_ms: self.history().first().map_or(0, |h| h.at_ms),
+            id: self.id().to_string(),
         }
     }
 }
@@ -130,14 +130,14 @@ fn check_slot(
 /// task: two runs writing one output would make one of them lose its result (or, before
 /// outputs were versioned, destroy the other's).
 fn check_output_free(tx: &WriteTx<'_>, task: &Task, file: &OutputFile) -> Result<()> {
-    if let Some((other_slot, _)) = task.outputs.iter().find(|(_, s)| s.file == Some(file.id)) {
+    if let Some((other_slot, _)) = task.outputs().iter().find(|(_, s)| s.file == Some(file.id)) {
         return Err(PlatformError::FailedPrecondition(format!(
             "output file {} is already assigned to slot {other_slot:?} of this task: \
              each output slot needs its own output file",
             file.id
         )));
     }
-    if let Some(holder) = file.reserved_by.filter(|t| *t != task.id)
+    if let Some(holder) = file.reserved_by.filter(|t| *t != task.id())
         && let Some(other) = tx.get::<Task>(&holder.to_string())?
         && !other.status().is_terminal()
     {
@@ -158,9 +158,9 @@ fn view_of(function: Option<&Function>, task: Task) -> TaskView {
     let digest = function.map(|f| task.digest(&f.payload_digest, f.spec.reuse));
     let approved_by = match &digest {
         Some(d) => task
-            .participants
+            .participants()
             .iter()
-            .filter(|u| task.approvals.get(*u) == Some(d))
+            .filter(|u| task.approvals().get(*u) == Some(d))
             .cloned()
             .collect(),
         None => Vec::new(),
@@ -176,7 +176,7 @@ fn view_of(function: Option<&Function>, task: Task) -> TaskView {
 
 impl Platform {
     fn load_view(&self, tx: &cella_store::ReadTx<'_>, task: Task) -> Result<TaskView> {
-        let f = tx.get::<Function>(&task.function_id.to_string())?;
+        let f = tx.get::<Function>(&task.function_id().to_string())?;
         Ok(view_of(f.as_ref(), task))
     }
 
@@ -194,13 +194,13 @@ impl Platform {
             let mut task = tx
                 .get::<Task>(&key)?
                 .ok_or_else(|| PlatformError::NotFound(format!("task {key}")))?;
-            let function = tx.get::<Function>(&task.function_id.to_string())?;
+            let function = tx.get::<Function>(&task.function_id().to_string())?;
             change(tx, &mut task, function.as_ref())?;
             tx.put(&task)?;
             audit(tx, &caller.user, op, &key)?;
             Ok::<_, PlatformError>(view_of(function.as_ref(), task))
         })?;
-        self.sched.publish(view.task.id);
+        self.sched.publish(view.task.id());
         Ok(view)
     }
 
@@ -306,7 +306,7 @@ impl Platform {
             tx.put(&view.task)?;
             audit(tx, &caller.user, "create_task", &view.task.key())
         })?;
-        self.sched.publish(view.task.id);
+        self.sched.publish(view.task.id());
         Ok(view)
     }
 
@@ -373,14 +373,14 @@ impl Platform {
             for (slot, file_id) in inputs {
                 let key = file_id.parse::<cella_types::InputFileId>()?.to_string();
                 let file: InputFile = load_file(tx, "input", &key)?;
-                let owners = task.inputs.get(slot).map(|s| &s.owners);
+                let owners = task.inputs().get(slot).map(|s| &s.owners);
                 check_slot(caller, task, "input", slot, owners, &file.owner)?;
                 task.assign_input(slot, file.id, file.ciphertext_digest, now)?;
             }
             for (slot, file_id) in outputs {
                 let file_key = file_id.parse::<cella_types::OutputFileId>()?.to_string();
                 let mut file: OutputFile = load_file(tx, "output", &file_key)?;
-                let owners = task.outputs.get(slot).map(|s| &s.owners);
+                let owners = task.outputs().get(slot).map(|s| &s.owners);
                 check_slot(caller, task, "output", slot, owners, &file.owner)?;
                 if let Some(c) = &file.content {
                     return Err(PlatformError::FailedPrecondition(format!(
@@ -390,7 +390,7 @@ impl Platform {
                 }
                 check_output_free(tx, task, &file)?;
                 task.assign_output(slot, file.id, now)?;
-                file.reserved_by = Some(task.id);
+                file.reserved_by = Some(task.id());
                 tx.put(&file)?;
             }
             Ok(())
@@ -451,7 +451,7 @@ impl Platform {
             // An idle worker takes the task in this same commit, if its creator is under
             // the cap of running tasks; otherwise it queues.
             match self.sched.take_idle() {
-                Some(worker) if self.sched.try_start(&task.creator) => {
+                Some(worker) if self.sched.try_start(task.creator()) => {
                     // Counted from here; undone below unless the commit goes through.
                     let lease = self.new_lease(&worker.name);
                     handoff = Some(worker);
@@ -471,7 +471,7 @@ impl Platform {
                     // did not run.
                     self.sched.ended(&creator);
                     self.lease_lost(
-                        view.task.id,
+                        view.task.id(),
                         &name,
                         "the worker stopped before starting the task",
                     )?;
@@ -503,7 +503,7 @@ impl Platform {
             task.cancel(&caller.user, now_ms())?;
             Ok(())
         })?;
-        self.sched.stop_running(view.task.id);
+        self.sched.stop_running(view.task.id());
         self.observe_ended(&view.task);
         Ok(view)
     }

@@ -63,8 +63,8 @@ impl Platform {
         worker: &str,
         stop: &CancellationToken,
     ) {
-        let id = task.id;
-        let creator = task.creator.clone();
+        let id = task.id();
+        let creator = task.creator().clone();
         let cancel = self.sched.register_running(id);
         let me = Arc::clone(self);
         // A task of its own, so that a panic in an executor is caught here.
@@ -102,12 +102,12 @@ impl Platform {
     fn load_job(&self, task: Task) -> Result<Job> {
         self.store.read(|tx| {
             let function = tx
-                .get::<Function>(&task.function_id.to_string())?
+                .get::<Function>(&task.function_id().to_string())?
                 .ok_or_else(|| {
                     PlatformError::FailedPrecondition("the task's function was deleted".into())
                 })?;
             let mut inputs = BTreeMap::new();
-            for (slot, s) in &task.inputs {
+            for (slot, s) in task.inputs() {
                 if let Some((id, approved)) = &s.file {
                     let f = tx.get::<InputFile>(&id.to_string())?.ok_or_else(|| {
                         PlatformError::FailedPrecondition(format!(
@@ -118,7 +118,7 @@ impl Platform {
                 }
             }
             let mut outputs = BTreeMap::new();
-            for (slot, s) in &task.outputs {
+            for (slot, s) in task.outputs() {
                 let id = s.file.ok_or_else(|| {
                     PlatformError::Internal(format!("output slot {slot:?} is empty"))
                 })?;
@@ -205,7 +205,7 @@ impl Platform {
             .get(job.function.spec.executor)
             .map_err(|e| RunError::Failed(e.to_string()))?;
         let staged = StagedTask {
-            task_id: job.task.id,
+            task_id: job.task.id(),
             function_id: job.function.id,
             function_name: job.function.spec.name.clone(),
             executor: job.function.spec.executor,
@@ -213,7 +213,7 @@ impl Platform {
             payload_digest: job.function.payload_digest,
             runtime: job.function.spec.runtime.clone(),
             reuse: job.function.spec.reuse,
-            arguments: job.task.arguments.clone(),
+            arguments: job.task.arguments().clone(),
             deadline: self.config.task_deadline,
         };
         let mut io = TaskIo::new(
@@ -241,11 +241,11 @@ impl Platform {
                 RunError::Failed(format!("function failed: {message}"))
             }
             ExecutionError::Internal { message } => {
-                tracing::error!(task = %job.task.id, %message, "executor failed");
+                tracing::error!(task = %job.task.id(), %message, "executor failed");
                 RunError::Failed("the executor failed (see the node's log)".into())
             }
             ExecutionError::Unavailable { summary, message } => {
-                tracing::error!(task = %job.task.id, %summary, %message, "executor failed");
+                tracing::error!(task = %job.task.id(), %summary, %message, "executor failed");
                 RunError::Failed(format!(
                     "the executor failed: {summary} (the node's log has the details)"
                 ))
@@ -256,7 +256,7 @@ impl Platform {
         let plain_outputs = io.into_outputs();
         let me = Arc::clone(&self);
         let out_files = job.outputs.clone();
-        let task_id = job.task.id;
+        let task_id = job.task.id();
         let outputs = tokio::task::spawn_blocking(move || {
             me.seal_outputs(task_id, &out_files, plain_outputs)
         })
@@ -342,9 +342,7 @@ impl Platform {
             let Some(mut task) = tx.get::<Task>(&id.to_string())? else {
                 return Ok::<_, PlatformError>(None);
             };
-            if task.status() != TaskStatus::Running
-                || task.lease.as_ref().is_none_or(|l| l.worker != worker)
-            {
+            if !task.is_held_by(worker) {
                 return Ok(None);
             }
             let now = now_ms();

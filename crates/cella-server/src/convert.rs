@@ -218,13 +218,13 @@ fn names(users: &BTreeSet<UserName>) -> Vec<String> {
 pub(crate) fn task_info(v: &TaskView) -> pb::TaskInfo {
     let t = &v.task;
     pb::TaskInfo {
-        task_id: t.id.to_string(),
-        creator: t.creator.to_string(),
-        function_id: t.function_id.to_string(),
-        function_owner: t.function_owner.to_string(),
-        arguments: t.arguments.clone().into_iter().collect(),
+        task_id: t.id().to_string(),
+        creator: t.creator().to_string(),
+        function_id: t.function_id().to_string(),
+        function_owner: t.function_owner().to_string(),
+        arguments: t.arguments().clone().into_iter().collect(),
         inputs: t
-            .inputs
+            .inputs()
             .iter()
             .map(|(slot, s)| pb::TaskSlot {
                 slot: slot.clone(),
@@ -239,7 +239,7 @@ pub(crate) fn task_info(v: &TaskView) -> pb::TaskInfo {
             })
             .collect(),
         outputs: t
-            .outputs
+            .outputs()
             .iter()
             .map(|(slot, s)| pb::TaskSlot {
                 slot: slot.clone(),
@@ -249,12 +249,12 @@ pub(crate) fn task_info(v: &TaskView) -> pb::TaskInfo {
                 ciphertext_digest: String::new(),
             })
             .collect(),
-        participants: names(&t.participants),
+        participants: names(t.participants()),
         approved_by: v.approved_by.iter().map(ToString::to_string).collect(),
         status: status(t.status()).into(),
         task_digest: v.digest.map(|d| d.to_hex()).unwrap_or_default(),
-        reason: t.reason.clone().unwrap_or_default(),
-        result: t.result.as_ref().map(|r| pb::TaskResult {
+        reason: t.reason().unwrap_or_default().to_owned(),
+        result: t.result().as_ref().map(|r| pb::TaskResult {
             return_value: r.return_value.clone(),
             log: r.log.clone(),
             outputs: r
@@ -273,14 +273,14 @@ pub(crate) fn task_info(v: &TaskView) -> pb::TaskInfo {
             receipt: r.receipt.clone(),
         }),
         history: t
-            .history
+            .history()
             .iter()
             .map(|h| pb::StatusChange {
                 status: status(h.status).into(),
                 at_ms: ms(h.at_ms),
             })
             .collect(),
-        attempts: t.attempts,
+        attempts: t.attempts(),
         function_payload_digest: v.payload_digest.map(|d| d.to_hex()).unwrap_or_default(),
         function_reuse: v.reuse.as_str().to_owned(),
     }

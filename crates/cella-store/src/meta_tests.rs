@@ -169,7 +169,7 @@ fn domain_records_round_trip() {
                 tx.get::<InputFile>(&file.id.to_string())?,
                 Some(file.clone())
             );
-            assert_eq!(tx.get::<Task>(&task.id.to_string())?, Some(task.clone()));
+            assert_eq!(tx.get::<Task>(&task.id().to_string())?, Some(task.clone()));
             Ok::<_, StoreError>(())
         })
         .unwrap();

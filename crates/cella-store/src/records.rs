@@ -41,6 +41,6 @@ impl Record for Task {
     const TABLE: &'static str = "tasks";
 
     fn key(&self) -> String {
-        self.id.to_string()
+        self.id().to_string()
     }
 }

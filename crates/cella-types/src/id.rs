@@ -106,6 +106,63 @@ define_id!(
     "output"
 );
 
+/// Identifies a registered file of either kind: the id's prefix says which. The one
+/// place that tells an input's id from an output's, so that code past the API edge
+/// matches on the kind instead of looking at strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileId {
+    /// An input file: `input-<uuid>`.
+    Input(InputFileId),
+    /// An output file: `output-<uuid>`.
+    Output(OutputFileId),
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Input(id) => fmt::Display::fmt(id, f),
+            Self::Output(id) => fmt::Display::fmt(id, f),
+        }
+    }
+}
+
+/// A string that is neither an input's nor an output's id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid file id {input:?}: expected {}-<uuid> or {}-<uuid>",
+    InputFileId::KIND,
+    OutputFileId::KIND
+)]
+pub struct ParseFileIdError {
+    /// The rejected input, cut to 80 characters.
+    pub input: String,
+}
+
+impl FromStr for FileId {
+    type Err = ParseFileIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse()
+            .map(Self::Input)
+            .or_else(|_| s.parse().map(Self::Output))
+            .map_err(|_| ParseFileIdError {
+                input: s.chars().take(80).collect(),
+            })
+    }
+}
+
+impl From<InputFileId> for FileId {
+    fn from(id: InputFileId) -> Self {
+        Self::Input(id)
+    }
+}
+
+impl From<OutputFileId> for FileId {
+    fn from(id: OutputFileId) -> Self {
+        Self::Output(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +180,21 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{s}\""));
         assert_eq!(serde_json::from_str::<TaskId>(&json).unwrap(), id);
+    }
+
+    #[test]
+    fn file_ids_parse_by_kind_and_refuse_others() {
+        let input = InputFileId::new();
+        let output = OutputFileId::new();
+        assert_eq!(input.to_string().parse(), Ok(FileId::Input(input)));
+        assert_eq!(output.to_string().parse(), Ok(FileId::Output(output)));
+        assert_eq!(FileId::from(output).to_string(), output.to_string());
+        for bad in ["", "input-", "output-notauuid", &TaskId::new().to_string()] {
+            let e = bad.parse::<FileId>().unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("invalid file id {bad:?}: expected input-<uuid> or output-<uuid>")
+            );
+        }
     }
 }

@@ -16,9 +16,11 @@ pub use function::{
     ArgumentSpec, ExecutorKind, Function, FunctionSpec, InstanceReuse, SlotSpec, SpecError,
     Visibility,
 };
-pub use id::{FunctionId, InputFileId, OutputFileId, ParseIdError, TaskId};
+pub use id::{
+    FileId, FunctionId, InputFileId, OutputFileId, ParseFileIdError, ParseIdError, TaskId,
+};
 pub use task::{
     InputSlot, Lease, NewTask, OutputSlot, Task, TaskDigest, TaskError, TaskResult, TaskStatus,
-    UnassignedSlot, Usage,
+    Transition, UnassignedSlot, Usage,
 };
 pub use user::{Role, User, UserName};

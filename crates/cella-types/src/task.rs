@@ -144,37 +144,82 @@ pub struct Transition {
 }
 
 /// A task: a function bound to arguments and to the files of its owners.
+///
+/// Every field is private: what a task holds changes only through its methods, which
+/// keep its invariants. Slots are write-once; an approval names the digest it approved;
+/// a lease exists exactly while the task is Running; a result exists only once it is
+/// Finished; every status change is in the history. Code outside this crate reads the
+/// fields through the accessors and cannot write them:
+///
+/// ```compile_fail
+/// # fn forge(task: &mut cella_types::Task) {
+/// task.lease = None; // a worker's lease is not the caller's to drop
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// # fn forge(task: &mut cella_types::Task, d: cella_types::Digest, u: cella_types::UserName) {
+/// task.approvals.insert(u, d); // approvals go through `Task::approve`
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// # fn forge(task: &mut cella_types::Task, r: cella_types::TaskResult) {
+/// task.result = Some(r); // a result goes through `Task::finish`
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// # fn forge(task: &mut cella_types::Task, f: cella_types::OutputFileId) {
+/// task.outputs.get_mut("out").unwrap().file = Some(f); // slots go through `assign_output`
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// # fn forge(task: &mut cella_types::Task) {
+/// task.attempts = 0; // the retry budget is counted by `Task::start`
+/// # }
+/// ```
+///
+/// The same reads through the accessors compile:
+///
+/// ```
+/// # fn read(task: &cella_types::Task) {
+/// let _ = (task.lease(), task.approvals(), task.result(), task.attempts());
+/// let _ = task.outputs().get("out").and_then(|s| s.file);
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     /// The task's id.
-    pub id: TaskId,
+    id: TaskId,
     /// Who created it; only the creator invokes.
-    pub creator: UserName,
+    creator: UserName,
     /// The function it runs.
-    pub function_id: FunctionId,
+    function_id: FunctionId,
     /// The function's owner.
-    pub function_owner: UserName,
+    function_owner: UserName,
     /// Resolved arguments (defaults merged in).
-    pub arguments: BTreeMap<String, String>,
+    arguments: BTreeMap<String, String>,
     /// Input slots by name.
-    pub inputs: BTreeMap<String, InputSlot>,
+    inputs: BTreeMap<String, InputSlot>,
     /// Output slots by name.
-    pub outputs: BTreeMap<String, OutputSlot>,
+    outputs: BTreeMap<String, OutputSlot>,
     /// Everyone whose approval is required.
-    pub participants: BTreeSet<UserName>,
+    participants: BTreeSet<UserName>,
     /// Each approver and the task digest they approved.
-    pub approvals: BTreeMap<UserName, Digest>,
+    approvals: BTreeMap<UserName, Digest>,
     status: TaskStatus,
     /// How many times a worker has leased it.
-    pub attempts: u32,
+    attempts: u32,
     /// The current worker lease, while Running.
-    pub lease: Option<Lease>,
+    lease: Option<Lease>,
     /// The result, once Finished.
-    pub result: Option<TaskResult>,
+    result: Option<TaskResult>,
     /// Why it failed or who canceled it.
-    pub reason: Option<String>,
+    reason: Option<String>,
     /// Every status it has had, oldest first.
-    pub history: Vec<Transition>,
+    history: Vec<Transition>,
 }
 
 /// A task operation that the task's current state does not allow.
@@ -387,6 +432,84 @@ impl Task {
     /// The current status.
     pub fn status(&self) -> TaskStatus {
         self.status
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Who created it; only the creator invokes.
+    pub fn creator(&self) -> &UserName {
+        &self.creator
+    }
+
+    /// The function it runs.
+    pub fn function_id(&self) -> FunctionId {
+        self.function_id
+    }
+
+    /// The function's owner.
+    pub fn function_owner(&self) -> &UserName {
+        &self.function_owner
+    }
+
+    /// Resolved arguments (defaults merged in).
+    pub fn arguments(&self) -> &BTreeMap<String, String> {
+        &self.arguments
+    }
+
+    /// Input slots by name, with the file assigned to each so far.
+    pub fn inputs(&self) -> &BTreeMap<String, InputSlot> {
+        &self.inputs
+    }
+
+    /// Output slots by name, with the file assigned to each so far.
+    pub fn outputs(&self) -> &BTreeMap<String, OutputSlot> {
+        &self.outputs
+    }
+
+    /// Everyone whose approval is required.
+    pub fn participants(&self) -> &BTreeSet<UserName> {
+        &self.participants
+    }
+
+    /// Each approver and the task digest they approved (which may no longer be the
+    /// current one: see [`Task::missing_approvals`]).
+    pub fn approvals(&self) -> &BTreeMap<UserName, Digest> {
+        &self.approvals
+    }
+
+    /// How many times a worker has leased it.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The current worker lease: `Some` exactly while Running.
+    pub fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+
+    /// Whether `worker` holds the task now: it is Running under that worker's lease.
+    /// A worker records an outcome only while this holds.
+    pub fn is_held_by(&self, worker: &str) -> bool {
+        self.status == TaskStatus::Running
+            && self.lease.as_ref().is_some_and(|l| l.worker == worker)
+    }
+
+    /// The result: `Some` only once Finished.
+    pub fn result(&self) -> Option<&TaskResult> {
+        self.result.as_ref()
+    }
+
+    /// Why it failed or who canceled it.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// Every status it has had, oldest first.
+    pub fn history(&self) -> &[Transition] {
+        &self.history
     }
 
     fn set_status(&mut self, to: TaskStatus, now_ms: u64) -> Result<(), TaskError> {
@@ -991,12 +1114,7 @@ mod tests {
         assert_eq!(t.lease_lost("worker w lost", 6), Ok(TaskStatus::Staged));
         t.start(lease(), 7).unwrap();
         assert_eq!(t.lease_lost("worker w lost", 8), Ok(TaskStatus::Failed));
-        assert!(
-            t.reason
-                .as_deref()
-                .unwrap()
-                .contains("gave up after 2 attempts")
-        );
+        assert!(t.reason().unwrap().contains("gave up after 2 attempts"));
         assert!(t.cancel(&u("a"), 9).is_err());
     }
 

@@ -174,13 +174,13 @@ impl TaskService for TaskApi {
         let c = caller.clone();
         let watched = id.clone();
         let (first, mut events) = self.0.run(move |p| p.watch_task(&c, &watched)).await?;
-        let task_id = first.task.id;
+        let task_id = first.task.id();
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_QUEUE);
         let api = self.0.clone();
         tokio::spawn(async move {
             let mut last = (
                 first.task.status(),
-                first.task.history.len(),
+                first.task.history().len(),
                 first.approved_by.len(),
             );
             let mut done = first.task.status().is_terminal();
@@ -200,7 +200,7 @@ impl TaskService for TaskApi {
                 let (c, i) = (caller.clone(), id.clone());
                 let item = api.run(move |p| p.get_task(&c, &i)).await;
                 if let Ok(v) = &item {
-                    let now = (v.task.status(), v.task.history.len(), v.approved_by.len());
+                    let now = (v.task.status(), v.task.history().len(), v.approved_by.len());
                     if now == last {
                         continue;
                     }
