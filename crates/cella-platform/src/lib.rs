@@ -48,6 +48,8 @@ pub struct Platform {
     executors: Executors,
     sched: Scheduler,
     hashing: HashLimiter,
+    /// The node's attested key for audit checkpoints, once the node has one.
+    audit_signer: std::sync::RwLock<Option<Arc<cella_attest::renew::CertResolver>>>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -95,7 +97,9 @@ impl Platform {
             executors,
             sched,
             hashing,
+            audit_signer: std::sync::RwLock::new(None),
         });
+        platform.start_audit_chain()?;
         platform.bootstrap_admin()?;
         platform.recover()?;
         Ok(platform)
