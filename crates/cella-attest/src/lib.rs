@@ -43,6 +43,7 @@ pub mod pccs;
 pub mod policy;
 pub mod ratls;
 pub mod renew;
+pub mod signed;
 pub mod sim;
 pub mod tls;
 pub mod verify;

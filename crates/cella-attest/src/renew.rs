@@ -112,9 +112,9 @@ impl Issuer {
 
 /// An identity as rustls uses it, and its certificate.
 #[derive(Debug, Clone)]
-struct Current {
-    key: Arc<CertifiedKey>,
-    cert: CertificateDer<'static>,
+pub(crate) struct Current {
+    pub(crate) key: Arc<CertifiedKey>,
+    pub(crate) cert: CertificateDer<'static>,
 }
 
 fn certified_key(cert: IssuedCert) -> Result<Current, RenewError> {
@@ -171,6 +171,12 @@ impl CertResolver {
     /// The certificate presented now.
     pub fn certificate(&self) -> CertificateDer<'static> {
         self.read().cert.clone()
+    }
+
+    /// The key and certificate presented now, together (a renewal between reading one
+    /// and the other would pair a key with another key's certificate).
+    pub(crate) fn certified(&self) -> Current {
+        self.read().clone()
     }
 
     fn current(&self) -> Arc<CertifiedKey> {

@@ -19,7 +19,7 @@ use cella_types::{Role, User, UserName};
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::audit;
+use crate::audit::{AuditAction, Subject, audit};
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::{Platform, PlatformError, Result, now_ms};
@@ -242,7 +242,12 @@ impl Platform {
         };
         self.store.write(|tx| {
             tx.put(&user)?;
-            audit(tx, &user.name, "bootstrap_admin", FIRST_ADMIN)
+            audit(
+                tx,
+                &user.name,
+                AuditAction::BootstrapAdmin,
+                Subject::user(&user.name),
+            )
         })?;
         tracing::info!(path = %path.display(), "created the first admin; its password is in this file");
         Ok(())
@@ -287,7 +292,12 @@ impl Platform {
                 user: found.name.clone(),
                 expires_ms,
             })?;
-            audit(tx, &found.name, "login", found.name.as_str())
+            audit(
+                tx,
+                &found.name,
+                AuditAction::Login,
+                Subject::user(&found.name),
+            )
         })?;
         Ok(Login {
             token: self.token_key.sign(&sid, expires_ms),
@@ -332,7 +342,12 @@ impl Platform {
     pub fn logout(&self, caller: &Caller) -> Result<()> {
         self.store.write(|tx| {
             tx.delete::<Session>(&caller.session)?;
-            audit(tx, &caller.user, "logout", caller.user.as_str())
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::Logout,
+                Subject::user(&caller.user),
+            )
         })
     }
 
@@ -371,7 +386,12 @@ impl Platform {
                 return Err(PlatformError::AlreadyExists(format!("user {}", user.name)));
             }
             tx.put(&user)?;
-            audit(tx, &caller.user, "register_user", user.name.as_str())
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::RegisterUser,
+                Subject::user(&user.name),
+            )
         })?;
         Ok(user)
     }
@@ -421,7 +441,12 @@ impl Platform {
             user.password_hash = new_hash;
             tx.put(&user)?;
             revoke_sessions(tx, &target)?;
-            audit(tx, &caller.user, "change_password", target.as_str())
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::ChangePassword,
+                Subject::user(&target),
+            )
         })
     }
 

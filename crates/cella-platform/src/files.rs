@@ -11,7 +11,7 @@ use cella_types::{
     Task,
 };
 
-use crate::audit::audit;
+use crate::audit::{AuditAction, Subject, audit};
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
@@ -213,7 +213,12 @@ impl Platform {
         };
         let stored = self.store.write(|tx| {
             tx.put(&file)?;
-            audit(tx, &file.owner, "upload_input", &file.key())
+            audit(
+                tx,
+                &file.owner,
+                AuditAction::UploadInput,
+                Subject::owned(file.key(), &file.owner),
+            )
         });
         if stored.is_err() {
             let _removed = self.blobs.remove(&BlobName::input(id));
@@ -257,7 +262,12 @@ impl Platform {
         };
         self.store.write(|tx| {
             tx.put(&file)?;
-            audit(tx, &caller.user, "register_input", &file.key())
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::RegisterInput,
+                Subject::owned(file.key(), &caller.user),
+            )
         })?;
         Ok(file)
     }
@@ -298,7 +308,12 @@ impl Platform {
         };
         self.store.write(|tx| {
             tx.put(&file)?;
-            audit(tx, &caller.user, "register_output", &file.key())
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::RegisterOutput,
+                Subject::owned(file.key(), &caller.user),
+            )
         })?;
         Ok(file)
     }
@@ -395,7 +410,12 @@ impl Platform {
                 FileView::Input(f) => tx.delete::<InputFile>(&f.key())?,
                 FileView::Output(f) => tx.delete::<OutputFile>(&f.key())?,
             };
-            audit(tx, &caller.user, "delete_file", &key)
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::DeleteFile,
+                Subject::owned(key.clone(), &caller.user),
+            )
         })?;
         let blob = match &file {
             FileView::Input(f) if f.location == Location::Blob => Some(BlobName::input(f.id)),

@@ -6,7 +6,7 @@ use std::io::Write;
 use cella_store::{BlobName, Record};
 use cella_types::{Digest, Function, FunctionId, FunctionSpec, Task, User, Visibility};
 
-use crate::audit::audit;
+use crate::audit::{AuditAction, Subject, audit};
 use crate::config::MAX_PAYLOAD_BYTES;
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
@@ -144,7 +144,12 @@ impl Platform {
         };
         self.store.write(|tx| {
             tx.put(&function)?;
-            audit(tx, &caller.user, "register_function", &function.key())
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::RegisterFunction,
+                Subject::function(&function),
+            )
         })?;
         Ok(function)
     }
@@ -241,7 +246,12 @@ impl Platform {
             f.payload_len = len;
             f.updated_ms = now_ms();
             tx.put(&f)?;
-            audit(tx, &caller.user, "update_function", &f.key())?;
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::UpdateFunction,
+                Subject::function(&f),
+            )?;
             Ok(f)
         })
     }
@@ -267,7 +277,12 @@ impl Platform {
             f.disabled = true;
             f.updated_ms = now_ms();
             tx.put(&f)?;
-            audit(tx, &caller.user, "disable_function", &f.key())?;
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::DisableFunction,
+                Subject::function(&f),
+            )?;
             Ok(f)
         })
     }
@@ -300,7 +315,12 @@ impl Platform {
                 )));
             }
             tx.delete::<Function>(&current.key())?;
-            audit(tx, &caller.user, "delete_function", &current.key())
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::DeleteFunction,
+                Subject::function(&current),
+            )
         })
     }
 

@@ -51,6 +51,8 @@ pub struct Platform {
     hashing: HashLimiter,
     /// Where events go for metrics ([`Platform::observe`]); unset: nowhere.
     observer: std::sync::OnceLock<Arc<dyn observe::Observer>>,
+    /// The node's attested key for audit checkpoints, once the node has one.
+    audit_signer: std::sync::RwLock<Option<Arc<cella_attest::renew::CertResolver>>>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -99,7 +101,9 @@ impl Platform {
             sched,
             hashing,
             observer: std::sync::OnceLock::new(),
+            audit_signer: std::sync::RwLock::new(None),
         });
+        platform.start_audit_chain()?;
         platform.bootstrap_admin()?;
         platform.recover()?;
         Ok(platform)

@@ -156,6 +156,16 @@ pub(crate) fn check(caller: &Caller, action: &Action<'_>) -> Result<(), Platform
     }
 }
 
+/// Whether `caller` may see audit entry `entry`: an admin sees every entry (reading the
+/// trail is managing the node, and entries hold ids, never data); anyone else sees the
+/// entries they acted in and those that concern them (its parties: the participants of a
+/// task, the owner of a file or function, the user of an account).
+pub(crate) fn may_read_audit(caller: &Caller, entry: &crate::audit::AuditEntry) -> bool {
+    caller.has_role(Role::Admin)
+        || entry.actor == caller.user.as_str()
+        || entry.parties.iter().any(|p| p == caller.user.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

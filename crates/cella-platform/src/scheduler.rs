@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{NODE_ACTOR, audit_as};
+use crate::audit::{AuditAction, NODE_ACTOR, Subject, audit_as};
 use crate::fair::{FairShare, SCAN_WINDOW};
 use crate::{Platform, PlatformError, Result, now_ms};
 
@@ -469,7 +469,12 @@ impl Platform {
                 if status == TaskStatus::Staged {
                     crate::scheduler::enqueue(tx, &task)?;
                 }
-                audit_as(tx, NODE_ACTOR, "recover_task", &task.key())?;
+                audit_as(
+                    tx,
+                    NODE_ACTOR,
+                    AuditAction::RecoverTask,
+                    Subject::ran(&task),
+                )?;
                 n += 1;
             }
             Ok::<_, PlatformError>(n)
@@ -498,7 +503,7 @@ impl Platform {
             if status == TaskStatus::Staged {
                 enqueue(tx, &t)?;
             }
-            audit_as(tx, NODE_ACTOR, "lease_lost", &t.key())?;
+            audit_as(tx, NODE_ACTOR, AuditAction::LeaseLost, Subject::ran(&t))?;
             Ok(Some(t))
         })?;
         self.sched.publish(task);

@@ -14,7 +14,7 @@ use cella_types::{
 };
 use tokio::sync::broadcast;
 
-use crate::audit::audit;
+use crate::audit::{AuditAction, Subject, audit};
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::scheduler::{IdleWorker, enqueue};
@@ -186,7 +186,7 @@ impl Platform {
         &self,
         caller: &Caller,
         id: &str,
-        op: &str,
+        op: AuditAction,
         change: impl FnOnce(&mut WriteTx<'_>, &mut Task, Option<&Function>) -> Result<()>,
     ) -> Result<TaskView> {
         let key = task_key(id)?;
@@ -197,8 +197,9 @@ impl Platform {
             let function = tx.get::<Function>(&task.function_id().to_string())?;
             change(tx, &mut task, function.as_ref())?;
             tx.put(&task)?;
-            audit(tx, &caller.user, op, &key)?;
-            Ok::<_, PlatformError>(view_of(function.as_ref(), task))
+            let view = view_of(function.as_ref(), task);
+            audit(tx, &caller.user, op, Subject::task(&view.task, view.digest))?;
+            Ok::<_, PlatformError>(view)
         })?;
         self.sched.publish(view.task.id());
         Ok(view)
@@ -304,7 +305,12 @@ impl Platform {
         let view = view_of(Some(&function), task);
         self.store.write(|tx| {
             tx.put(&view.task)?;
-            audit(tx, &caller.user, "create_task", &view.task.key())
+            audit(
+                tx,
+                &caller.user,
+                AuditAction::CreateTask,
+                Subject::task(&view.task, view.digest),
+            )
         })?;
         self.sched.publish(view.task.id());
         Ok(view)
@@ -367,7 +373,7 @@ impl Platform {
         inputs: &[(String, String)],
         outputs: &[(String, String)],
     ) -> Result<TaskView> {
-        self.mutate_task(caller, id, "assign_data", |tx, task, _| {
+        self.mutate_task(caller, id, AuditAction::AssignData, |tx, task, _| {
             policy::check(caller, &Action::ReadTask(task))?;
             let now = now_ms();
             for (slot, file_id) in inputs {
@@ -405,7 +411,7 @@ impl Platform {
     /// Permission, a stale digest, a task not waiting for approvals.
     pub fn approve_task(&self, caller: &Caller, id: &str, digest: &str) -> Result<TaskView> {
         let given: Digest = digest.parse()?;
-        self.mutate_task(caller, id, "approve_task", |_, task, function| {
+        self.mutate_task(caller, id, AuditAction::ApproveTask, |_, task, function| {
             policy::check(caller, &Action::Approve(task))?;
             let function = function.ok_or_else(|| {
                 PlatformError::FailedPrecondition("the task's function was deleted".into())
@@ -425,44 +431,45 @@ impl Platform {
         let mut handoff: Option<IdleWorker> = None;
         // Only the creator may invoke (checked below), so the task counts against them.
         let creator = caller.user.clone();
-        let invoked = self.mutate_task(caller, id, "invoke_task", |tx, task, function| {
-            policy::check(caller, &Action::Invoke(task))?;
-            let mut function = function.cloned().ok_or_else(|| {
-                PlatformError::FailedPrecondition("the task's function was deleted".into())
-            })?;
-            if function.disabled {
-                return Err(PlatformError::FailedPrecondition(format!(
-                    "function {} is disabled",
-                    function.id
-                )));
-            }
-            if !function.has_quota_left() {
-                return Err(PlatformError::ResourceExhausted(format!(
-                    "function {} has used its quota of {} invocations",
-                    function.id,
-                    function.spec.quota.unwrap_or_default()
-                )));
-            }
-            let current = task.digest(&function.payload_digest, function.spec.reuse);
-            let now = now_ms();
-            task.stage(&current, now)?;
-            function.usage += 1;
-            tx.put(&function)?;
-            // An idle worker takes the task in this same commit, if its creator is under
-            // the cap of running tasks; otherwise it queues.
-            match self.sched.take_idle() {
-                Some(worker) if self.sched.try_start(task.creator()) => {
-                    // Counted from here; undone below unless the commit goes through.
-                    let lease = self.new_lease(&worker.name);
-                    handoff = Some(worker);
-                    task.start(lease, now)?;
-                    Ok(())
+        let invoked =
+            self.mutate_task(caller, id, AuditAction::InvokeTask, |tx, task, function| {
+                policy::check(caller, &Action::Invoke(task))?;
+                let mut function = function.cloned().ok_or_else(|| {
+                    PlatformError::FailedPrecondition("the task's function was deleted".into())
+                })?;
+                if function.disabled {
+                    return Err(PlatformError::FailedPrecondition(format!(
+                        "function {} is disabled",
+                        function.id
+                    )));
                 }
-                // The worker not taken stays parked: its hand-off channel closes when
-                // `worker` drops, and it looks at the queue again.
-                _ => enqueue(tx, task),
-            }
-        });
+                if !function.has_quota_left() {
+                    return Err(PlatformError::ResourceExhausted(format!(
+                        "function {} has used its quota of {} invocations",
+                        function.id,
+                        function.spec.quota.unwrap_or_default()
+                    )));
+                }
+                let current = task.digest(&function.payload_digest, function.spec.reuse);
+                let now = now_ms();
+                task.stage(&current, now)?;
+                function.usage += 1;
+                tx.put(&function)?;
+                // An idle worker takes the task in this same commit, if its creator is under
+                // the cap of running tasks; otherwise it queues.
+                match self.sched.take_idle() {
+                    Some(worker) if self.sched.try_start(task.creator()) => {
+                        // Counted from here; undone below unless the commit goes through.
+                        let lease = self.new_lease(&worker.name);
+                        handoff = Some(worker);
+                        task.start(lease, now)?;
+                        Ok(())
+                    }
+                    // The worker not taken stays parked: its hand-off channel closes when
+                    // `worker` drops, and it looks at the queue again.
+                    _ => enqueue(tx, task),
+                }
+            });
         match (invoked, handoff) {
             (Ok(view), Some(worker)) => {
                 let name = worker.name.clone();
@@ -498,7 +505,7 @@ impl Platform {
     ///
     /// Permission, or a task already terminal.
     pub fn cancel_task(&self, caller: &Caller, id: &str) -> Result<TaskView> {
-        let view = self.mutate_task(caller, id, "cancel_task", |_, task, _| {
+        let view = self.mutate_task(caller, id, AuditAction::CancelTask, |_, task, _| {
             policy::check(caller, &Action::Cancel(task))?;
             task.cancel(&caller.user, now_ms())?;
             Ok(())

@@ -18,7 +18,7 @@ use cella_types::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{NODE_ACTOR, audit_as};
+use crate::audit::{AuditAction, NODE_ACTOR, Subject, audit_as};
 use crate::{Platform, PlatformError, Result, now_ms};
 
 /// Extra time the platform waits past the task deadline before abandoning an executor
@@ -365,11 +365,16 @@ impl Platform {
                         tx.put(&current)?;
                     }
                     task.finish(done.result, now)?;
-                    audit_as(tx, NODE_ACTOR, "task_finished", &task.key())?;
+                    audit_as(
+                        tx,
+                        NODE_ACTOR,
+                        AuditAction::TaskFinished,
+                        Subject::ran(&task),
+                    )?;
                 }
                 Err(RunError::Failed(reason)) => {
                     task.fail(reason, now)?;
-                    audit_as(tx, NODE_ACTOR, "task_failed", &task.key())?;
+                    audit_as(tx, NODE_ACTOR, AuditAction::TaskFailed, Subject::ran(&task))?;
                 }
             }
             tx.put(&task)?;

@@ -1,0 +1,139 @@
+//! Checkpoints: the node signs (checkpoint number, last entry, its hash, time) with its
+//! attested RA-TLS key, at an interval and on shutdown, so the chain's head is vouched
+//! for by attested code and the trail can be checked offline with the attestation
+//! policy alone (`cella audit verify`).
+
+use std::sync::Arc;
+
+use cella_attest::renew::CertResolver;
+use cella_attest::signed::AttestedSignature;
+use cella_store::{Record, seq_key};
+use cella_types::Digest;
+use serde::{Deserialize, Serialize};
+
+use super::chain::checkpoint_message;
+use super::{AuditEntry, chain_head};
+use crate::{Platform, PlatformError, Result, now_ms};
+
+/// The value of [`AuditExport::format`].
+pub const EXPORT_FORMAT: &str = "cella-audit-export-v1";
+
+/// A signed statement of the chain's head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCheckpoint {
+    /// The checkpoint's number, from 1.
+    pub number: u64,
+    /// The last entry it covers.
+    pub entry_seq: u64,
+    /// That entry's hash.
+    pub head_hash: Digest,
+    /// When it was signed, ms since the epoch (the time its evidence is judged at).
+    pub at_ms: u64,
+    /// The node's RA-TLS certificate (DER, hex) whose key signed it.
+    pub cert: String,
+    /// The TLS signature scheme's code point.
+    pub scheme: u16,
+    /// The signature over [`checkpoint_message`], hex.
+    pub signature: String,
+}
+
+impl Record for AuditCheckpoint {
+    const TABLE: &'static str = "audit_checkpoint";
+    fn key(&self) -> String {
+        seq_key(self.number)
+    }
+}
+
+impl AuditCheckpoint {
+    /// The signature with its certificate, decoded.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the field that is not hex.
+    pub fn signature(&self) -> Result<AttestedSignature, String> {
+        Ok(AttestedSignature {
+            cert_der: hex::decode(&self.cert).map_err(|e| format!("cert: {e}"))?,
+            scheme: self.scheme,
+            signature: hex::decode(&self.signature).map_err(|e| format!("signature: {e}"))?,
+        })
+    }
+}
+
+/// A trail as exported for offline verification: every entry in chain order and every
+/// checkpoint, as JSON (`cella audit export`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditExport {
+    /// Always [`EXPORT_FORMAT`].
+    pub format: String,
+    /// The entries, in chain order.
+    pub entries: Vec<AuditEntry>,
+    /// The checkpoints, in order.
+    pub checkpoints: Vec<AuditCheckpoint>,
+}
+
+impl Platform {
+    /// Signs audit checkpoints with `signer`'s current key from now on (the node's
+    /// RA-TLS identity, renewed on its timer).
+    pub fn set_audit_signer(&self, signer: Arc<CertResolver>) {
+        *self
+            .audit_signer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(signer);
+    }
+
+    /// Writes a checkpoint over the chain's current head now, unless the last
+    /// checkpoint already covers it; returns the checkpoint that covers the head.
+    ///
+    /// # Errors
+    ///
+    /// [`PlatformError::FailedPrecondition`] when the node has no attested key
+    /// ([`Platform::set_audit_signer`]), [`PlatformError::Internal`] when signing
+    /// fails, or a store error.
+    pub fn write_audit_checkpoint(&self) -> Result<AuditCheckpoint> {
+        let signer = self
+            .audit_signer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                PlatformError::FailedPrecondition(
+                    "the node has no attested key to sign audit checkpoints with".into(),
+                )
+            })?;
+        self.store.write(|tx| {
+            let head = chain_head(tx)?;
+            let last = tx.list::<AuditCheckpoint>()?.pop();
+            let number = match last {
+                Some(last) if last.entry_seq == head.seq => return Ok(last),
+                Some(last) => last.number + 1,
+                None => 1,
+            };
+            let at_ms = now_ms();
+            let message = checkpoint_message(number, head.seq, &head.hash, at_ms);
+            let signed = signer.sign(&message).map_err(|e| {
+                PlatformError::Internal(format!("signing an audit checkpoint: {e}"))
+            })?;
+            let checkpoint = AuditCheckpoint {
+                number,
+                entry_seq: head.seq,
+                head_hash: head.hash,
+                at_ms,
+                cert: hex::encode(&signed.cert_der),
+                scheme: signed.scheme,
+                signature: hex::encode(&signed.signature),
+            };
+            tx.put(&checkpoint)?;
+            Ok(checkpoint)
+        })
+    }
+
+    /// Every checkpoint, in order. They hold hashes and the node's certificate only, so
+    /// any authenticated caller may read them.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub fn list_audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
+        Ok(self.store.read(|tx| tx.list::<AuditCheckpoint>())?)
+    }
+}
