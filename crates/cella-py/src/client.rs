@@ -217,6 +217,7 @@ both_clients! {
         fn list_users() -> Vec<User>;
         /// Registers a function. `payload` is the builtin's name (`str`) for `builtin`,
         /// or the module / program as `bytes` or a `pathlib.Path` to read.
+        #[expect(clippy::too_many_arguments, reason = "keyword arguments of the Python signature")]
         #[pyo3(signature = (name, executor, payload, *, inputs=Vec::new(), outputs=Vec::new(), arguments=None, description=String::new(), runtime=None, public=false, allowed_users=Vec::new(), reuse=None))]
         fn register_function(
             name: String,
