@@ -1,0 +1,250 @@
+//! The Python exception classes, and the one place a [`ClientError`] (or a local
+//! failure of the SDK) becomes one.
+//!
+//! Every class derives from `cella.CellaError`. A refusal by the node is a
+//! `cella.StatusError` subclass per gRPC code, carrying `code` (such as `"NOT_FOUND"`),
+//! `op` (the RPC, such as `"GetTask"`) and `message` (the node's own words); trust
+//! failures are `cella.AttestationError` and `cella.ConnectError`; local checks that
+//! refuse (a digest that does not match, a sealed file that does not open) have classes
+//! of their own so a caller can tell "the node said no" from "we said no".
+
+use cella_client::{ClientError, Code};
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::{PyErr, create_exception};
+
+create_exception!(
+    cella,
+    CellaError,
+    PyException,
+    "Base class of every Cella SDK error."
+);
+create_exception!(
+    cella,
+    ConnectError,
+    CellaError,
+    "The node could not be reached, or TLS with it failed."
+);
+create_exception!(
+    cella,
+    AttestationError,
+    ConnectError,
+    "The node's attestation evidence (or pinned certificate) was refused: nothing was sent."
+);
+create_exception!(
+    cella,
+    NotLoggedInError,
+    CellaError,
+    "An authenticated call without a session: call login first."
+);
+create_exception!(
+    cella,
+    InvalidInputError,
+    CellaError,
+    "Bad input from the caller, caught before anything was sent."
+);
+create_exception!(
+    cella,
+    ProtocolError,
+    CellaError,
+    "The node's answer broke the protocol (a missing or malformed field)."
+);
+create_exception!(
+    cella,
+    SealError,
+    CellaError,
+    "A sealed file could not be written or opened (wrong key, tampered or truncated)."
+);
+create_exception!(
+    cella,
+    DigestMismatchError,
+    CellaError,
+    "approve refused: the task's digest is not the one recomputed or reviewed locally."
+);
+create_exception!(
+    cella,
+    TaskFailedError,
+    CellaError,
+    "The task ended Failed or Canceled, so it has no results."
+);
+create_exception!(
+    cella,
+    StatusError,
+    CellaError,
+    "The node refused a call; `code`, `op` and `message` say how."
+);
+create_exception!(
+    cella,
+    NotFoundError,
+    StatusError,
+    "NOT_FOUND from the node."
+);
+create_exception!(
+    cella,
+    PermissionDeniedError,
+    StatusError,
+    "PERMISSION_DENIED from the node."
+);
+create_exception!(
+    cella,
+    UnauthenticatedError,
+    StatusError,
+    "UNAUTHENTICATED from the node (wrong password, expired or revoked session)."
+);
+create_exception!(
+    cella,
+    InvalidArgumentError,
+    StatusError,
+    "INVALID_ARGUMENT from the node."
+);
+create_exception!(
+    cella,
+    FailedPreconditionError,
+    StatusError,
+    "FAILED_PRECONDITION from the node (e.g. a task not in a state that allows the call)."
+);
+create_exception!(
+    cella,
+    AlreadyExistsError,
+    StatusError,
+    "ALREADY_EXISTS from the node."
+);
+create_exception!(
+    cella,
+    ResourceExhaustedError,
+    StatusError,
+    "RESOURCE_EXHAUSTED from the node (quota, size limit, full disk)."
+);
+create_exception!(
+    cella,
+    UnavailableError,
+    StatusError,
+    "UNAVAILABLE from the node (or the connection broke)."
+);
+
+/// Registers every exception class on the module.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("CellaError", py.get_type::<CellaError>())?;
+    m.add("ConnectError", py.get_type::<ConnectError>())?;
+    m.add("AttestationError", py.get_type::<AttestationError>())?;
+    m.add("NotLoggedInError", py.get_type::<NotLoggedInError>())?;
+    m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
+    m.add("ProtocolError", py.get_type::<ProtocolError>())?;
+    m.add("SealError", py.get_type::<SealError>())?;
+    m.add("DigestMismatchError", py.get_type::<DigestMismatchError>())?;
+    m.add("TaskFailedError", py.get_type::<TaskFailedError>())?;
+    m.add("StatusError", py.get_type::<StatusError>())?;
+    m.add("NotFoundError", py.get_type::<NotFoundError>())?;
+    m.add(
+        "PermissionDeniedError",
+        py.get_type::<PermissionDeniedError>(),
+    )?;
+    m.add(
+        "UnauthenticatedError",
+        py.get_type::<UnauthenticatedError>(),
+    )?;
+    m.add(
+        "InvalidArgumentError",
+        py.get_type::<InvalidArgumentError>(),
+    )?;
+    m.add(
+        "FailedPreconditionError",
+        py.get_type::<FailedPreconditionError>(),
+    )?;
+    m.add("AlreadyExistsError", py.get_type::<AlreadyExistsError>())?;
+    m.add(
+        "ResourceExhaustedError",
+        py.get_type::<ResourceExhaustedError>(),
+    )?;
+    m.add("UnavailableError", py.get_type::<UnavailableError>())?;
+    Ok(())
+}
+
+/// The wire name of a gRPC code, as Python code compares it (`"NOT_FOUND"`).
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The exception for a node's refusal with `code`.
+fn status_error(code: Code, text: String) -> PyErr {
+    match code {
+        Code::NotFound => NotFoundError::new_err(text),
+        Code::PermissionDenied => PermissionDeniedError::new_err(text),
+        Code::Unauthenticated => UnauthenticatedError::new_err(text),
+        Code::InvalidArgument => InvalidArgumentError::new_err(text),
+        Code::FailedPrecondition => FailedPreconditionError::new_err(text),
+        Code::AlreadyExists => AlreadyExistsError::new_err(text),
+        Code::ResourceExhausted => ResourceExhaustedError::new_err(text),
+        Code::Unavailable => UnavailableError::new_err(text),
+        _ => StatusError::new_err(text),
+    }
+}
+
+/// Turns a client error into its Python exception. The text is the client's own
+/// message (it names the operation and, for a refusal, carries the node's message).
+pub(crate) fn to_py(err: ClientError) -> PyErr {
+    let text = err.to_string();
+    match err {
+        ClientError::Status { op, code, message } => {
+            let exc = status_error(code, text);
+            Python::attach(|py| {
+                let value = exc.value(py);
+                // Setting attributes on a fresh exception instance cannot fail short of
+                // memory exhaustion; the exception is still raised without them then.
+                value.setattr("code", code_name(code)).ok();
+                value.setattr("op", op).ok();
+                value.setattr("message", message).ok();
+            });
+            exc
+        }
+        ClientError::AttestationRefused { .. } | ClientError::CertificateMismatch { .. } => {
+            AttestationError::new_err(text)
+        }
+        ClientError::InvalidAddress { .. }
+        | ClientError::InvalidCertificate { .. }
+        | ClientError::InvalidInput(_) => InvalidInputError::new_err(text),
+        ClientError::Tls { .. } | ClientError::Connect { .. } | ClientError::TlsConfig(_) => {
+            ConnectError::new_err(text)
+        }
+        ClientError::NotLoggedIn => NotLoggedInError::new_err(text),
+        ClientError::Protocol { .. } => ProtocolError::new_err(text),
+        ClientError::Io { ref source, .. } => {
+            let text = format!("{text}: {source}");
+            pyo3::exceptions::PyOSError::new_err(text)
+        }
+    }
+}
+
+/// Renders an error with its chain of causes, `a: b: c`.
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
