@@ -216,6 +216,7 @@ impl Inner {
             allowed_users: f.allowed_users,
             quota: None,
             reuse: f.reuse.unwrap_or_default(),
+            max_output_bytes: None,
         };
         let payload = f.payload.read().await?;
         let info = self.client().register_function(spec, payload).await;
