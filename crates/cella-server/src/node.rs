@@ -256,7 +256,6 @@ fn build_libos(
             let section = libos.sandbox.clone().unwrap_or_default();
             let sandbox = SandboxConfig::from_section(&config.data_dir, section)
                 .map_err(|e| e.to_string())?;
-            sweep_sandbox_run_dirs(&sandbox.data_dir)?;
             let backend =
                 SandboxBackend::new(sandbox, &attestation, roots).map_err(|e| e.to_string())?;
             probe_blocking(&backend)?;
@@ -325,35 +324,6 @@ fn probe_blocking(backend: &SandboxBackend) -> Result<(), String> {
         .join()
         .unwrap_or_else(|_| Err("the sandbox probe panicked".into()))
     })
-}
-
-/// Removes what earlier processes of this node left in the sandbox backend's run root
-/// (`<data_dir>/libos/run/<id>/`, one per instance, removed when the instance is
-/// reaped): after a crash they belong to instances that are gone. They hold the
-/// instance's evidence socket, never plaintext (an instance's inputs and outputs live in
-/// its own tmpfs, which ends with it), but nothing of a dead run should outlive it. The
-/// data dir is this node's alone; call this before the backend launches anything.
-fn sweep_sandbox_run_dirs(data_dir: &std::path::Path) -> Result<(), String> {
-    use cella_sandbox::backend::{LIBOS_DIR, RUN_DIR};
-    let root = data_dir.join(LIBOS_DIR).join(RUN_DIR);
-    let Ok(entries) = std::fs::read_dir(&root) else {
-        return Ok(());
-    };
-    let mut removed = 0usize;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let gone = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            cella_executor::scratch::remove_abandoned(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        gone.map_err(|e| format!("removing the stale run dir {}: {e}", path.display()))?;
-        removed += 1;
-    }
-    if removed > 0 {
-        tracing::warn!(dir = %root.display(), count = removed, "removed sandbox run dirs left by an earlier process");
-    }
-    Ok(())
 }
 
 /// The WebAssembly executor of a node: default limits, compiled modules cached in
@@ -579,19 +549,6 @@ impl RunningNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stale_sandbox_run_dirs_are_swept_and_a_missing_root_is_fine() {
-        let dir = tempfile::tempdir().unwrap();
-        sweep_sandbox_run_dirs(dir.path()).unwrap();
-        let root = dir.path().join("libos").join("run");
-        std::fs::create_dir_all(root.join("0123abcd")).unwrap();
-        std::fs::write(root.join("0123abcd").join("evidence.sock"), b"").unwrap();
-        std::fs::write(root.join("stray"), b"").unwrap();
-        sweep_sandbox_run_dirs(dir.path()).unwrap();
-        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
-        assert!(dir.path().join("libos").is_dir());
-    }
 
     fn node_with(libos_toml: &str) -> (tempfile::TempDir, NodeConfig) {
         let dir = tempfile::tempdir().unwrap();

@@ -87,13 +87,13 @@ pub mod inside {
 }
 
 /// The directory under the data dir holding the pre-load copy and the run dirs.
-pub const LIBOS_DIR: &str = "libos";
+pub(crate) const LIBOS_DIR: &str = "libos";
 /// The pre-load copy's file name under [`LIBOS_DIR`].
-pub const PRELOAD_FILE: &str = "preload";
+pub(crate) const PRELOAD_FILE: &str = "preload";
 /// The executor policy's file name under [`LIBOS_DIR`].
-pub const POLICY_FILE: &str = "executor-policy.toml";
+pub(crate) const POLICY_FILE: &str = "executor-policy.toml";
 /// The run dirs' parent under [`LIBOS_DIR`].
-pub const RUN_DIR: &str = "run";
+pub(crate) const RUN_DIR: &str = "run";
 
 /// How the sandbox backend is set up.
 #[derive(Debug, Clone)]
@@ -336,6 +336,7 @@ impl SandboxBackend {
             .mode(0o700)
             .create(&run_root)
             .map_err(|e| fail(format!("creating {}: {e}", run_root.display())))?;
+        sweep_run_dirs(&run_root)?;
         if !config.jailer.is_file() {
             return Err(fail(format!(
                 "the jailer {} is not a file",
@@ -809,6 +810,32 @@ impl LibosBackend for SandboxBackend {
     }
 }
 
+/// Removes what earlier processes of this node left in the run root (one directory per
+/// instance, `<data_dir>/libos/run/<id>/`, removed when the instance is reaped): after a
+/// crash they belong to instances that are gone. They hold the instance's evidence
+/// socket, never plaintext (an instance's inputs and outputs live in its own tmpfs,
+/// which ends with it), but nothing of a dead run should outlive it. The data dir is
+/// this node's alone and nothing has launched yet, so everything in it is stale.
+fn sweep_run_dirs(run_root: &Path) -> Result<(), BackendError> {
+    let entries = std::fs::read_dir(run_root)
+        .map_err(|e| fail(format!("reading {}: {e}", run_root.display())))?;
+    let mut removed = 0usize;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let gone = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            cella_executor::scratch::remove_abandoned(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        gone.map_err(|e| fail(format!("removing the stale run dir {}: {e}", path.display())))?;
+        removed += 1;
+    }
+    if removed > 0 {
+        tracing::warn!(dir = %run_root.display(), count = removed, "removed sandbox run dirs left by an earlier process");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,6 +865,20 @@ mod tests {
             }],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn run_dirs_left_by_an_earlier_process_are_swept_when_the_backend_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(LIBOS_DIR).join(RUN_DIR);
+        std::fs::create_dir_all(root.join("0123abcd")).unwrap();
+        std::fs::write(root.join("0123abcd").join("evidence.sock"), b"").unwrap();
+        std::fs::write(root.join("stray"), b"").unwrap();
+        let a = attestation();
+        let _b = backend(dir.path(), SandboxSection::default(), &a);
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        // What is not a run dir stays: the pre-load copy and the policy beside the root.
+        assert!(dir.path().join(LIBOS_DIR).join(PRELOAD_FILE).is_file());
     }
 
     #[test]
