@@ -299,6 +299,50 @@ fn function_update_changes_only_what_is_given() {
 }
 
 #[test]
+fn a_functions_output_cap_is_set_kept_and_given_back_to_the_node() {
+    let register = |extra: &[&str]| {
+        let mut args = vec!["function", "register", "--name", "f", "--builtin", "echo"];
+        args.extend_from_slice(extra);
+        let Command::Function(FunctionCmd::Register(r)) = parse(&args).unwrap().command else {
+            panic!("not register");
+        };
+        register_spec(&r)
+    };
+    let update = |spec: &cella_client::proto::FunctionSpec, extra: &[&str]| {
+        let mut args = vec!["function", "update", FUNCTION_ID];
+        args.extend_from_slice(extra);
+        let Command::Function(FunctionCmd::Update(u)) = parse(&args).unwrap().command else {
+            panic!("not update");
+        };
+        updated_spec(spec.clone(), &u).map(|(s, _)| s.max_output_bytes)
+    };
+    assert_eq!(register(&[]).unwrap().0.max_output_bytes, None);
+    let (spec, _) = register(&["--max-output-bytes", "4096"]).unwrap();
+    assert_eq!(spec.max_output_bytes, Some(4096));
+    // Zero is caught before anything is sent, naming the setting.
+    let e = format!("{:#}", register(&["--max-output-bytes", "0"]).unwrap_err());
+    assert!(e.contains("max_output_bytes = 0"), "{e}");
+    assert!(parse(&["function", "register", "--max-output-bytes", "-1"]).is_err());
+
+    // An update that does not name the cap keeps it; one that does replaces it; and
+    // --node-output-cap hands the choice back to the node.
+    assert_eq!(update(&spec, &["--description", "d"]).unwrap(), Some(4096));
+    assert_eq!(update(&spec, &["--max-output-bytes", "10"]).unwrap(), Some(10));
+    assert_eq!(update(&spec, &["--node-output-cap"]).unwrap(), None);
+    let e = format!("{:#}", update(&spec, &["--max-output-bytes", "0"]).unwrap_err());
+    assert!(e.contains("max_output_bytes = 0"), "{e}");
+    let both = [
+        "function",
+        "update",
+        FUNCTION_ID,
+        "--node-output-cap",
+        "--max-output-bytes",
+        "1",
+    ];
+    assert!(parse(&both).is_err());
+}
+
+#[test]
 fn task_create_parses_owner_lists() {
     let cli = parse(&[
         "task",
