@@ -827,7 +827,12 @@ fn sweep_run_dirs(run_root: &Path) -> Result<(), BackendError> {
         } else {
             std::fs::remove_file(&path)
         };
-        gone.map_err(|e| fail(format!("removing the stale run dir {}: {e}", path.display())))?;
+        gone.map_err(|e| {
+            fail(format!(
+                "removing the stale run dir {}: {e}",
+                path.display()
+            ))
+        })?;
         removed += 1;
     }
     if removed > 0 {
