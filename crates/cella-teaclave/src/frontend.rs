@@ -226,6 +226,11 @@ fn status_and_result(v: &TaskView) -> (cpb::TaskStatus, cpb::TaskResult) {
     };
     let (status, result) = match t.status() {
         TaskStatus::Created => (cpb::TaskStatus::Created, None),
+        // Teaclave moves a task to DataAssigned when data is assigned; a task without
+        // data slots stays Created until approved (Cella's is ready for approval at once).
+        TaskStatus::DataAssigned if t.inputs().is_empty() && t.outputs().is_empty() => {
+            (cpb::TaskStatus::Created, None)
+        }
         TaskStatus::DataAssigned => (cpb::TaskStatus::DataAssigned, None),
         TaskStatus::Approved => (cpb::TaskStatus::Approved, None),
         TaskStatus::Staged => (cpb::TaskStatus::Staged, None),
