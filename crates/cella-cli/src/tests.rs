@@ -327,15 +327,9 @@ fn a_functions_output_cap_is_set_kept_and_given_back_to_the_node() {
     // An update that does not name the cap keeps it; one that does replaces it; and
     // --node-output-cap hands the choice back to the node.
     assert_eq!(update(&spec, &["--description", "d"]).unwrap(), Some(4096));
-    assert_eq!(
-        update(&spec, &["--max-output-bytes", "10"]).unwrap(),
-        Some(10)
-    );
+    assert_eq!(update(&spec, &["--max-output-bytes", "10"]).unwrap(), Some(10));
     assert_eq!(update(&spec, &["--node-output-cap"]).unwrap(), None);
-    let e = format!(
-        "{:#}",
-        update(&spec, &["--max-output-bytes", "0"]).unwrap_err()
-    );
+    let e = format!("{:#}", update(&spec, &["--max-output-bytes", "0"]).unwrap_err());
     assert!(e.contains("max_output_bytes = 0"), "{e}");
     let both = [
         "function",
