@@ -338,7 +338,7 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     config.evidence = evidence;
     config.ops = ops;
     config.libos = libos;
-    config.teaclave = args.teaclave_api.then(|| cella_teaclave::TeaclaveConfig {
+    config.teaclave = args.teaclave_api.then_some(cella_teaclave::TeaclaveConfig {
         auth_listen: args.teaclave_auth_listen,
         frontend_listen: args.teaclave_frontend_listen,
     });

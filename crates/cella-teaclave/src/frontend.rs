@@ -760,6 +760,67 @@ impl TeaclaveFrontend for FrontendApi {
 mod tests {
     use super::*;
 
+    fn echo_like(arguments: &[(&str, bool)]) -> Function {
+        Function {
+            id: FunctionId::new(),
+            owner: "admin".parse().unwrap(),
+            spec: FunctionSpec {
+                name: "builtin-echo".into(),
+                description: String::new(),
+                executor: ExecutorKind::Builtin,
+                runtime: None,
+                reuse: InstanceReuse::Never,
+                arguments: arguments
+                    .iter()
+                    .map(|&(name, overridable)| ArgumentSpec {
+                        name: name.into(),
+                        default: Some(String::new()),
+                        overridable,
+                    })
+                    .collect(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+                visibility: Visibility::Public,
+                quota: None,
+                max_output_bytes: None,
+            },
+            payload_digest: cella_types::Digest::of(b"echo"),
+            payload_len: 4,
+            usage: 0,
+            disabled: false,
+            created_ms: 0,
+            updated_ms: 0,
+        }
+    }
+
+    #[test]
+    fn task_arguments_follow_teaclaves_rules() {
+        let f = echo_like(&[("message", true), ("num_user", true), ("fixed", false)]);
+        // The SDK's json.dumps form; a non-string value is kept as its JSON text.
+        let args = task_arguments(&f, r#"{"message": "Hello, Teaclave!", "num_user": 3}"#).unwrap();
+        assert_eq!(args["message"], "Hello, Teaclave!");
+        assert_eq!(args["num_user"], "3");
+        assert!(!args.contains_key("fixed"));
+        // The keys must be exactly the overwritable ones: none missing, none extra, and
+        // a fixed argument may not be given.
+        for bad in [
+            r#"{"message": "x"}"#,
+            r#"{"message": "x", "num_user": 3, "fixed": "y"}"#,
+            r#"{"message": "x", "num_user": 3, "other": 1}"#,
+        ] {
+            let e = task_arguments(&f, bad).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad}");
+            assert!(
+                e.message()
+                    .starts_with("invalid task: function_arguments mismatch")
+            );
+        }
+        for bad in ["[1, 2]", "not json", ""] {
+            let e = task_arguments(&f, bad).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Internal, "{bad}: {e:?}");
+        }
+    }
+
     #[test]
     fn teaclave_builtin_names_become_cellas() {
         assert_eq!(builtin_payload("builtin-echo"), b"echo");

@@ -236,3 +236,42 @@ fn serve(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_listeners_refuse_to_start_without_simulation_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = Platform::open(
+            cella_platform::NodeConfig::new(dir.path().join("node")),
+            cella_executor::Executors::new(),
+        )
+        .unwrap();
+        // A port in use would be a different error: this one is refused before binding.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let config = TeaclaveConfig {
+            auth_listen: addr,
+            frontend_listen: addr,
+        };
+        let e = Listeners::start(Arc::clone(&platform), &config, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StartError::NeedsSimulation), "{e}");
+        assert!(e.to_string().contains("SGX_MODE=SW"), "{e}");
+        // With simulation evidence the same configuration gets as far as binding.
+        let e = Listeners::start(platform, &config, true).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StartError::Bind {
+                    service: "authentication",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+}
