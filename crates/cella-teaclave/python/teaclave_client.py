@@ -42,7 +42,7 @@ def check(cond, what):
 def sdk_context():
     """The SDK's context: no certificate verification, TLS >= 1.2, ALPN h2."""
     ctx = ssl._create_unverified_context()
-    ctx.options |= ssl.OP_NO_TLSv1 | ssl.OP_NO_TLSv1_1
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20")
     ctx.set_alpn_protocols(["h2"])
     return ctx
@@ -223,6 +223,13 @@ async def main():
             url="data:text/plain;base64,AA==", cmac=bytes(16),
             crypto_info=common.FileCryptoInfo(schema="raw")), metadata=user0),
             Status.UNIMPLEMENTED, "file model", "file model not served")
+        # Cella's files through Teaclave's getters: ids of the wrong kind or unknown.
+        await refused(f.GetInputFile(fe.GetInputFileRequest(
+            data_id="output-00000000-0000-4000-8000-000000000000"), metadata=user0),
+            Status.INVALID_ARGUMENT, "invalid data id", "input getter, output id")
+        await refused(f.GetInputFile(fe.GetInputFileRequest(
+            data_id="input-00000000-0000-4000-8000-000000000000"), metadata=user0),
+            Status.INVALID_ARGUMENT, "invalid data id", "unknown input file")
     print("all checks passed")
 
 

@@ -33,6 +33,46 @@ const FILE_MODEL: &str = "Teaclave's file model (input and output files register
 pub(crate) struct FrontendApi(pub(crate) Node);
 
 impl FrontendApi {
+    /// A method of Teaclave's file model: checked like any call, then not served.
+    async fn file_model<T, R>(
+        &self,
+        req: &Request<T>,
+        api: &str,
+        method: &str,
+    ) -> Result<R, Status> {
+        self.caller(req, api).await?;
+        Err(not_served(method, FILE_MODEL))
+    }
+
+    /// A Cella file's owners (one) for Get{Input,Output}File; `output` says which kind
+    /// the id must be. Cella's files have no cmac until Teaclave's file model is served.
+    async fn file_owners<T>(
+        &self,
+        req: &Request<T>,
+        api: &str,
+        data_id: &str,
+        output: bool,
+    ) -> Result<Vec<String>, Status> {
+        let caller = self.caller(req, api).await?;
+        let id: FileId = parse(data_id, "invalid data id")?;
+        if matches!(id, FileId::Output(_)) != output {
+            let kind = if output { "output" } else { "input" };
+            return Err(Status::invalid_argument(format!(
+                "invalid data id: not an {kind}-<uuid> id"
+            )));
+        }
+        let view = self
+            .0
+            .file(caller, id)
+            .await
+            .map_err(|e| errors::frontend(Op::FILE, e))?;
+        let owner = match &view {
+            FileView::Input(f) => &f.owner,
+            FileView::Output(f) => &f.owner,
+        };
+        Ok(vec![owner.to_string()])
+    }
+
     /// The caller, once its credential holds and Teaclave's ACL lets it call `api`.
     async fn caller<T>(&self, req: &Request<T>, api: &str) -> Result<Caller, Status> {
         let caller = credential(&self.0, req, INCORRECT_CREDENTIAL).await?;
@@ -66,6 +106,24 @@ fn builtin_payload(name: &str) -> Vec<u8> {
         .or_else(|| name.strip_prefix("builtin_"))
         .unwrap_or(name);
     bare.replace('-', "_").into_bytes()
+}
+
+/// The [`Registration`] of a RegisterFunction or UpdateFunction request: the two share
+/// their field names (not their numbers).
+macro_rules! registration {
+    ($r:expr) => {
+        Registration {
+            name: &$r.name,
+            description: &$r.description,
+            executor_type: &$r.executor_type,
+            public: $r.public,
+            arguments: &$r.arguments,
+            inputs: &$r.inputs,
+            outputs: &$r.outputs,
+            user_allowlist: &$r.user_allowlist,
+            usage_quota: $r.usage_quota,
+        }
+    };
 }
 
 /// The function spec and payload of a Teaclave registration or update.
@@ -315,84 +373,69 @@ fn task_response(v: &TaskView) -> pb::GetTaskResponse {
     }
 }
 
-/// A file's owners, as Teaclave lists them (Cella's files have one owner, and no cmac
-/// until Teaclave's file model is served).
-fn owners(view: &FileView) -> Vec<String> {
-    let owner = match view {
-        FileView::Input(f) => &f.owner,
-        FileView::Output(f) => &f.owner,
-    };
-    vec![owner.to_string()]
-}
-
 #[tonic::async_trait]
 impl TeaclaveFrontend for FrontendApi {
     async fn register_input_file(
         &self,
         req: Request<pb::RegisterInputFileRequest>,
     ) -> Result<Response<pb::RegisterInputFileResponse>, Status> {
-        self.caller(&req, "register_input_file").await?;
-        Err(not_served("RegisterInputFile", FILE_MODEL))
+        self.file_model(&req, "register_input_file", "RegisterInputFile")
+            .await
     }
 
     async fn register_output_file(
         &self,
         req: Request<pb::RegisterOutputFileRequest>,
     ) -> Result<Response<pb::RegisterOutputFileResponse>, Status> {
-        self.caller(&req, "register_output_file").await?;
-        Err(not_served("RegisterOutputFile", FILE_MODEL))
+        self.file_model(&req, "register_output_file", "RegisterOutputFile")
+            .await
     }
 
     async fn update_input_file(
         &self,
         req: Request<pb::UpdateInputFileRequest>,
     ) -> Result<Response<pb::UpdateInputFileResponse>, Status> {
-        self.caller(&req, "update_input_file").await?;
-        Err(not_served("UpdateInputFile", FILE_MODEL))
+        self.file_model(&req, "update_input_file", "UpdateInputFile")
+            .await
     }
 
     async fn update_output_file(
         &self,
         req: Request<pb::UpdateOutputFileRequest>,
     ) -> Result<Response<pb::UpdateOutputFileResponse>, Status> {
-        self.caller(&req, "update_output_file").await?;
-        Err(not_served("UpdateOutputFile", FILE_MODEL))
+        self.file_model(&req, "update_output_file", "UpdateOutputFile")
+            .await
     }
 
     async fn register_fusion_output(
         &self,
         req: Request<pb::RegisterFusionOutputRequest>,
     ) -> Result<Response<pb::RegisterFusionOutputResponse>, Status> {
-        self.caller(&req, "register_fusion_output").await?;
-        Err(not_served("RegisterFusionOutput", FILE_MODEL))
+        self.file_model(&req, "register_fusion_output", "RegisterFusionOutput")
+            .await
     }
 
     async fn register_input_from_output(
         &self,
         req: Request<pb::RegisterInputFromOutputRequest>,
     ) -> Result<Response<pb::RegisterInputFromOutputResponse>, Status> {
-        self.caller(&req, "register_input_from_output").await?;
-        Err(not_served("RegisterInputFromOutput", FILE_MODEL))
+        self.file_model(
+            &req,
+            "register_input_from_output",
+            "RegisterInputFromOutput",
+        )
+        .await
     }
 
     async fn get_output_file(
         &self,
         req: Request<pb::GetOutputFileRequest>,
     ) -> Result<Response<pb::GetOutputFileResponse>, Status> {
-        let caller = self.caller(&req, "get_output_file").await?;
-        let id = parse(&req.get_ref().data_id, "invalid data id")?;
-        let FileId::Output(_) = id else {
-            return Err(Status::invalid_argument(
-                "invalid data id: not an output-<uuid> id",
-            ));
-        };
-        let view = self
-            .0
-            .file(caller, id)
-            .await
-            .map_err(|e| errors::frontend(Op::FILE, e))?;
+        let owner = self
+            .file_owners(&req, "get_output_file", &req.get_ref().data_id, true)
+            .await?;
         Ok(Response::new(pb::GetOutputFileResponse {
-            owner: owners(&view),
+            owner,
             cmac: Vec::new(),
         }))
     }
@@ -401,20 +444,11 @@ impl TeaclaveFrontend for FrontendApi {
         &self,
         req: Request<pb::GetInputFileRequest>,
     ) -> Result<Response<pb::GetInputFileResponse>, Status> {
-        let caller = self.caller(&req, "get_input_file").await?;
-        let id = parse(&req.get_ref().data_id, "invalid data id")?;
-        let FileId::Input(_) = id else {
-            return Err(Status::invalid_argument(
-                "invalid data id: not an input-<uuid> id",
-            ));
-        };
-        let view = self
-            .0
-            .file(caller, id)
-            .await
-            .map_err(|e| errors::frontend(Op::FILE, e))?;
+        let owner = self
+            .file_owners(&req, "get_input_file", &req.get_ref().data_id, false)
+            .await?;
         Ok(Response::new(pb::GetInputFileResponse {
-            owner: owners(&view),
+            owner,
             cmac: Vec::new(),
         }))
     }
@@ -425,18 +459,7 @@ impl TeaclaveFrontend for FrontendApi {
     ) -> Result<Response<pb::RegisterFunctionResponse>, Status> {
         let caller = self.caller(&req, "register_function").await?;
         let r = req.get_ref();
-        let (spec, payload) = Registration {
-            name: &r.name,
-            description: &r.description,
-            executor_type: &r.executor_type,
-            public: r.public,
-            arguments: &r.arguments,
-            inputs: &r.inputs,
-            outputs: &r.outputs,
-            user_allowlist: &r.user_allowlist,
-            usage_quota: r.usage_quota,
-        }
-        .spec()?;
+        let (spec, payload) = registration!(r).spec()?;
         let f = self
             .0
             .register_function(caller, spec, payload)
@@ -533,18 +556,7 @@ impl TeaclaveFrontend for FrontendApi {
         let caller = self.caller(&req, "update_function").await?;
         let r = req.get_ref();
         let id: FunctionId = parse(&r.function_id, "invalid function id")?;
-        let (spec, payload) = Registration {
-            name: &r.name,
-            description: &r.description,
-            executor_type: &r.executor_type,
-            public: r.public,
-            arguments: &r.arguments,
-            inputs: &r.inputs,
-            outputs: &r.outputs,
-            user_allowlist: &r.user_allowlist,
-            usage_quota: r.usage_quota,
-        }
-        .spec()?;
+        let (spec, payload) = registration!(r).spec()?;
         let f = self
             .0
             .update_function(caller, id, spec, payload)
