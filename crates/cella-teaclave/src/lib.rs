@@ -158,7 +158,15 @@ impl Listeners {
             serve(auth_listener, acceptor.clone(), auth, stop.clone()),
             serve(frontend_listener, acceptor, frontend, stop.clone()),
         ];
-        tracing::info!(%auth_addr, %frontend_addr, "serving Teaclave's API (simulation-mode certificate)");
+        // The operator asked for it (--teaclave-api); it is said once, loudly, because
+        // Teaclave's SDK in simulation mode checks nothing of the node it talks to.
+        tracing::warn!(
+            %auth_addr,
+            %frontend_addr,
+            "serving Teaclave's API with a simulation-mode certificate: Teaclave clients \
+             (SGX_MODE=SW) do not verify this node, so passwords and tokens sent there are \
+             only as safe as the network path"
+        );
         Ok(Self {
             auth_addr,
             frontend_addr,
