@@ -119,7 +119,8 @@ pub(crate) fn auth(e: CallError) -> Status {
     }
     let head = match &e {
         PlatformError::Unauthenticated(_) => return Status::unauthenticated(AUTHENTICATION_FAILED),
-        PlatformError::PermissionDenied(_) => PERMISSION_DENIED,
+        // Its text already starts with Teaclave's words.
+        PlatformError::PermissionDenied(_) => return Status::unauthenticated(e.to_string()),
         PlatformError::AlreadyExists(_) => "user id exist",
         PlatformError::NotFound(_) | PlatformError::InvalidArgument(_) => "invalid user id",
         _ => "service internal error",
@@ -132,4 +133,59 @@ pub(crate) fn not_served(method: &str, missing: &str) -> Status {
     Status::unimplemented(format!(
         "{method} is not served by Cella's Teaclave API: {missing} (docs/teaclave.md)"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(e: PlatformError) -> CallError {
+        CallError::Platform(e)
+    }
+
+    #[test]
+    fn teaclaves_codes_with_its_words_first_and_cellas_reason_after() {
+        let s = frontend(
+            Op::INVOKE,
+            p(PlatformError::FailedPrecondition("not approved".into())),
+        );
+        assert_eq!(s.code(), Code::Unknown);
+        assert_eq!(
+            s.message(),
+            "failed to invoke task: failed precondition: not approved"
+        );
+        let s = frontend(Op::GET_TASK, p(PlatformError::NotFound("task t".into())));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "invalid task id: task t not found");
+        let s = frontend(
+            Op::APPROVE,
+            p(PlatformError::PermissionDenied("not a participant".into())),
+        );
+        assert_eq!(s.code(), Code::PermissionDenied);
+        assert_eq!(s.message(), "permission denied: not a participant");
+        let s = frontend(Op::ASSIGN, p(PlatformError::Unavailable("busy".into())));
+        assert_eq!(s.code(), Code::Unavailable);
+        // The authentication service answers 16 to everything but a busy or failed node.
+        let s = auth(p(PlatformError::Unauthenticated(
+            "wrong user name or password".into(),
+        )));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Unauthenticated, AUTHENTICATION_FAILED)
+        );
+        let s = auth(p(PlatformError::PermissionDenied(
+            "managing users needs admin".into(),
+        )));
+        assert_eq!(s.message(), "permission denied: managing users needs admin");
+        let s = auth(p(PlatformError::AlreadyExists("user u".into())));
+        assert_eq!(s.code(), Code::Unauthenticated);
+        assert!(
+            s.message().starts_with("user id exist: "),
+            "{}",
+            s.message()
+        );
+        let s = auth(p(PlatformError::Internal("store".into())));
+        assert_eq!(s.code(), Code::Internal);
+        assert!(not_served("X", "why").message().contains("X is not served"));
+    }
 }
