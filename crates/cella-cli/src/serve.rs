@@ -109,6 +109,18 @@ pub(crate) struct ServeArgs {
     /// How the log on stderr is written: `text` or `json` [default: text].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) log_format: Option<LogFormat>,
+    /// Also serve Apache Teaclave's public API (authentication and frontend services)
+    /// on their own TLS listeners, for Teaclave's SDK in simulation mode; needs
+    /// `--evidence sim` (docs/teaclave.md).
+    #[arg(long, num_args = 0, default_missing_value = "true")]
+    pub(crate) teaclave_api: Option<bool>,
+    /// With `--teaclave-api`: the authentication service's address [default:
+    /// 127.0.0.1:7776].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) teaclave_auth_listen: Option<SocketAddr>,
+    /// With `--teaclave-api`: the frontend service's address [default: 127.0.0.1:7777].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) teaclave_frontend_listen: Option<SocketAddr>,
 }
 
 /// The effective configuration of `cella serve`: every setting with its value.
@@ -129,6 +141,15 @@ pub(crate) struct ServeConfig {
     pub(crate) metrics: Option<SocketAddr>,
     pub(crate) shutdown_grace: u64,
     pub(crate) log_format: LogFormat,
+    pub(crate) teaclave_api: bool,
+    pub(crate) teaclave_auth_listen: SocketAddr,
+    pub(crate) teaclave_frontend_listen: SocketAddr,
+}
+
+/// Port `port` on 127.0.0.1: Teaclave listens on every interface by default, Cella
+/// only on loopback unless told otherwise, like its own `--listen`.
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// `--workers`: a node without workers would queue tasks that never run.
@@ -198,9 +219,28 @@ impl ServeArgs {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
+            teaclave_api: self.teaclave_api.or(file.teaclave_api).unwrap_or(false),
+            teaclave_auth_listen: self
+                .teaclave_auth_listen
+                .or(file.teaclave_auth_listen)
+                .unwrap_or(loopback(cella_teaclave::DEFAULT_AUTH_PORT)),
+            teaclave_frontend_listen: self
+                .teaclave_frontend_listen
+                .or(file.teaclave_frontend_listen)
+                .unwrap_or(loopback(cella_teaclave::DEFAULT_FRONTEND_PORT)),
         };
+        if !config.teaclave_api
+            && (self.teaclave_auth_listen.is_some() || self.teaclave_frontend_listen.is_some())
+        {
+            anyhow::bail!(
+                "--teaclave-auth-listen and --teaclave-frontend-listen need --teaclave-api"
+            );
+        }
         if config.workers == 0 {
             anyhow::bail!("workers = 0: a node needs at least 1 worker to run tasks");
+        }
+        if config.teaclave_api && config.node_evidence()? != NodeEvidence::Simulation {
+            anyhow::bail!("{}", cella_teaclave::StartError::NeedsSimulation);
         }
         config.node_evidence()?;
         Ok(config)
@@ -298,6 +338,10 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     config.evidence = evidence;
     config.ops = ops;
     config.libos = libos;
+    config.teaclave = args.teaclave_api.then_some(cella_teaclave::TeaclaveConfig {
+        auth_listen: args.teaclave_auth_listen,
+        frontend_listen: args.teaclave_frontend_listen,
+    });
     let running = RunningNode::start(config, executors)
         .await
         .with_context(|| format!("starting the node in {}", args.data_dir.display()))?;
@@ -313,10 +357,20 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
                     EvidenceArg::SgxDcap => "sgx-dcap",
                 },
                 "admin_password_file": first_start.then_some(&admin_file),
+                "teaclave": running.teaclave_addrs().map(|(auth, frontend)| serde_json::json!({
+                    "authentication": auth.to_string(),
+                    "frontend": frontend.to_string(),
+                })),
             })
         );
     } else {
         eprintln!("cella node listening on {} (TLS)", running.addr());
+        if let Some((auth, frontend)) = running.teaclave_addrs() {
+            eprintln!(
+                "  Teaclave API (simulation-mode certificate): authentication on {auth}, \
+                 frontend on {frontend}"
+            );
+        }
         match &evidence_kind {
             EvidenceArg::Sim => eprintln!(
                 "  clients attest it with: cella login --policy {}",

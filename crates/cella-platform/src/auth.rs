@@ -193,7 +193,11 @@ fn check_password_rules(password: &str) -> Result<()> {
 }
 
 /// A random password of 24 characters from an unambiguous alphabet (about 130 bits).
-pub(crate) fn random_password() -> Result<String> {
+///
+/// # Errors
+///
+/// [`PlatformError::Internal`] when the system random source fails.
+pub fn random_password() -> Result<String> {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let bytes = random_bytes::<24>()?;
     Ok(bytes

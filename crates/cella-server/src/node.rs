@@ -55,6 +55,9 @@ pub enum StartError {
         /// What failed.
         message: String,
     },
+    /// The Teaclave listeners could not start.
+    #[error("the Teaclave API")]
+    Teaclave(#[source] cella_teaclave::StartError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -88,6 +91,9 @@ pub struct ServerConfig {
     pub ops: Option<Arc<Ops>>,
     /// The LibOS executor registered with the node's executors, for its pool metrics.
     pub libos: Option<Arc<LibosExecutor>>,
+    /// Serve Teaclave's public API on its own listeners too (`--teaclave-api`); only
+    /// with simulation evidence (docs/teaclave.md).
+    pub teaclave: Option<cella_teaclave::TeaclaveConfig>,
 }
 
 impl ServerConfig {
@@ -102,6 +108,7 @@ impl ServerConfig {
             instance_policy: None,
             ops: None,
             libos: None,
+            teaclave: None,
         }
     }
 }
@@ -368,6 +375,7 @@ pub struct RunningNode {
     closing: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     ops: Option<Arc<Ops>>,
+    teaclave: Option<cella_teaclave::Listeners>,
 }
 
 impl RunningNode {
@@ -418,6 +426,18 @@ impl RunningNode {
                 config.libos.clone(),
             );
         }
+        let teaclave = match &config.teaclave {
+            Some(t) => Some(
+                cella_teaclave::Listeners::start(
+                    Arc::clone(&platform),
+                    t,
+                    config.evidence == NodeEvidence::Simulation,
+                )
+                .await
+                .map_err(StartError::Teaclave)?,
+            ),
+            None => None,
+        };
         let workers = platform.start_workers();
 
         let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(ACCEPT_QUEUE);
@@ -488,6 +508,7 @@ impl RunningNode {
             closing,
             server,
             ops: config.ops.clone(),
+            teaclave,
         })
     }
 
@@ -506,6 +527,13 @@ impl RunningNode {
     /// `<data_dir>/tls/attestation-policy.sgx.toml` under Gramine.
     pub fn policy_file(&self) -> &std::path::Path {
         &self.policy_file
+    }
+
+    /// The Teaclave listeners' addresses (authentication, frontend), when served.
+    pub fn teaclave_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.teaclave
+            .as_ref()
+            .map(|t| (t.auth_addr(), t.frontend_addr()))
     }
 
     /// The platform behind the API.
@@ -530,6 +558,9 @@ impl RunningNode {
         }
         let _ = self.stop.send(());
         self.closing.cancel();
+        if let Some(teaclave) = self.teaclave {
+            teaclave.shutdown().await;
+        }
         if let Err(e) = self.server.await {
             tracing::warn!(error = %e, "server task ended abnormally");
         }
