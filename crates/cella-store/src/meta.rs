@@ -248,6 +248,15 @@ pub enum StoreError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The PostgreSQL URL holds a password: URLs show in process lists, configuration
+    /// files and `--print-config`, so the password must come from elsewhere.
+    #[error(
+        "the metadata store URL {store} holds a password: give the password separately (docs/store.md)"
+    )]
+    PasswordInUrl {
+        /// The URL without its password.
+        store: String,
+    },
     /// The runtime driving PostgreSQL connections could not be started.
     #[error("cannot start the metadata store's PostgreSQL runtime")]
     Runtime {
@@ -501,9 +510,10 @@ impl MetaStore {
         Ok(store)
     }
 
-    /// Connects to the PostgreSQL database at `url` (`postgres://user:pass@host:port/db`,
-    /// libpq's URL and `key=value` forms), applies the schema migrations it lacks, and
-    /// checks that `key` is the key the store was created with.
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/db`,
+    /// libpq's URL and `key=value` forms) with `password` if the server asks for one,
+    /// applies the schema migrations it lacks, and checks that `key` is the key the store
+    /// was created with.
     ///
     /// TLS to the server is not supported yet: a URL with `sslmode=require` is refused
     /// when connecting (fail closed), `sslmode=prefer` (libpq's default) connects in
@@ -512,12 +522,17 @@ impl MetaStore {
     /// # Errors
     ///
     /// [`StoreError::InvalidUrl`] for a URL that does not parse,
+    /// [`StoreError::PasswordInUrl`] for one that holds a password,
     /// [`StoreError::Unavailable`] when the server cannot be reached,
     /// [`StoreError::SchemaTooNew`] for a database migrated by a newer Cella,
     /// [`StoreError::WrongSealingKey`] / [`StoreError::UnsupportedFormat`] as for
     /// [`MetaStore::open`], or [`StoreError::Database`] from a failed statement.
-    pub fn connect_postgres(url: &str, key: SealingKey) -> Result<Self, StoreError> {
-        let pg = Postgres::connect(url)?;
+    pub fn connect_postgres(
+        url: &str,
+        password: Option<&[u8]>,
+        key: SealingKey,
+    ) -> Result<Self, StoreError> {
+        let pg = Postgres::connect(url, password)?;
         let name = pg.name().to_owned();
         let store = Self {
             key,

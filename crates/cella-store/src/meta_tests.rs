@@ -63,7 +63,7 @@ impl Site {
     fn open_with_key(&self, key: SealingKey) -> Result<MetaStore, StoreError> {
         match self {
             Site::Redb(dir) => MetaStore::open(&dir.path().join(DB_FILE), key),
-            Site::Postgres { url, .. } => MetaStore::connect_postgres(url, key),
+            Site::Postgres { url, .. } => MetaStore::connect_postgres(url, None, key),
         }
     }
 
@@ -897,8 +897,8 @@ mod postgres_only {
         };
         let dir = tempfile::tempdir().unwrap();
         let stores = [
-            Arc::new(MetaStore::connect_postgres(&url, key(dir.path())).unwrap()),
-            Arc::new(MetaStore::connect_postgres(&url, key(dir.path())).unwrap()),
+            Arc::new(MetaStore::connect_postgres(&url, None, key(dir.path())).unwrap()),
+            Arc::new(MetaStore::connect_postgres(&url, None, key(dir.path())).unwrap()),
         ];
         const THREADS: usize = 6;
         const WRITES: u64 = 20;
@@ -936,6 +936,28 @@ mod postgres_only {
         assert_eq!(counter.map(|c| c.n), Some(total));
     }
 
+    /// The platform calls the store from its tokio runtime's threads and may drop it
+    /// there: neither may panic (a nested runtime would).
+    #[test]
+    fn usable_and_droppable_inside_a_tokio_runtime() {
+        let Some(url) = database("usable_and_droppable_inside_a_tokio_runtime") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = runtime.block_on(async {
+            let store = MetaStore::connect_postgres(&url, None, key(dir.path())).unwrap();
+            store.write(|tx| tx.put(&user("alice"))).unwrap();
+            let got = store.read(|tx| tx.get::<User>("alice")).unwrap();
+            drop(store);
+            got
+        });
+        assert_eq!(got, Some(user("alice")));
+    }
+
     /// Replicas starting together on an empty database migrate it once, and all open.
     #[test]
     fn concurrent_first_starts_migrate_once() {
@@ -946,7 +968,7 @@ mod postgres_only {
         let starts: Vec<_> = (0..4)
             .map(|_| {
                 let (url, key) = (url.clone(), key(dir.path()));
-                std::thread::spawn(move || MetaStore::connect_postgres(&url, key).map(drop))
+                std::thread::spawn(move || MetaStore::connect_postgres(&url, None, key).map(drop))
             })
             .collect();
         for s in starts {
@@ -968,7 +990,7 @@ mod postgres_only {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::connect_postgres(&url, key(dir.path())).unwrap();
+        let store = MetaStore::connect_postgres(&url, None, key(dir.path())).unwrap();
         store.write(|tx| tx.put(&user("alice"))).unwrap();
         drop(store);
         let newer = SCHEMA_VERSION + 1;
@@ -977,7 +999,7 @@ mod postgres_only {
             &format!("INSERT INTO cella_schema_version (version) VALUES ({newer})"),
         )
         .unwrap();
-        match MetaStore::connect_postgres(&url, key(dir.path())) {
+        match MetaStore::connect_postgres(&url, None, key(dir.path())) {
             Err(e @ StoreError::SchemaTooNew { found, known, .. }) => {
                 assert_eq!((found, known), (newer, SCHEMA_VERSION));
                 let text = e.to_string();
@@ -1002,8 +1024,8 @@ mod postgres_only {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("postgres://cella:secret-pw@127.0.0.1:{port}/cella");
-        match MetaStore::connect_postgres(&url, key(dir.path())) {
+        let url = format!("postgres://cella@127.0.0.1:{port}/cella");
+        match MetaStore::connect_postgres(&url, Some(b"secret-pw"), key(dir.path())) {
             Err(e) => {
                 assert!(e.is_unavailable(), "{e:?}");
                 let text = error_chain(&e);
@@ -1015,10 +1037,24 @@ mod postgres_only {
     }
 
     #[test]
+    fn a_password_in_the_url_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "postgres://u:secret-pw@127.0.0.1:5432/db";
+        match MetaStore::connect_postgres(url, None, key(dir.path())) {
+            Err(e @ StoreError::PasswordInUrl { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("postgres://u@127.0.0.1:5432/db"), "{text}");
+                assert!(!text.contains("secret-pw"), "{text}");
+            }
+            other => panic!("expected PasswordInUrl, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_bad_url_is_refused_without_echoing_it() {
         let dir = tempfile::tempdir().unwrap();
         let url = "postgres://u:secret-pw@127.0.0.1:notaport/db";
-        match MetaStore::connect_postgres(url, key(dir.path())) {
+        match MetaStore::connect_postgres(url, None, key(dir.path())) {
             Err(e @ StoreError::InvalidUrl { .. }) => {
                 assert!(!e.is_unavailable());
                 assert!(!error_chain(&e).contains("secret-pw"), "{e}");
@@ -1035,7 +1071,7 @@ mod postgres_only {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::connect_postgres(&url, key(dir.path())).unwrap();
+        let store = MetaStore::connect_postgres(&url, None, key(dir.path())).unwrap();
         store.write(|tx| tx.put(&user("alice"))).unwrap();
         execute(
             &url,

@@ -78,16 +78,34 @@ pub(crate) struct Postgres {
     config: tokio_postgres::Config,
     /// The URL without its password, for errors and logs.
     name: String,
-    runtime: tokio::runtime::Runtime,
+    /// Drives the connections; `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
     idle: Mutex<Vec<Conn>>,
 }
 
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // The store may be dropped on a tokio worker thread, where a runtime must not
+        // block to shut down: let its threads wind down on their own.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 impl Postgres {
-    /// Parses `url`, connects once and brings the schema to [`SCHEMA_VERSION`].
-    pub(crate) fn connect(url: &str) -> Result<Self, StoreError> {
-        let config = tokio_postgres::Config::from_str(url)
+    /// Parses `url` (which must not hold a password: `password` gives it), connects once
+    /// and brings the schema to [`SCHEMA_VERSION`].
+    pub(crate) fn connect(url: &str, password: Option<&[u8]>) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|source| StoreError::InvalidUrl { source })?;
         let name = describe(&config);
+        if config.get_password().is_some() {
+            return Err(StoreError::PasswordInUrl { store: name });
+        }
+        if let Some(password) = password {
+            config.password(password);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("cella-store-pg")
@@ -97,7 +115,7 @@ impl Postgres {
         let pg = Self {
             config,
             name,
-            runtime,
+            runtime: Some(runtime),
             idle: Mutex::new(Vec::new()),
         };
         pg.migrate()?;
@@ -210,7 +228,10 @@ impl Postgres {
     /// A new connection, driven by a task on the store's runtime.
     fn client(&self) -> Result<Client, StoreError> {
         let config = self.config.clone();
-        let connecting = self.runtime.spawn(async move {
+        let Some(runtime) = &self.runtime else {
+            unreachable!("the runtime is taken only when dropping")
+        };
+        let connecting = runtime.spawn(async move {
             let (client, connection) = config.connect(NoTls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
