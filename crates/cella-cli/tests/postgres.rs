@@ -91,7 +91,7 @@ fn a_task_runs_end_to_end_on_a_postgres_store() {
     cella(dir.path(), &["task", "approve", &task, "--yes"]);
     cella(dir.path(), &["task", "invoke", &task]);
     cella(dir.path(), &["task", "watch", &task]);
-    let shown = cella(dir.path(), &["task", "show", &task]);
+    let shown = cella(dir.path(), &["task", "get", &task]);
     assert_eq!(shown["task"]["status"], "Finished", "{shown}");
 
     // The records are in PostgreSQL, sealed; none went to a local redb file.
@@ -107,6 +107,6 @@ fn a_task_runs_end_to_end_on_a_postgres_store() {
     drop(node);
     let (_node, addr) = serve(dir.path(), &url);
     login(dir.path(), &addr);
-    let shown = cella(dir.path(), &["task", "show", &task]);
+    let shown = cella(dir.path(), &["task", "get", &task]);
     assert_eq!(shown["task"]["status"], "Finished", "{shown}");
 }
