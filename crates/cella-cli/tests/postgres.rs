@@ -17,7 +17,14 @@ const CELLA: &str = env!("CARGO_BIN_EXE_cella");
 fn serve(dir: &Path, url: &str) -> (Serve, String) {
     let mut command = Command::new(CELLA);
     command
-        .args(["--json", "serve", "--data-dir", "node", "--listen", "127.0.0.1:0"])
+        .args([
+            "--json",
+            "serve",
+            "--data-dir",
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .args(["--store", url])
         .current_dir(dir)
         .stderr(std::fs::File::create(dir.join("node.log")).unwrap());
@@ -78,14 +85,28 @@ fn a_task_runs_end_to_end_on_a_postgres_store() {
     let f = cella(
         dir.path(),
         &[
-            "function", "register", "--name", "echo", "--builtin", "echo", "--arg", "message",
+            "function",
+            "register",
+            "--name",
+            "echo",
+            "--builtin",
+            "echo",
+            "--arg",
+            "message",
             "--public",
         ],
     );
     let function = f["function"]["function_id"].as_str().unwrap().to_owned();
     let t = cella(
         dir.path(),
-        &["task", "create", "--function", &function, "--arg", "message=hi"],
+        &[
+            "task",
+            "create",
+            "--function",
+            &function,
+            "--arg",
+            "message=hi",
+        ],
     );
     let task = t["task"]["task_id"].as_str().unwrap().to_owned();
     cella(dir.path(), &["task", "approve", &task, "--yes"]);
