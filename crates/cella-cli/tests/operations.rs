@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod admin_cli;
 mod common;
 
 use common::Serve;
@@ -177,58 +178,8 @@ fn probes_metrics_json_logs_and_sigterm() {
         String::from_utf8_lossy(&health.stderr)
     );
     // A task runs to its end, as the admin (its own function, nobody else's data).
-    let home = dir.path().join("home");
-    let cella = |args: &[&str]| {
-        let out = Command::new(CELLA)
-            .arg("--json")
-            .args(args)
-            .current_dir(dir.path())
-            .env("CELLA_HOME", &home)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
-    };
-    let policy_arg = policy.to_str().unwrap();
-    cella(&[
-        "login",
-        "--addr",
-        &addr,
-        "--policy",
-        policy_arg,
-        "--user",
-        "admin",
-        "--password-file",
-        "node/admin-password",
-    ]);
-    let f = cella(&[
-        "function",
-        "register",
-        "--name",
-        "echo",
-        "--builtin",
-        "echo",
-        "--arg",
-        "message",
-        "--public",
-    ]);
-    let function = f["function"]["function_id"].as_str().unwrap().to_owned();
-    let t = cella(&[
-        "task",
-        "create",
-        "--function",
-        &function,
-        "--arg",
-        "message=hi",
-    ]);
-    let task = t["task"]["task_id"].as_str().unwrap().to_owned();
-    cella(&["task", "approve", &task, "--yes"]);
-    cella(&["task", "invoke", &task]);
-    cella(&["task", "watch", &task]);
+    admin_cli::login_admin(dir.path(), &addr);
+    admin_cli::run_echo_task(dir.path());
     // The mock pool warms one instance in the background.
     let deadline = Instant::now() + Duration::from_secs(10);
     let scrape = loop {

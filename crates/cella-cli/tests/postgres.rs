@@ -7,8 +7,10 @@
 use std::path::Path;
 use std::process::Command;
 
+mod admin_cli;
 mod common;
 
+use admin_cli::{cella, login_admin, run_echo_task};
 use common::Serve;
 
 const CELLA: &str = env!("CARGO_BIN_EXE_cella");
@@ -38,41 +40,6 @@ fn serve(dir: &Path, url: &str) -> (Serve, String) {
     (node, started["listening"].as_str().unwrap().to_owned())
 }
 
-/// Runs `cella --json args` as the client in `dir/home`; its JSON output.
-fn cella(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(CELLA)
-        .arg("--json")
-        .args(args)
-        .current_dir(dir)
-        .env("CELLA_HOME", dir.join("home"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
-}
-
-fn login(dir: &Path, addr: &str) {
-    let policy = dir.join("node/tls/attestation-policy.sim.toml");
-    cella(
-        dir,
-        &[
-            "login",
-            "--addr",
-            addr,
-            "--policy",
-            policy.to_str().unwrap(),
-            "--user",
-            "admin",
-            "--password-file",
-            "node/admin-password",
-        ],
-    );
-}
-
 #[test]
 fn a_task_runs_end_to_end_on_a_postgres_store() {
     let Some(url) = cella_store::pg_cluster::database("a_task_runs_end_to_end_on_a_postgres_store")
@@ -81,37 +48,8 @@ fn a_task_runs_end_to_end_on_a_postgres_store() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (node, addr) = serve(dir.path(), &url);
-    login(dir.path(), &addr);
-    let f = cella(
-        dir.path(),
-        &[
-            "function",
-            "register",
-            "--name",
-            "echo",
-            "--builtin",
-            "echo",
-            "--arg",
-            "message",
-            "--public",
-        ],
-    );
-    let function = f["function"]["function_id"].as_str().unwrap().to_owned();
-    let t = cella(
-        dir.path(),
-        &[
-            "task",
-            "create",
-            "--function",
-            &function,
-            "--arg",
-            "message=hi",
-        ],
-    );
-    let task = t["task"]["task_id"].as_str().unwrap().to_owned();
-    cella(dir.path(), &["task", "approve", &task, "--yes"]);
-    cella(dir.path(), &["task", "invoke", &task]);
-    cella(dir.path(), &["task", "watch", &task]);
+    login_admin(dir.path(), &addr);
+    let task = run_echo_task(dir.path());
     let shown = cella(dir.path(), &["task", "get", &task]);
     assert_eq!(shown["task"]["status"], "Finished", "{shown}");
 
@@ -127,7 +65,7 @@ fn a_task_runs_end_to_end_on_a_postgres_store() {
     // A restart on the same database finds the task and the session's user again.
     drop(node);
     let (_node, addr) = serve(dir.path(), &url);
-    login(dir.path(), &addr);
+    login_admin(dir.path(), &addr);
     let shown = cella(dir.path(), &["task", "get", &task]);
     assert_eq!(shown["task"]["status"], "Finished", "{shown}");
 }
