@@ -4,14 +4,11 @@
 //! queries), JSON logs, and SIGTERM ending the process with exit 0.
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod admin_cli;
 mod common;
-
-use common::Serve;
 
 const CELLA: &str = env!("CARGO_BIN_EXE_cella");
 const CONFIG_DOC: &str = include_str!("../../../docs/configuration.md");
@@ -105,26 +102,6 @@ fn the_documented_example_parses_flags_override_it_and_unknown_keys_are_refused(
     );
 }
 
-/// Starts `cella --json serve` with `args` in `dir`; returns it and where it listens.
-fn serve(dir: &Path, args: &[&str]) -> (Serve, String) {
-    let mut command = Command::new(CELLA);
-    command
-        .arg("--json")
-        .arg("serve")
-        .args(args)
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(dir.join("node.log")).unwrap());
-    let (node, first) = common::start(command);
-    let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {first:?} {}",
-            std::fs::read_to_string(dir.join("node.log")).unwrap()
-        )
-    });
-    (node, started["listening"].as_str().unwrap().to_owned())
-}
-
 #[test]
 fn probes_metrics_json_logs_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,7 +111,7 @@ fn probes_metrics_json_logs_and_sigterm() {
     )
     .unwrap();
     let metrics = format!("127.0.0.1:{}", free_port());
-    let (mut node, addr) = serve(
+    let (mut node, addr) = admin_cli::serve(
         dir.path(),
         &[
             "--data-dir",

@@ -4,40 +4,25 @@
 //! (`cella_store::pg_cluster`): without PostgreSQL this test fails, unless
 //! `CELLA_TEST_SKIP_POSTGRES=1`.
 
-use std::path::Path;
 use std::process::Command;
 
 mod admin_cli;
 mod common;
 
-use admin_cli::{cella, login_admin, run_echo_task};
-use common::Serve;
+use admin_cli::{cella, login_admin, run_echo_task, serve};
 
 const CELLA: &str = env!("CARGO_BIN_EXE_cella");
 
-/// Starts `cella --json serve --store url` with its data in `dir/node`.
-fn serve(dir: &Path, url: &str) -> (Serve, String) {
-    let mut command = Command::new(CELLA);
-    command
-        .args([
-            "--json",
-            "serve",
-            "--data-dir",
-            "node",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--store", url])
-        .current_dir(dir)
-        .stderr(std::fs::File::create(dir.join("node.log")).unwrap());
-    let (node, first) = common::start(command);
-    let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {first:?} {}",
-            std::fs::read_to_string(dir.join("node.log")).unwrap()
-        )
-    });
-    (node, started["listening"].as_str().unwrap().to_owned())
+/// `cella serve` arguments for a node with its data in `node` and its store at `url`.
+fn node_args(url: &str) -> [&str; 6] {
+    [
+        "--data-dir",
+        "node",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        url,
+    ]
 }
 
 #[test]
@@ -47,7 +32,7 @@ fn a_task_runs_end_to_end_on_a_postgres_store() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (node, addr) = serve(dir.path(), &url);
+    let (node, addr) = serve(dir.path(), &node_args(&url));
     login_admin(dir.path(), &addr);
     let task = run_echo_task(dir.path());
     let shown = cella(dir.path(), &["task", "get", &task]);
@@ -64,7 +49,7 @@ fn a_task_runs_end_to_end_on_a_postgres_store() {
 
     // A restart on the same database finds the task and the session's user again.
     drop(node);
-    let (_node, addr) = serve(dir.path(), &url);
+    let (_node, addr) = serve(dir.path(), &node_args(&url));
     login_admin(dir.path(), &addr);
     let shown = cella(dir.path(), &["task", "get", &task]);
     assert_eq!(shown["task"]["status"], "Finished", "{shown}");

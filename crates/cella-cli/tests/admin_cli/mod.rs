@@ -1,8 +1,10 @@
-//! Driving a test node with the `cella` CLI as its first admin, as the tests that run a
-//! real task on a `cella serve` child do.
+//! A `cella serve` child driven with the `cella` CLI as its first admin, as the tests
+//! that run a real task on a node do.
 
 use std::path::Path;
 use std::process::Command;
+
+use crate::common::{self, Serve};
 
 const CELLA: &str = env!("CARGO_BIN_EXE_cella");
 
@@ -79,4 +81,24 @@ pub(crate) fn run_echo_task(dir: &Path) -> String {
     cella(dir, &["task", "invoke", &task]);
     cella(dir, &["task", "watch", &task]);
     task
+}
+
+/// Starts `cella --json serve` with `args` in `dir`; returns it and where it listens.
+pub(crate) fn serve(dir: &Path, args: &[&str]) -> (Serve, String) {
+    let mut command = Command::new(CELLA);
+    command
+        .arg("--json")
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(dir.join("node.log")).unwrap());
+    let (node, first) = common::start(command);
+    let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {first:?} {}",
+            std::fs::read_to_string(dir.join("node.log")).unwrap()
+        )
+    });
+    (node, started["listening"].as_str().unwrap().to_owned())
 }
