@@ -1,4 +1,5 @@
-//! The metadata store: typed records in an embedded redb database, every value sealed.
+//! The metadata store: typed records in an embedded redb database (the default) or in
+//! PostgreSQL ([`MetaStore::connect_postgres`], `docs/store.md`), every value sealed.
 //!
 //! A [`Record`] names its table and its primary key. Each table is a redb table of
 //! `&str` keys to `&[u8]` values. Keys are stored **in clear**: they are ids (`task-<uuid>`,
