@@ -63,6 +63,11 @@ pub(crate) struct ServeArgs {
     /// Directory for the node's store, blobs, keys and TLS certificate.
     #[arg(long, value_name = "DIR", env = "CELLA_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// The metadata store: `postgres://user@host:port/db` keeps it in PostgreSQL (the
+    /// password, if any, in `<data-dir>/store-password`; docs/store.md) [default: the
+    /// embedded store in the data dir].
+    #[arg(long, value_name = "URL")]
+    pub(crate) store: Option<String>,
     /// Address to listen on for the gRPC API [default: 127.0.0.1:7443].
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<SocketAddr>,
@@ -127,6 +132,8 @@ pub(crate) struct ServeArgs {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub(crate) struct ServeConfig {
     pub(crate) data_dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) store: Option<String>,
     pub(crate) listen: SocketAddr,
     pub(crate) workers: usize,
     pub(crate) file_url_root: Vec<PathBuf>,
@@ -189,6 +196,7 @@ impl ServeArgs {
             data_dir: self.data_dir.or(file.data_dir).context(
                 "no data dir: give --data-dir DIR, CELLA_DATA_DIR or data_dir in --config",
             )?,
+            store: self.store.or(file.store),
             listen: self.listen.or(file.listen).unwrap_or(default_listen),
             workers: self.workers.or(file.workers).unwrap_or(DEFAULT_WORKERS),
             file_url_root: self
@@ -234,6 +242,13 @@ impl ServeArgs {
         {
             anyhow::bail!(
                 "--teaclave-auth-listen and --teaclave-frontend-listen need --teaclave-api"
+            );
+        }
+        if let Some(url) = &config.store
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            anyhow::bail!(
+                "store = {url:?}: the only other store is PostgreSQL, as postgres://user@host:port/db"
             );
         }
         if config.workers == 0 {
@@ -290,8 +305,10 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     node.task_deadline = Duration::from_secs(args.task_deadline);
     node.max_task_output_bytes = args.max_task_output_bytes;
     node.libos_config = args.libos_config;
+    node.store_url = args.store;
     let admin_file = node.admin_password_path();
-    let first_start = !node.meta_path().exists();
+    // The first start writes the admin password file (whatever the store).
+    let had_admin_file = admin_file.exists();
     // The operations listener comes up first, so that probes see the node start: live,
     // and not ready until the LibOS probe passed and the node serves.
     let ops_stop = CancellationToken::new();
@@ -345,6 +362,7 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     let running = RunningNode::start(config, executors)
         .await
         .with_context(|| format!("starting the node in {}", args.data_dir.display()))?;
+    let first_start = !had_admin_file && admin_file.exists();
     let policy = running.policy_file().to_owned();
     if json {
         println!(

@@ -4,13 +4,11 @@
 //! queries), JSON logs, and SIGTERM ending the process with exit 0.
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod admin_cli;
 mod common;
-
-use common::Serve;
 
 const CELLA: &str = env!("CARGO_BIN_EXE_cella");
 const CONFIG_DOC: &str = include_str!("../../../docs/configuration.md");
@@ -104,26 +102,6 @@ fn the_documented_example_parses_flags_override_it_and_unknown_keys_are_refused(
     );
 }
 
-/// Starts `cella --json serve` with `args` in `dir`; returns it and where it listens.
-fn serve(dir: &Path, args: &[&str]) -> (Serve, String) {
-    let mut command = Command::new(CELLA);
-    command
-        .arg("--json")
-        .arg("serve")
-        .args(args)
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(dir.join("node.log")).unwrap());
-    let (node, first) = common::start(command);
-    let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {first:?} {}",
-            std::fs::read_to_string(dir.join("node.log")).unwrap()
-        )
-    });
-    (node, started["listening"].as_str().unwrap().to_owned())
-}
-
 #[test]
 fn probes_metrics_json_logs_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,7 +111,7 @@ fn probes_metrics_json_logs_and_sigterm() {
     )
     .unwrap();
     let metrics = format!("127.0.0.1:{}", free_port());
-    let (mut node, addr) = serve(
+    let (mut node, addr) = admin_cli::serve(
         dir.path(),
         &[
             "--data-dir",
@@ -177,58 +155,8 @@ fn probes_metrics_json_logs_and_sigterm() {
         String::from_utf8_lossy(&health.stderr)
     );
     // A task runs to its end, as the admin (its own function, nobody else's data).
-    let home = dir.path().join("home");
-    let cella = |args: &[&str]| {
-        let out = Command::new(CELLA)
-            .arg("--json")
-            .args(args)
-            .current_dir(dir.path())
-            .env("CELLA_HOME", &home)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
-    };
-    let policy_arg = policy.to_str().unwrap();
-    cella(&[
-        "login",
-        "--addr",
-        &addr,
-        "--policy",
-        policy_arg,
-        "--user",
-        "admin",
-        "--password-file",
-        "node/admin-password",
-    ]);
-    let f = cella(&[
-        "function",
-        "register",
-        "--name",
-        "echo",
-        "--builtin",
-        "echo",
-        "--arg",
-        "message",
-        "--public",
-    ]);
-    let function = f["function"]["function_id"].as_str().unwrap().to_owned();
-    let t = cella(&[
-        "task",
-        "create",
-        "--function",
-        &function,
-        "--arg",
-        "message=hi",
-    ]);
-    let task = t["task"]["task_id"].as_str().unwrap().to_owned();
-    cella(&["task", "approve", &task, "--yes"]);
-    cella(&["task", "invoke", &task]);
-    cella(&["task", "watch", &task]);
+    admin_cli::login_admin(dir.path(), &addr);
+    admin_cli::run_echo_task(dir.path());
     // The mock pool warms one instance in the background.
     let deadline = Instant::now() + Duration::from_secs(10);
     let scrape = loop {

@@ -55,6 +55,11 @@ pub struct NodeConfig {
     /// The LibOS executor's configuration file (backend, pool, runtime images; see
     /// `docs/libos.md`). `None`: the node has no LibOS executor.
     pub libos_config: Option<PathBuf>,
+    /// The metadata store: `None` for the embedded redb file in the data dir (the
+    /// default), or a `postgres://user@host:port/db` URL without a password (see
+    /// `docs/store.md`; the password, if the server wants one, is read from
+    /// [`NodeConfig::store_password_path`]).
+    pub store_url: Option<String>,
 }
 
 impl NodeConfig {
@@ -73,6 +78,7 @@ impl NodeConfig {
             max_running_per_user: None,
             file_url_roots: Vec::new(),
             libos_config: None,
+            store_url: None,
         }
     }
 
@@ -92,6 +98,13 @@ impl NodeConfig {
     /// The metadata store file.
     pub fn meta_path(&self) -> PathBuf {
         self.data_dir.join("meta.redb")
+    }
+
+    /// The file holding the PostgreSQL password of [`NodeConfig::store_url`], if the
+    /// server needs one: kept out of the URL, which shows in process lists and printed
+    /// configurations.
+    pub fn store_password_path(&self) -> PathBuf {
+        self.data_dir.join("store-password")
     }
 
     /// The blob store directory.

@@ -64,6 +64,9 @@ impl From<cella_store::StoreError> for PlatformError {
                 "the node's disk is full: the metadata store cannot write; try again later".into(),
             );
         }
+        if e.is_unavailable() {
+            return Self::Unavailable(format!("{e}; try again later"));
+        }
         Self::Internal(format!("metadata store: {e}"))
     }
 }
@@ -114,6 +117,18 @@ mod tests {
         assert!(matches!(
             PlatformError::from(denied),
             PlatformError::Internal(_)
+        ));
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable() {
+        let lost = cella_store::StoreError::Unavailable {
+            store: "postgres://cella@db:5432/cella".into(),
+            source: "connection refused".into(),
+        };
+        assert!(matches!(
+            PlatformError::from(lost),
+            PlatformError::Unavailable(m) if m.contains("postgres://cella@db:5432/cella")
         ));
     }
 }

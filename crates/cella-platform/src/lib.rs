@@ -86,7 +86,22 @@ impl Platform {
             })?;
         let key = SealingKey::load_or_create(&config.sealing_key_path())
             .map_err(|e| PlatformError::Internal(format!("sealing key: {e}")))?;
-        let store = MetaStore::open(&config.meta_path(), key)?;
+        let store = match &config.store_url {
+            None => MetaStore::open(&config.meta_path(), key)?,
+            Some(url) => {
+                let password = match std::fs::read(config.store_password_path()) {
+                    Ok(p) => Some(zeroize::Zeroizing::new(p.trim_ascii().to_vec())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => {
+                        return Err(PlatformError::Internal(format!(
+                            "cannot read {}: {e}",
+                            config.store_password_path().display()
+                        )));
+                    }
+                };
+                MetaStore::connect_postgres(url, password.as_deref().map(Vec::as_slice), key)?
+            }
+        };
         let blobs = BlobStore::open(&config.blob_dir())?;
         let token_key = TokenKey::load_or_create(&store)?;
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);

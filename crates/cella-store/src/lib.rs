@@ -1,7 +1,8 @@
 //! Cella's storage: the metadata store and the blob store.
 //!
 //! - [`meta`] keeps records (users, functions, files, tasks, and whatever other crates add)
-//!   in an embedded redb database, every value sealed under the node's sealing key.
+//!   in an embedded redb database (the default) or in PostgreSQL, every value sealed under
+//!   the node's sealing key.
 //! - [`blob`] keeps large immutable byte strings (uploaded ciphertexts, function payloads,
 //!   outputs) as files in a directory, written atomically and hashed on the way in.
 //!
@@ -13,6 +14,9 @@
 pub mod blob;
 pub mod meta;
 mod overlay;
+mod pg;
+#[cfg(any(test, feature = "pg-test-cluster"))]
+pub mod pg_cluster;
 mod records;
 
 pub use blob::{BlobError, BlobName, BlobStore, BlobWriter};

@@ -1,4 +1,5 @@
-//! The metadata store: typed records in an embedded redb database, every value sealed.
+//! The metadata store: typed records in an embedded redb database (the default) or in
+//! PostgreSQL ([`MetaStore::connect_postgres`], `docs/store.md`), every value sealed.
 //!
 //! A [`Record`] names its table and its primary key. Each table is a redb table of
 //! `&str` keys to `&[u8]` values. Keys are stored **in clear**: they are ids (`task-<uuid>`,
@@ -19,6 +20,7 @@ use std::fs::OpenOptions;
 use std::ops::Deref;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
 use cella_crypto::sealing::{SealingKey, UnsealValueError};
@@ -32,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::overlay::{Overlay, merge};
+use crate::pg::{Mode, PgTxn, Postgres};
 
 /// Table names starting with this prefix are the store's own (sequence counters, the
 /// key check); other crates must not use it for their records.
@@ -103,20 +106,20 @@ pub enum StoreError {
     /// The sealing key does not open this store's key check record: the key file is not
     /// the one the store was created with (or the record was altered).
     #[error(
-        "the sealing key does not open metadata store {path}: wrong key file, or the store was tampered with"
+        "the sealing key does not open metadata store {store}: wrong key file, or the store was tampered with"
     )]
     WrongSealingKey {
-        /// The database file.
-        path: PathBuf,
+        /// The database file, or the PostgreSQL URL without its password.
+        store: String,
         /// Why the key check failed to unseal.
         #[source]
         source: UnsealValueError,
     },
     /// The store was written by a newer, incompatible version of Cella.
-    #[error("metadata store {path} has format {found}, this build reads format {STORE_FORMAT}")]
+    #[error("metadata store {store} has format {found}, this build reads format {STORE_FORMAT}")]
     UnsupportedFormat {
-        /// The database file.
-        path: PathBuf,
+        /// The database file, or the PostgreSQL URL without its password.
+        store: String,
         /// The format the store declares.
         found: u32,
     },
@@ -239,6 +242,64 @@ pub enum StoreError {
         #[source]
         source: redb::DatabaseError,
     },
+    /// The PostgreSQL URL given for the store does not parse.
+    #[error("invalid PostgreSQL URL for the metadata store")]
+    InvalidUrl {
+        /// The parser's error (it never contains the password).
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The PostgreSQL URL holds a password: URLs show in process lists, configuration
+    /// files and `--print-config`, so the password must come from elsewhere.
+    #[error(
+        "the metadata store URL {store} holds a password: give the password separately (docs/store.md)"
+    )]
+    PasswordInUrl {
+        /// The URL without its password.
+        store: String,
+    },
+    /// The runtime driving PostgreSQL connections could not be started.
+    #[error("cannot start the metadata store's PostgreSQL runtime")]
+    Runtime {
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The PostgreSQL server cannot be reached (refused, lost, shutting down, out of
+    /// connections). Nothing was committed unless the connection was lost during the
+    /// commit itself; the next operation reconnects.
+    #[error("the metadata database {store} is unavailable")]
+    Unavailable {
+        /// The PostgreSQL URL without its password.
+        store: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A statement failed in PostgreSQL for another reason than an unreachable server.
+    #[error("metadata database {store} failed {op}")]
+    Database {
+        /// The PostgreSQL URL without its password.
+        store: String,
+        /// What the store was doing.
+        op: &'static str,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The PostgreSQL database was migrated by a newer Cella: this build does not know
+    /// its schema and leaves it untouched.
+    #[error(
+        "metadata database {store} has schema version {found}, this build knows versions up to {known}: run a newer Cella"
+    )]
+    SchemaTooNew {
+        /// The PostgreSQL URL without its password.
+        store: String,
+        /// The database's schema version.
+        found: i32,
+        /// The newest version this build knows.
+        known: i32,
+    },
 }
 
 impl StoreError {
@@ -260,13 +321,17 @@ impl StoreError {
             }
             cause = e.source();
         }
-        matches!(
-            self,
-            Self::BatchCommit {
-                out_of_space: true,
-                ..
-            }
-        )
+        match self {
+            Self::BatchCommit { out_of_space, .. } => *out_of_space,
+            Self::Database { source, .. } => crate::pg::is_disk_full(source),
+            _ => false,
+        }
+    }
+
+    /// Whether the store's database server cannot be reached now: the same request may
+    /// succeed once it is back (a frontend answers `UNAVAILABLE`, not `INTERNAL`).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
     }
 }
 
@@ -295,21 +360,46 @@ fn redb_io<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::
 /// Opens (or reopens) the database file with the store's settings.
 type Opener = Box<dyn Fn() -> Result<Database, DatabaseError> + Send + Sync>;
 
-/// The metadata store: a redb database whose values are sealed under the node's key.
+/// The metadata store: a redb database (embedded, the default) or a PostgreSQL database,
+/// whose values are sealed under the node's key.
 ///
 /// `Send + Sync`: share it behind an `Arc`. Readers run concurrently with each other and
-/// with the single writer (MVCC); writers are serialised.
+/// with the single writer (MVCC); writers are serialised (across every process sharing
+/// the database, on PostgreSQL).
 pub struct MetaStore {
+    key: SealingKey,
+    backend: Backend,
+    /// Told how long each commit of a dirty batch took ([`MetaStore::on_commit`]).
+    commit_hook: std::sync::OnceLock<CommitHook>,
+}
+
+/// Where the records live.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per store, built once and never moved; boxing would add a hop to redb's path"
+)]
+enum Backend {
+    Redb(Redb),
+    Postgres(PgState),
+}
+
+/// The embedded backend: one redb file, with group commit.
+struct Redb {
     /// `None` only between dropping a database whose write failed and reopening it. A
     /// reader holds the read lock for its whole transaction: redb's `ReadTransaction`
     /// keeps the file open, so the database can be reopened only once none is live.
     db: RwLock<Option<Database>>,
     opener: Opener,
-    key: SealingKey,
     group: Mutex<Group>,
     turn: Condvar,
-    /// Told how long each commit of a dirty batch took ([`MetaStore::on_commit`]).
-    commit_hook: std::sync::OnceLock<CommitHook>,
+}
+
+/// The PostgreSQL backend and what [`MetaStore::commit_count`] and
+/// [`MetaStore::write_failure`] report for it.
+struct PgState {
+    pg: Postgres,
+    commits: AtomicU64,
+    write_failure: Mutex<Option<String>>,
 }
 
 /// What [`MetaStore::on_commit`] calls with a commit's duration.
@@ -407,31 +497,70 @@ impl MetaStore {
             source,
         })?;
         let store = Self {
-            db: RwLock::new(Some(db)),
-            opener,
             key,
-            group: Mutex::new(Group::default()),
-            turn: Condvar::new(),
+            backend: Backend::Redb(Redb {
+                db: RwLock::new(Some(db)),
+                opener,
+                group: Mutex::new(Group::default()),
+                turn: Condvar::new(),
+            }),
             commit_hook: std::sync::OnceLock::new(),
         };
-        store.check_key(path)?;
+        store.check_key(&path.display().to_string())?;
         tracing::debug!(path = %path.display(), "opened metadata store");
         Ok(store)
     }
 
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/db`,
+    /// libpq's URL and `key=value` forms) with `password` if the server asks for one,
+    /// applies the schema migrations it lacks, and checks that `key` is the key the store
+    /// was created with.
+    ///
+    /// TLS to the server is not supported yet: a URL with `sslmode=require` is refused
+    /// when connecting (fail closed), `sslmode=prefer` (libpq's default) connects in
+    /// clear. Values are sealed before they leave the node either way.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidUrl`] for a URL that does not parse,
+    /// [`StoreError::PasswordInUrl`] for one that holds a password,
+    /// [`StoreError::Unavailable`] when the server cannot be reached,
+    /// [`StoreError::SchemaTooNew`] for a database migrated by a newer Cella,
+    /// [`StoreError::WrongSealingKey`] / [`StoreError::UnsupportedFormat`] as for
+    /// [`MetaStore::open`], or [`StoreError::Database`] from a failed statement.
+    pub fn connect_postgres(
+        url: &str,
+        password: Option<&[u8]>,
+        key: SealingKey,
+    ) -> Result<Self, StoreError> {
+        let pg = Postgres::connect(url, password)?;
+        let name = pg.name().to_owned();
+        let store = Self {
+            key,
+            backend: Backend::Postgres(PgState {
+                pg,
+                commits: AtomicU64::new(0),
+                write_failure: Mutex::new(None),
+            }),
+            commit_hook: std::sync::OnceLock::new(),
+        };
+        store.check_key(&name)?;
+        Ok(store)
+    }
+
     /// Checks the key against the key check record, writing it into a new store.
-    fn check_key(&self, path: &Path) -> Result<(), StoreError> {
+    fn check_key(&self, store: &str) -> Result<(), StoreError> {
         self.write(|tx| match tx.get::<StoreInfo>(StoreInfo::KEY) {
             Ok(Some(info)) if info.format == STORE_FORMAT => Ok(()),
             Ok(Some(info)) => Err(StoreError::UnsupportedFormat {
-                path: path.to_owned(),
+                store: store.to_owned(),
                 found: info.format,
             }),
             Ok(None) => tx.put(&StoreInfo {
                 format: STORE_FORMAT,
             }),
             Err(StoreError::Corrupt { source, .. }) => Err(StoreError::WrongSealingKey {
-                path: path.to_owned(),
+                store: store.to_owned(),
                 source,
             }),
             Err(e) => Err(e),
@@ -448,7 +577,21 @@ impl MetaStore {
         &self,
         f: impl FnOnce(&ReadTx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let r = match &self.backend {
+            Backend::Redb(r) => r,
+            Backend::Postgres(p) => {
+                let txn = p.pg.begin(Mode::Read)?;
+                let value = f(&ReadTx {
+                    txn: TxnRef::Pg(&txn),
+                    key: &self.key,
+                    overlay: None,
+                })?;
+                // A read-only transaction has nothing to lose: its end is only cleanup.
+                txn.rollback()?;
+                return Ok(value);
+            }
+        };
+        let db = r.db.read().unwrap_or_else(PoisonError::into_inner);
         let txn = db
             .as_ref()
             .ok_or(StoreError::BatchCommit {
@@ -494,23 +637,83 @@ impl MetaStore {
         self.write_with(false, f)
     }
 
-    /// Runs `f` in the next batch; `durable` asks for an fsync at its commit.
+    /// Runs `f` in a write transaction; `durable` asks for an fsync at its commit.
     fn write_with<T, E: From<StoreError>>(
         &self,
         durable: bool,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut group = self.lock_group();
+        match &self.backend {
+            Backend::Redb(r) => self.redb_write(r, durable, f),
+            Backend::Postgres(p) => self.pg_write(p, durable, f),
+        }
+    }
+
+    /// Runs `f` in its own PostgreSQL transaction, which holds the store's write lock.
+    fn pg_write<T, E: From<StoreError>>(
+        &self,
+        p: &PgState,
+        durable: bool,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let failed = |e: StoreError| {
+            *p.write_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(error_chain(&e));
+            e
+        };
+        let txn = p.pg.begin(Mode::Write { durable }).map_err(failed)?;
+        let overlay = RefCell::new(Overlay::default());
+        // A panic in `f` drops `txn`, which rolls back.
+        let value = f(&mut WriteTx {
+            view: ReadTx {
+                txn: TxnRef::Pg(&txn),
+                key: &self.key,
+                overlay: Some(&overlay),
+            },
+        });
+        let value = match value {
+            Ok(value) => value,
+            Err(e) => {
+                if let Err(rollback) = txn.rollback() {
+                    tracing::warn!(error = %error_chain(&rollback), "rollback failed");
+                }
+                return Err(e);
+            }
+        };
+        let overlay = overlay.into_inner();
+        if overlay.is_empty() {
+            txn.rollback()?;
+            return Ok(value);
+        }
+        let began = std::time::Instant::now();
+        txn.apply(overlay).map_err(failed)?;
+        txn.commit().map_err(failed)?;
+        if let Some(hook) = self.commit_hook.get() {
+            hook(began.elapsed());
+        }
+        p.commits.fetch_add(1, Ordering::Relaxed);
+        *p.write_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(value)
+    }
+
+    /// Runs `f` in the next redb batch; `durable` asks for an fsync at its commit.
+    fn redb_write<T, E: From<StoreError>>(
+        &self,
+        r: &Redb,
+        durable: bool,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut group = r.lock_group();
         group.waiting += 1;
         while group.committing {
-            group = self
-                .turn
-                .wait(group)
-                .unwrap_or_else(PoisonError::into_inner);
+            group = r.turn.wait(group).unwrap_or_else(PoisonError::into_inner);
         }
         group.waiting -= 1;
         if group.open.is_none() {
-            let txn = match self.begin_write() {
+            let txn = match r.begin_write() {
                 Ok(txn) => txn,
                 Err(e) => {
                     group.write_failure = Some(error_chain(&e));
@@ -558,14 +761,11 @@ impl MetaStore {
         }
         let id = batch.id;
         let committed = if group.waiting == 0 {
-            self.commit_batch(group)
+            self.commit_batch(r, group)
         } else {
             // The last writer to join commits the batch; wait for it.
             while group.committed < id {
-                group = self
-                    .turn
-                    .wait(group)
-                    .unwrap_or_else(PoisonError::into_inner);
+                group = r.turn.wait(group).unwrap_or_else(PoisonError::into_inner);
             }
             match group.failed.iter().find(|f| f.batch == id) {
                 Some(f) => Err(StoreError::BatchCommit {
@@ -584,7 +784,7 @@ impl MetaStore {
 
     /// Commits the open batch (or aborts it when nobody wrote), outside the lock so
     /// new writers can queue for the next batch meanwhile.
-    fn commit_batch(&self, mut group: MutexGuard<'_, Group>) -> Result<(), StoreError> {
+    fn commit_batch(&self, r: &Redb, mut group: MutexGuard<'_, Group>) -> Result<(), StoreError> {
         let Some(mut batch) = group.open.take() else {
             return Ok(());
         };
@@ -615,7 +815,7 @@ impl MetaStore {
         {
             hook(began.elapsed());
         }
-        let mut group = self.lock_group();
+        let mut group = r.lock_group();
         group.committing = false;
         group.committed = batch.id;
         group.commits += 1;
@@ -632,10 +832,41 @@ impl MetaStore {
                 out_of_space: e.is_out_of_space(),
             });
         }
-        self.turn.notify_all();
+        r.turn.notify_all();
         result
     }
 
+    /// Calls `hook` with the duration of every commit that wrote something (a metrics
+    /// exporter's latency histogram), outside the store's locks. One hook per store: a
+    /// second call is refused and returns `false`.
+    pub fn on_commit(&self, hook: CommitHook) -> bool {
+        self.commit_hook.set(hook).is_ok()
+    }
+
+    /// Why writes are failing: the error of the last commit when it failed, `None` once
+    /// a commit succeeded since. Health reports the store as degraded while it is `Some`.
+    pub fn write_failure(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Redb(r) => r.lock_group().write_failure.clone(),
+            Backend::Postgres(p) => p
+                .write_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    /// How many commits (redb batches, PostgreSQL transactions) the store has made since
+    /// it was opened: on redb, fewer than the writes when group commit batched them.
+    pub fn commit_count(&self) -> u64 {
+        match &self.backend {
+            Backend::Redb(r) => r.lock_group().commits,
+            Backend::Postgres(p) => p.commits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Redb {
     /// Begins a write transaction. Called with the group lock held and no batch open or
     /// committing, so no write transaction is live.
     ///
@@ -676,29 +907,10 @@ impl MetaStore {
             .map_err(|source| StoreError::Begin { source })
     }
 
-    /// Calls `hook` with the duration of every commit that wrote something (a metrics
-    /// exporter's latency histogram), outside the store's locks. One hook per store: a
-    /// second call is refused and returns `false`.
-    pub fn on_commit(&self, hook: CommitHook) -> bool {
-        self.commit_hook.set(hook).is_ok()
-    }
-
-    /// Why writes are failing: the error of the last commit when it failed, `None` once
-    /// a commit succeeded since. Health reports the store as degraded while it is `Some`.
-    pub fn write_failure(&self) -> Option<String> {
-        self.lock_group().write_failure.clone()
-    }
-
     fn lock_group(&self) -> MutexGuard<'_, Group> {
         // The group's counters stay consistent across a panic: every update is a
         // single assignment made while no closure runs.
         self.group.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// How many redb commits (batches) the store has made since it was opened: fewer
-    /// than the writes when group commit batched them.
-    pub fn commit_count(&self) -> u64 {
-        self.lock_group().commits
     }
 }
 
@@ -744,6 +956,7 @@ fn apply(txn: &WriteTransaction, overlay: Overlay) -> Result<(), StoreError> {
 enum TxnRef<'a> {
     Read(&'a ReadTransaction),
     Write(&'a WriteTransaction),
+    Pg(&'a PgTxn<'a>),
 }
 
 /// Read access to the store inside [`MetaStore::read`], and (through `Deref`) inside
@@ -770,17 +983,24 @@ impl ReadTx<'_> {
                 .map(|sealed| self.open_value(R::TABLE, key, sealed))
                 .transpose();
         }
-        let sealed = self.with_table(R::TABLE, |table| {
-            table.raw_get(key).map_err(|source| StoreError::Read {
-                table: R::TABLE,
+        self.stored_value(R::TABLE, key)?
+            .map(|sealed| self.open_value(R::TABLE, key, &sealed))
+            .transpose()
+    }
+
+    /// The committed sealed value under `table`/`key`, ignoring pending writes.
+    fn stored_value(&self, table: &'static str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let TxnRef::Pg(txn) = self.txn {
+            return txn.get(table, key);
+        }
+        let sealed = self.with_table(table, |t| {
+            t.raw_get(key).map_err(|source| StoreError::Read {
+                table,
                 key: key.to_owned(),
                 source,
             })
         })?;
-        sealed
-            .flatten()
-            .map(|sealed| self.open_value(R::TABLE, key, &sealed))
-            .transpose()
+        Ok(sealed.flatten())
     }
 
     /// Every record of type `R`, in key order (byte order of the keys).
@@ -821,6 +1041,9 @@ impl ReadTx<'_> {
         if self.pending::<R>() {
             return Ok(self.raw_entries::<R>(usize::MAX)?.len() as u64);
         }
+        if let TxnRef::Pg(txn) = self.txn {
+            return txn.count(R::TABLE);
+        }
         let n = self.with_table(R::TABLE, |table| {
             table.raw_len().map_err(|source| StoreError::Scan {
                 table: R::TABLE,
@@ -849,16 +1072,19 @@ impl ReadTx<'_> {
         let pending = self.pending::<R>();
         // With pending deletes, the first `limit` stored entries may not be enough.
         let stored_limit = if pending { usize::MAX } else { limit };
-        let stored = self
-            .with_table(R::TABLE, |table| {
-                table
-                    .raw_entries(stored_limit)
-                    .map_err(|source| StoreError::Scan {
-                        table: R::TABLE,
-                        source,
-                    })
-            })?
-            .unwrap_or_default();
+        let stored = match self.txn {
+            TxnRef::Pg(txn) => txn.scan(R::TABLE, stored_limit)?,
+            _ => self
+                .with_table(R::TABLE, |table| {
+                    table
+                        .raw_entries(stored_limit)
+                        .map_err(|source| StoreError::Scan {
+                            table: R::TABLE,
+                            source,
+                        })
+                })?
+                .unwrap_or_default(),
+        };
         match self.overlay {
             Some(o) if pending => {
                 let o = o.borrow();
@@ -890,6 +1116,7 @@ impl ReadTx<'_> {
                 let table = txn.open_table(table_def(name)).map_err(open_err)?;
                 f(&table).map(Some)
             }
+            TxnRef::Pg(_) => unreachable!("PostgreSQL transactions are read through PgTxn"),
         }
     }
 
@@ -957,18 +1184,14 @@ impl WriteTx<'_> {
     ///
     /// A redb error.
     pub fn delete<R: Record>(&mut self, key: &str) -> Result<bool, StoreError> {
-        let existed = match self.overlay().borrow().get(R::TABLE, key) {
-            Some(pending) => pending.is_some(),
-            None => self
-                .with_table(R::TABLE, |table| {
-                    table.raw_get(key).map_err(|source| StoreError::Read {
-                        table: R::TABLE,
-                        key: key.to_owned(),
-                        source,
-                    })
-                })?
-                .flatten()
-                .is_some(),
+        let pending = self
+            .overlay()
+            .borrow()
+            .get(R::TABLE, key)
+            .map(|p| p.is_some());
+        let existed = match pending {
+            Some(existed) => existed,
+            None => self.stored_value(R::TABLE, key)?.is_some(),
         };
         self.overlay().borrow_mut().delete(R::TABLE, key.to_owned());
         Ok(existed)

@@ -21,6 +21,124 @@ fn open(dir: &Path) -> MetaStore {
     MetaStore::open(&dir.join(DB_FILE), key_in(dir)).unwrap()
 }
 
+/// Where one test's store lives: the store suite runs every test of [`suite!`] once on
+/// each backend.
+enum Site {
+    Redb(tempfile::TempDir),
+    /// A fresh database of the test PostgreSQL server; the sealing key is in `dir`.
+    Postgres {
+        url: String,
+        dir: tempfile::TempDir,
+    },
+}
+
+impl Site {
+    fn redb() -> Self {
+        Site::Redb(tempfile::tempdir().unwrap())
+    }
+
+    /// `None` only when the caller asked to skip the PostgreSQL tests.
+    fn postgres(test: &str) -> Option<Self> {
+        Some(Site::Postgres {
+            url: crate::pg_cluster::database(test)?,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn dir(&self) -> &Path {
+        match self {
+            Site::Redb(dir) | Site::Postgres { dir, .. } => dir.path(),
+        }
+    }
+
+    fn is_redb(&self) -> bool {
+        matches!(self, Site::Redb(_))
+    }
+
+    /// Opens (or reopens) the store with the site's key.
+    fn open(&self) -> MetaStore {
+        self.open_with_key(key_in(self.dir())).unwrap()
+    }
+
+    fn open_with_key(&self, key: SealingKey) -> Result<MetaStore, StoreError> {
+        match self {
+            Site::Redb(dir) => MetaStore::open(&dir.path().join(DB_FILE), key),
+            Site::Postgres { url, .. } => MetaStore::connect_postgres(url, None, key),
+        }
+    }
+
+    /// What the backend keeps at rest, as searchable text: the redb file, or every row.
+    fn raw_contents(&self) -> Vec<u8> {
+        match self {
+            Site::Redb(dir) => std::fs::read(dir.path().join(DB_FILE)).unwrap(),
+            Site::Postgres { url, .. } => crate::pg_cluster::query_text(
+                url,
+                "SELECT string_agg(tbl || ' ' || key || ' ' || encode(value, 'escape'), ' ') \
+                 FROM cella_records",
+            )
+            .unwrap()
+            .into_bytes(),
+        }
+    }
+
+    /// Copies the raw value of `from` in `from_table` to `to` in `to_table`, behind the
+    /// store's back (the store must be closed for redb).
+    fn copy_raw(&self, from_table: &'static str, from: &str, to_table: &'static str, to: &str) {
+        match self {
+            Site::Redb(dir) => copy_raw(&dir.path().join(DB_FILE), from_table, from, to_table, to),
+            Site::Postgres { url, .. } => crate::pg_cluster::execute(
+                url,
+                &format!(
+                    "INSERT INTO cella_records (tbl, key, value) SELECT '{to_table}', '{to}', value \
+                     FROM cella_records WHERE tbl = '{from_table}' AND key = '{from}'"
+                ),
+            )
+            .unwrap(),
+        }
+    }
+}
+
+/// Runs each named test (a `fn(&Site)`) once on redb and once on PostgreSQL.
+macro_rules! suite {
+    ($($test:ident),* $(,)?) => {
+        mod on_redb {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(&super::Site::redb());
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[test]
+                fn $test() {
+                    if let Some(site) = super::Site::postgres(stringify!($test)) {
+                        super::$test(&site);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    put_get_list_first_count_delete,
+    domain_records_round_trip,
+    reopen_keeps_data,
+    rejected_write_changes_nothing,
+    volatile_writes_persist_with_the_next_durable_commit,
+    values_are_sealed_at_rest,
+    moved_values_do_not_unseal,
+    wrong_sealing_key_is_refused_on_open,
+    next_seq_is_monotonic_across_reopen,
+    seq_keys_make_a_fifo_queue,
+    shared_across_threads,
+    group_commit_batches_writers_and_isolates_failures,
+    panicking_writer_leaves_nothing_and_blocks_nobody,
+    pending_writes_are_visible_to_scans,
+);
+
 fn name(s: &str) -> UserName {
     s.parse().unwrap()
 }
@@ -80,10 +198,8 @@ fn names(users: &[User]) -> Vec<&str> {
     users.iter().map(|u| u.name.as_str()).collect()
 }
 
-#[test]
-fn put_get_list_first_count_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+fn put_get_list_first_count_delete(site: &Site) {
+    let store = site.open();
 
     // Tables never written read as empty.
     store
@@ -140,10 +256,8 @@ fn put_get_list_first_count_delete() {
         .unwrap();
 }
 
-#[test]
-fn domain_records_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+fn domain_records_round_trip(site: &Site) {
+    let store = site.open();
     let file = input_file("alice", 9);
     let task = Task::new(
         NewTask {
@@ -175,22 +289,18 @@ fn domain_records_round_trip() {
         .unwrap();
 }
 
-#[test]
-fn reopen_keeps_data() {
-    let dir = tempfile::tempdir().unwrap();
+fn reopen_keeps_data(site: &Site) {
     {
-        let store = open(dir.path());
+        let store = site.open();
         store.write(|tx| tx.put(&user("alice"))).unwrap();
     }
-    let store = open(dir.path());
+    let store = site.open();
     let got = store.read(|tx| tx.get::<User>("alice")).unwrap();
     assert_eq!(got, Some(user("alice")));
 }
 
-#[test]
-fn rejected_write_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+fn rejected_write_changes_nothing(site: &Site) {
+    let store = site.open();
     store.write(|tx| tx.put(&user("alice"))).unwrap();
 
     let result: Result<(), TestError> = store.write(|tx| {
@@ -212,17 +322,15 @@ fn rejected_write_changes_nothing() {
     assert_eq!(store.write(|tx| tx.next_seq("audit")).unwrap(), 1);
 }
 
-#[test]
-fn volatile_writes_persist_with_the_next_durable_commit() {
-    let dir = tempfile::tempdir().unwrap();
+fn volatile_writes_persist_with_the_next_durable_commit(site: &Site) {
     {
-        let store = open(dir.path());
+        let store = site.open();
         store.write_volatile(|tx| tx.put(&user("lease"))).unwrap();
         // Visible to readers at once.
         assert!(store.read(|tx| tx.get::<User>("lease")).unwrap().is_some());
         store.write(|tx| tx.put(&user("durable"))).unwrap();
     }
-    let store = open(dir.path());
+    let store = site.open();
     store
         .read(|tx| {
             assert_eq!(names(&tx.list::<User>()?), ["durable", "lease"]);
@@ -283,15 +391,13 @@ fn crash_loses_only_unflushed_volatile_writes() {
     assert_eq!(names(&users), ["durable1", "durable2", "volatile"]);
 }
 
-#[test]
-fn values_are_sealed_on_disk() {
-    let dir = tempfile::tempdir().unwrap();
+fn values_are_sealed_at_rest(site: &Site) {
     let file = input_file("zelda-unique-owner", 0xc3);
     let key_hex = "c3".repeat(32);
     let mut u = user("alice");
     u.password_hash = "$argon2id$v=19$unique-hash-marker".to_owned();
     {
-        let store = open(dir.path());
+        let store = site.open();
         store
             .write(|tx| {
                 tx.put(&file)?;
@@ -299,7 +405,7 @@ fn values_are_sealed_on_disk() {
             })
             .unwrap();
     }
-    let raw = std::fs::read(dir.path().join(DB_FILE)).unwrap();
+    let raw = site.raw_contents();
     let contains = |needle: &str| raw.windows(needle.len()).any(|w| w == needle.as_bytes());
     // Keys are in clear: this shows the scan can find what is there.
     assert!(contains(&file.id.to_string()));
@@ -310,7 +416,7 @@ fn values_are_sealed_on_disk() {
         "argon2id",
         "cella-sealed-v1",
     ] {
-        assert!(!contains(secret), "{secret:?} is in the database file");
+        assert!(!contains(secret), "{secret:?} is in the database");
     }
 }
 
@@ -335,18 +441,15 @@ fn copy_raw(path: &Path, from_table: &'static str, from: &str, to_table: &'stati
     txn.commit().unwrap();
 }
 
-#[test]
-fn moved_values_do_not_unseal() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(DB_FILE);
+fn moved_values_do_not_unseal(site: &Site) {
     {
-        let store = open(dir.path());
+        let store = site.open();
         store.write(|tx| tx.put(&user("alice"))).unwrap();
     }
-    copy_raw(&path, User::TABLE, "alice", User::TABLE, "mallory");
-    copy_raw(&path, User::TABLE, "alice", "other_users", "alice");
+    site.copy_raw(User::TABLE, "alice", User::TABLE, "mallory");
+    site.copy_raw(User::TABLE, "alice", "other_users", "alice");
 
-    let store = open(dir.path());
+    let store = site.open();
     match store.read(|tx| tx.get::<User>("mallory")) {
         Err(StoreError::Corrupt { table, key, .. }) => {
             assert_eq!(table, "users");
@@ -382,21 +485,23 @@ fn moved_values_do_not_unseal() {
     );
 }
 
-#[test]
-fn wrong_sealing_key_is_refused_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(DB_FILE);
-    drop(open(dir.path()));
-    let other = SealingKey::load_or_create(&dir.path().join("other.key")).unwrap();
-    match MetaStore::open(&path, other) {
+fn wrong_sealing_key_is_refused_on_open(site: &Site) {
+    drop(site.open());
+    let other = SealingKey::load_or_create(&site.dir().join("other.key")).unwrap();
+    match site.open_with_key(other) {
         Err(e @ StoreError::WrongSealingKey { .. }) => {
             assert!(e.to_string().contains("sealing key"), "{e}");
-            assert!(e.to_string().contains(DB_FILE), "{e}");
+            let place = if site.is_redb() {
+                DB_FILE
+            } else {
+                "postgres://"
+            };
+            assert!(e.to_string().contains(place), "{e}");
         }
         other => panic!("expected WrongSealingKey, got {other:?}"),
     }
     // The right key still opens it.
-    drop(open(dir.path()));
+    drop(site.open());
 }
 
 #[test]
@@ -411,11 +516,9 @@ fn database_file_is_private() {
     assert_eq!(mode & 0o777, DB_FILE_MODE);
 }
 
-#[test]
-fn next_seq_is_monotonic_across_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+fn next_seq_is_monotonic_across_reopen(site: &Site) {
     {
-        let store = open(dir.path());
+        let store = site.open();
         let seqs = store
             .write(|tx| Ok::<_, StoreError>([tx.next_seq("queue")?, tx.next_seq("queue")?]))
             .unwrap();
@@ -423,17 +526,15 @@ fn next_seq_is_monotonic_across_reopen() {
         assert_eq!(store.write(|tx| tx.next_seq("queue")).unwrap(), 3);
         assert_eq!(store.write(|tx| tx.next_seq("audit")).unwrap(), 1);
     }
-    let store = open(dir.path());
+    let store = site.open();
     assert_eq!(store.write(|tx| tx.next_seq("queue")).unwrap(), 4);
     assert_eq!(store.write(|tx| tx.next_seq("audit")).unwrap(), 2);
 }
 
-#[test]
-fn seq_keys_make_a_fifo_queue() {
+fn seq_keys_make_a_fifo_queue(site: &Site) {
     assert_eq!(seq_key(7), "00000000000000000007");
     assert_eq!(seq_key(u64::MAX).len(), SEQ_KEY_WIDTH);
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = site.open();
     // Enough items that unpadded keys would sort "10" before "9".
     for i in 0..12 {
         store
@@ -462,13 +563,11 @@ fn seq_keys_make_a_fifo_queue() {
     assert_eq!(popped, (1..=12).collect::<Vec<_>>());
 }
 
-#[test]
-fn shared_across_threads() {
+fn shared_across_threads(site: &Site) {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<MetaStore>();
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+    let store = Arc::new(site.open());
     let writers: Vec<_> = (0..4)
         .map(|t| {
             let store = Arc::clone(&store);
@@ -499,12 +598,10 @@ fn shared_across_threads() {
 
 /// Concurrent durable writers share commits, and a refused write in a shared batch
 /// leaves no trace while its neighbours' writes land.
-#[test]
-fn group_commit_batches_writers_and_isolates_failures() {
+fn group_commit_batches_writers_and_isolates_failures(site: &Site) {
     const THREADS: u64 = 8;
     const WRITES: u64 = 25;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+    let store = Arc::new(site.open());
     let before = store.commit_count();
     let writers: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -539,16 +636,21 @@ fn group_commit_batches_writers_and_isolates_failures() {
         .collect();
     assert_eq!(items.iter().map(|i| i.seq).collect::<Vec<_>>(), expected);
     let commits = store.commit_count() - before;
-    assert!(
-        commits < THREADS * WRITES,
-        "{commits} commits for {} writes: no batching happened",
-        THREADS * WRITES
-    );
+    if site.is_redb() {
+        assert!(
+            commits < THREADS * WRITES,
+            "{commits} commits for {} writes: no batching happened",
+            THREADS * WRITES
+        );
+    } else {
+        // PostgreSQL commits each accepted write on its own, and nothing for a refused one.
+        assert_eq!(commits, expected.len() as u64);
+    }
     // Durable: everything is there after a reopen.
     drop(items);
     let store = Arc::try_unwrap(store).ok().unwrap();
     drop(store);
-    let store = open(dir.path());
+    let store = site.open();
     assert_eq!(
         store.read(|tx| tx.count::<QueueItem>()).unwrap(),
         expected.len() as u64
@@ -556,10 +658,8 @@ fn group_commit_batches_writers_and_isolates_failures() {
 }
 
 /// A panic inside a write closure neither commits its writes nor blocks later writers.
-#[test]
-fn panicking_writer_leaves_nothing_and_blocks_nobody() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+fn panicking_writer_leaves_nothing_and_blocks_nobody(site: &Site) {
+    let store = site.open();
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _ = store.write(|tx| -> Result<(), StoreError> {
             tx.put(&user("ghost"))?;
@@ -573,10 +673,8 @@ fn panicking_writer_leaves_nothing_and_blocks_nobody() {
 }
 
 /// Reads inside a write see pending puts and deletes in first, list and count.
-#[test]
-fn pending_writes_are_visible_to_scans() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+fn pending_writes_are_visible_to_scans(site: &Site) {
+    let store = site.open();
     store
         .write(|tx| {
             for seq in 1..=3 {
@@ -764,4 +862,241 @@ fn out_of_space_is_told_from_other_errors() {
         out_of_space: false,
     };
     assert!(!other.is_out_of_space());
+}
+
+/// Tests of what only the PostgreSQL backend has: several processes on one database,
+/// schema migrations, a server that goes away.
+mod postgres_only {
+    use super::*;
+    use crate::pg::SCHEMA_VERSION;
+    use crate::pg_cluster::{database, execute, query_text};
+
+    fn key(dir: &Path) -> SealingKey {
+        key_in(dir)
+    }
+
+    /// A counter every writer increments by reading and rewriting it: lost updates show.
+    #[derive(Serialize, Deserialize)]
+    struct Counter {
+        n: u64,
+    }
+
+    impl Record for Counter {
+        const TABLE: &'static str = "test_counter";
+        fn key(&self) -> String {
+            "c".into()
+        }
+    }
+
+    /// Two stores on one database (two replicas) writing at once: sequence numbers stay
+    /// unique and gapless, and no read-modify-write is lost.
+    #[test]
+    fn two_stores_on_one_database_write_one_at_a_time() {
+        let Some(url) = database("two_stores_on_one_database_write_one_at_a_time") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let stores = [
+            Arc::new(MetaStore::connect_postgres(&url, None, key(dir.path())).unwrap()),
+            Arc::new(MetaStore::connect_postgres(&url, None, key(dir.path())).unwrap()),
+        ];
+        const THREADS: usize = 6;
+        const WRITES: u64 = 20;
+        let writers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let store = Arc::clone(&stores[t % 2]);
+                std::thread::spawn(move || {
+                    for i in 0..WRITES {
+                        store
+                            .write(|tx| {
+                                let seq = tx.next_seq("queue")?;
+                                tx.put(&QueueItem {
+                                    seq,
+                                    what: format!("{t}/{i}"),
+                                })?;
+                                let n = tx.get::<Counter>("c")?.map_or(0, |c| c.n);
+                                tx.put(&Counter { n: n + 1 })
+                            })
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let total = THREADS as u64 * WRITES;
+        let (items, counter) = stores[1]
+            .read(|tx| Ok::<_, StoreError>((tx.list::<QueueItem>()?, tx.get::<Counter>("c")?)))
+            .unwrap();
+        assert_eq!(
+            items.iter().map(|i| i.seq).collect::<Vec<_>>(),
+            (1..=total).collect::<Vec<_>>()
+        );
+        assert_eq!(counter.map(|c| c.n), Some(total));
+    }
+
+    /// The platform calls the store from its tokio runtime's threads and may drop it
+    /// there: neither may panic (a nested runtime would).
+    #[test]
+    fn usable_and_droppable_inside_a_tokio_runtime() {
+        let Some(url) = database("usable_and_droppable_inside_a_tokio_runtime") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = runtime.block_on(async {
+            let store = MetaStore::connect_postgres(&url, None, key(dir.path())).unwrap();
+            store.write(|tx| tx.put(&user("alice"))).unwrap();
+            let got = store.read(|tx| tx.get::<User>("alice")).unwrap();
+            drop(store);
+            got
+        });
+        assert_eq!(got, Some(user("alice")));
+    }
+
+    /// Replicas starting together on an empty database migrate it once, and all open.
+    #[test]
+    fn concurrent_first_starts_migrate_once() {
+        let Some(url) = database("concurrent_first_starts_migrate_once") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, key) = (url.clone(), key(dir.path()));
+                std::thread::spawn(move || MetaStore::connect_postgres(&url, None, key).map(drop))
+            })
+            .collect();
+        for s in starts {
+            s.join().unwrap().unwrap();
+        }
+        let versions = query_text(
+            &url,
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM cella_schema_version",
+        )
+        .unwrap();
+        let expected: Vec<String> = (1..=SCHEMA_VERSION).map(|v| v.to_string()).collect();
+        assert_eq!(versions, expected.join(","));
+    }
+
+    /// A database migrated by a newer Cella is refused, named, and left untouched.
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let Some(url) = database("a_newer_schema_is_refused") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::connect_postgres(&url, None, key(dir.path())).unwrap();
+        store.write(|tx| tx.put(&user("alice"))).unwrap();
+        drop(store);
+        let newer = SCHEMA_VERSION + 1;
+        execute(
+            &url,
+            &format!("INSERT INTO cella_schema_version (version) VALUES ({newer})"),
+        )
+        .unwrap();
+        match MetaStore::connect_postgres(&url, None, key(dir.path())) {
+            Err(e @ StoreError::SchemaTooNew { found, known, .. }) => {
+                assert_eq!((found, known), (newer, SCHEMA_VERSION));
+                let text = e.to_string();
+                assert!(text.contains(&format!("schema version {newer}")), "{text}");
+                assert!(text.contains("newer Cella"), "{text}");
+                assert!(text.contains("postgres://postgres@127.0.0.1"), "{text}");
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+        let rows = query_text(
+            &url,
+            "SELECT count(*) FROM cella_records WHERE tbl = 'users'",
+        );
+        assert_eq!(rows.unwrap(), "1");
+    }
+
+    #[test]
+    fn an_unreachable_server_is_unavailable() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("postgres://cella@127.0.0.1:{port}/cella");
+        match MetaStore::connect_postgres(&url, Some(b"secret-pw"), key(dir.path())) {
+            Err(e) => {
+                assert!(e.is_unavailable(), "{e:?}");
+                let text = error_chain(&e);
+                assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+                assert!(!text.contains("secret-pw"), "the password leaked: {text}");
+            }
+            Ok(_) => panic!("connected to a closed port"),
+        }
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "postgres://u:secret-pw@127.0.0.1:5432/db";
+        match MetaStore::connect_postgres(url, None, key(dir.path())) {
+            Err(e @ StoreError::PasswordInUrl { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("postgres://u@127.0.0.1:5432/db"), "{text}");
+                assert!(!text.contains("secret-pw"), "{text}");
+            }
+            other => panic!("expected PasswordInUrl, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_echoing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "postgres://u:secret-pw@127.0.0.1:notaport/db";
+        match MetaStore::connect_postgres(url, None, key(dir.path())) {
+            Err(e @ StoreError::InvalidUrl { .. }) => {
+                assert!(!e.is_unavailable());
+                assert!(!error_chain(&e).contains("secret-pw"), "{e}");
+            }
+            other => panic!("expected InvalidUrl, got {other:?}"),
+        }
+    }
+
+    /// Connections killed by the server: the next calls fail as unavailable (never as
+    /// another error) or reconnect; nothing committed is lost.
+    #[test]
+    fn lost_connections_are_unavailable_then_reconnected() {
+        let Some(url) = database("lost_connections_are_unavailable_then_reconnected") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::connect_postgres(&url, None, key(dir.path())).unwrap();
+        store.write(|tx| tx.put(&user("alice"))).unwrap();
+        execute(
+            &url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .unwrap();
+        let mut unavailable = 0;
+        let mut wrote = false;
+        for _ in 0..3 {
+            match store.write(|tx| tx.put(&user("bob"))) {
+                Ok(()) => {
+                    wrote = true;
+                    break;
+                }
+                Err(e) => {
+                    assert!(e.is_unavailable(), "{e:?}");
+                    assert!(store.write_failure().is_some());
+                    unavailable += 1;
+                }
+            }
+        }
+        assert!(wrote, "no reconnect after {unavailable} failures");
+        assert_eq!(store.write_failure(), None);
+        let users = store.read(|tx| tx.list::<User>()).unwrap();
+        assert_eq!(names(&users), ["alice", "bob"]);
+    }
 }

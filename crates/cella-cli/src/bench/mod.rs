@@ -46,6 +46,11 @@ pub(crate) struct BenchArgs {
     /// The Python interpreter the sandbox figures build their image from.
     #[arg(long, default_value = "/usr/bin/python3")]
     pub(crate) python: std::path::PathBuf,
+    /// An empty PostgreSQL database (`postgres://user@host:port/db`): also measure the
+    /// builtin e2e latency and the throughput on a node whose store is there
+    /// (`pg_e2e_p50_ms`, `pg_tasks_per_s`; null without it).
+    #[arg(long, value_name = "URL")]
+    pub(crate) postgres: Option<String>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -148,10 +153,11 @@ async fn connect(node: &RunningNode, user: &str, password: &str) -> anyhow::Resu
 }
 
 impl Bench {
-    async fn start(workers: usize) -> anyhow::Result<Self> {
+    async fn start(workers: usize, store_url: Option<String>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("cella-bench-").tempdir()?;
         let mut config = NodeConfig::new(dir.path().join("node"));
         config.workers = workers;
+        config.store_url = store_url;
         // Every figure here comes from one user, and by default one user runs one task
         // fewer than the workers (`docs/scheduling.md`): that keeps a worker free for
         // other tenants, it is not the node's speed. Let the bench's one tenant use them all.
@@ -256,6 +262,34 @@ async fn latency(bench: &Bench, function: &str, n: usize) -> anyhow::Result<(f64
     ))
 }
 
+/// Tasks per second of `tasks` builtin echo tasks invoked by `clients` concurrent
+/// clients, each on its own connection, each waiting for its task to finish.
+async fn throughput(bench: &Bench, tasks: usize, clients: usize) -> anyhow::Result<f64> {
+    let ids = bench.approved_tasks(&bench.echo, tasks).await?;
+    let queue = Arc::new(Mutex::new(ids));
+    let mut conns = Vec::new();
+    for _ in 0..clients.max(1) {
+        conns.push(connect(&bench.node, "bench", "bench password 1").await?);
+    }
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for c in conns {
+        let queue = Arc::clone(&queue);
+        handles.push(tokio::spawn(async move {
+            loop {
+                let Some(id) = queue.lock().await.pop() else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                invoke_and_wait(&c, &id).await?;
+            }
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    Ok(tasks as f64 / t0.elapsed().as_secs_f64())
+}
+
 /// `openssl speed -evp aes-256-gcm -bytes 16384` in GB/s, when openssl is installed.
 fn openssl_gbps() -> Option<f64> {
     let out = std::process::Command::new("openssl")
@@ -292,7 +326,7 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
             "warning: this is a debug build; run `cargo run --release -- bench` for real figures"
         );
     }
-    let bench = Bench::start(args.workers)
+    let bench = Bench::start(args.workers, None)
         .await
         .context("starting the bench node")?;
 
@@ -318,37 +352,27 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
         "libos dispatch overhead (warm mock instance): p50 {libos_p50:.2} ms, p99 {libos_p99:.2} ms"
     );
 
-    // Throughput: concurrent clients, each on its own connection.
-    let ids = bench
-        .approved_tasks(&bench.echo, args.throughput_tasks)
-        .await?;
-    let queue = Arc::new(Mutex::new(ids));
-    let mut clients = Vec::new();
-    for _ in 0..args.clients.max(1) {
-        clients.push(connect(&bench.node, "bench", "bench password 1").await?);
-    }
-    let t0 = Instant::now();
-    let mut handles = Vec::new();
-    for c in clients {
-        let queue = Arc::clone(&queue);
-        handles.push(tokio::spawn(async move {
-            loop {
-                let Some(id) = queue.lock().await.pop() else {
-                    return Ok::<_, anyhow::Error>(());
-                };
-                invoke_and_wait(&c, &id).await?;
-            }
-        }));
-    }
-    for h in handles {
-        h.await??;
-    }
-    let tasks_per_s = args.throughput_tasks as f64 / t0.elapsed().as_secs_f64();
+    let tasks_per_s = throughput(&bench, args.throughput_tasks, args.clients).await?;
     eprintln!(
         "throughput: {tasks_per_s:.0} tasks/s with {} clients",
         args.clients
     );
     bench.node.shutdown().await;
+
+    // The same two figures on a node whose metadata store is PostgreSQL.
+    let (pg_p50, pg_tasks_per_s) = match &args.postgres {
+        Some(url) => {
+            let pg = Bench::start(args.workers, Some(url.clone()))
+                .await
+                .context("starting the bench node on PostgreSQL")?;
+            let (pg_p50, _, _) = latency(&pg, &pg.echo, args.latency_tasks).await?;
+            let pg_tasks = throughput(&pg, args.throughput_tasks, args.clients).await?;
+            eprintln!("on PostgreSQL: e2e p50 {pg_p50:.2} ms, throughput {pg_tasks:.0} tasks/s");
+            pg.node.shutdown().await;
+            (Some(pg_p50), Some(pg_tasks))
+        }
+        None => (None, None),
+    };
 
     // The sealed file format against openssl's AES-256-GCM on this machine.
     let (seal_gbps, unseal_gbps) =
@@ -378,6 +402,9 @@ pub(crate) async fn run(args: BenchArgs, json_out: bool) -> anyhow::Result<()> {
         "libos_dispatch_p50_ms": libos_p50,
         "libos_dispatch_p99_ms": libos_p99,
         "tasks_per_s": tasks_per_s,
+        "pg_e2e_p50_ms": pg_p50,
+        "pg_tasks_per_s": pg_tasks_per_s,
+        "pg_vs_redb_tasks_per_s": pg_tasks_per_s.map(|t| t / tasks_per_s),
         "clients": args.clients,
         "workers": args.workers,
         "seal_gbps": seal_gbps,
