@@ -87,7 +87,7 @@ impl Platform {
         let key = SealingKey::load_or_create(&config.sealing_key_path())
             .map_err(|e| PlatformError::Internal(format!("sealing key: {e}")))?;
         let store = MetaStore::open(&config.meta_path(), key)?;
-        let blobs = BlobStore::open(&config.blob_dir())?;
+        let blobs = BlobStore::open_at(&config.blobs, &config.blob_dir())?;
         let token_key = TokenKey::load_or_create(&store)?;
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let hashing = HashLimiter::new(hashing::slots_for(config.password_hash_memory, cores));
