@@ -170,7 +170,7 @@ pub enum BlobError {
         bucket: String,
         /// The cause.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The threads that drive object store requests could not be started.
     #[error("cannot start the object store's I/O threads")]
@@ -189,7 +189,7 @@ pub enum BlobError {
         prefix: String,
         /// The cause.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// An object store request about blob `name` failed.
     #[error("object store cannot {op} blob {name}")]
@@ -200,7 +200,7 @@ pub enum BlobError {
         name: BlobName,
         /// The cause.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// An object store request ended without an answer (its task was lost).
     #[error("the object store request about blob {name} was interrupted")]

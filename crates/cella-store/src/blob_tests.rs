@@ -95,7 +95,7 @@ fn read_blob(store: &BlobStore, name: &BlobName) -> Vec<u8> {
 }
 
 fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
+    (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect()
 }
 
 fn write_blob(store: &BlobStore, name: &BlobName, data: &[u8], chunk: usize) -> (Digest, u64) {

@@ -229,7 +229,7 @@ impl Shared {
             Some(Err(source)) => Err(BlobError::S3 {
                 op,
                 name: name.clone(),
-                source,
+                source: Box::new(source),
             }),
             None => Err(BlobError::S3Interrupted { name: name.clone() }),
         }
@@ -301,7 +301,7 @@ impl S3Blobs {
         }
         let client = builder.build().map_err(|source| BlobError::S3Client {
             bucket: config.bucket.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(IO_THREADS)
@@ -329,7 +329,7 @@ impl S3Blobs {
         let reach_err = |source| BlobError::S3Reach {
             bucket: config.bucket.clone(),
             prefix: config.prefix.clone(),
-            source,
+            source: Box::new(source),
         };
         match shared.io.run(probe) {
             Some(Ok(())) => {}
@@ -483,7 +483,7 @@ impl S3Writer {
                 Err(BlobError::S3 {
                     op: "complete the upload of",
                     name: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })
             }
             None => Err(BlobError::S3Interrupted { name: name.clone() }),
@@ -545,7 +545,7 @@ impl S3Reader {
                     return Err(BlobError::S3 {
                         op: "read",
                         name: self.name.clone(),
-                        source,
+                        source: Box::new(source),
                     });
                 }
                 None => {
