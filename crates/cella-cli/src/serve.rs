@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cella_platform::NodeConfig;
-use cella_store::{BlobLocation, S3Config};
 use cella_server::{LibosProbe, NodeEvidence, Ops, RunningNode, ServerConfig, node_executors};
+use cella_store::{BlobLocation, S3Config};
 use tokio_util::sync::CancellationToken;
 
 /// Where the node's RA-TLS evidence comes from (`--evidence`).

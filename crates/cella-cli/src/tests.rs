@@ -816,8 +816,14 @@ fn serve_blobs_are_local_by_default_or_s3_with_credentials_from_the_environment(
     assert_eq!(c.secret_access_key.as_deref(), Some("the-secret"));
     // The printed configuration names the bucket and never a credential.
     let printed = s3.to_toml().unwrap();
-    assert!(printed.contains("blobs = \"s3://bucket/node-a\""), "{printed}");
-    assert!(!printed.contains("the-secret") && !printed.contains("AKID"), "{printed}");
+    assert!(
+        printed.contains("blobs = \"s3://bucket/node-a\""),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("the-secret") && !printed.contains("AKID"),
+        "{printed}"
+    );
 
     let half = |k: &str| (k == "AWS_ACCESS_KEY_ID").then(|| "AKID".to_owned());
     let err = s3.blob_location(Some(&half)).unwrap_err();
@@ -831,6 +837,9 @@ fn serve_blobs_are_local_by_default_or_s3_with_credentials_from_the_environment(
     ] {
         let err = resolve(bad).unwrap_err();
         let chain = format!("{err:#}");
-        assert!(!chain.contains("secret@") && !chain.contains("pw@"), "{chain}");
+        assert!(
+            !chain.contains("secret@") && !chain.contains("pw@"),
+            "{chain}"
+        );
     }
 }
