@@ -51,7 +51,7 @@ const RETRY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Threads driving the client's requests.
 const IO_THREADS: usize = 2;
 
-/// Where and how to reach an S3-compatible bucket. Its `Debug` never shows the secret.
+/// Where and how to reach an S3-compatible bucket. Its `Debug` shows no credential.
 #[derive(Clone, PartialEq, Eq)]
 pub struct S3Config {
     /// The bucket.
@@ -85,7 +85,7 @@ impl fmt::Debug for S3Config {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("allow_http", &self.allow_http)
-            .field("access_key_id", &self.access_key_id)
+            .field("access_key_id", &redacted(&self.access_key_id))
             .field("secret_access_key", &redacted(&self.secret_access_key))
             .field("session_token", &redacted(&self.session_token))
             .field("part_bytes", &self.part_bytes)
