@@ -36,6 +36,9 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// Reads an environment variable (a stand-in in tests).
+type EnvLookup = dyn Fn(&str) -> Option<String>;
+
 /// `--blobs` for the data dir's own blob directory.
 const LOCAL_BLOBS: &str = "local";
 /// Default `--listen`.
@@ -256,10 +259,7 @@ impl ServeConfig {
     /// Where the node keeps its blobs; `env` reads the object store's credentials (`None`:
     /// none, to check the settings only). Credentials come only from the environment, so
     /// that no flag, file or printed configuration holds them.
-    pub(crate) fn blob_location(
-        &self,
-        env: Option<&dyn Fn(&str) -> Option<String>>,
-    ) -> anyhow::Result<BlobLocation> {
+    pub(crate) fn blob_location(&self, env: Option<&EnvLookup>) -> anyhow::Result<BlobLocation> {
         if self.blobs == LOCAL_BLOBS {
             if self.s3_endpoint.is_some() || self.s3_region.is_some() {
                 anyhow::bail!("--s3-endpoint and --s3-region need --blobs s3://bucket[/prefix]");
