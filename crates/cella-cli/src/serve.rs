@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cella_platform::NodeConfig;
 use cella_server::{LibosProbe, NodeEvidence, Ops, RunningNode, ServerConfig, node_executors};
+use cella_store::{BlobLocation, S3Config};
 use tokio_util::sync::CancellationToken;
 
 /// Where the node's RA-TLS evidence comes from (`--evidence`).
@@ -35,6 +36,11 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// Reads an environment variable (a stand-in in tests).
+type EnvLookup = dyn Fn(&str) -> Option<String>;
+
+/// `--blobs` for the data dir's own blob directory.
+const LOCAL_BLOBS: &str = "local";
 /// Default `--listen`.
 const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 /// Default `--workers`.
@@ -68,6 +74,19 @@ pub(crate) struct ServeArgs {
     /// embedded store in the data dir].
     #[arg(long, value_name = "URL")]
     pub(crate) store: Option<String>,
+    /// Where the node keeps its blobs: `local` (under the data dir) or
+    /// `s3://bucket[/prefix]` in an S3-compatible object store, whose credentials come
+    /// from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) [default:
+    /// local].
+    #[arg(long, value_name = "URL", env = "CELLA_BLOBS")]
+    pub(crate) blobs: Option<String>,
+    /// The object store's endpoint, for S3-compatible servers (with `--blobs s3://…`;
+    /// `http://` only for a server on this machine's loopback) [default: AWS's].
+    #[arg(long, value_name = "URL", env = "CELLA_S3_ENDPOINT")]
+    pub(crate) s3_endpoint: Option<String>,
+    /// The object store's region (with `--blobs s3://…`) [default: us-east-1].
+    #[arg(long, value_name = "NAME", env = "CELLA_S3_REGION")]
+    pub(crate) s3_region: Option<String>,
     /// Address to listen on for the gRPC API [default: 127.0.0.1:7443].
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<SocketAddr>,
@@ -134,6 +153,11 @@ pub(crate) struct ServeConfig {
     pub(crate) data_dir: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) store: Option<String>,
+    pub(crate) blobs: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) s3_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) s3_region: Option<String>,
     pub(crate) listen: SocketAddr,
     pub(crate) workers: usize,
     pub(crate) file_url_root: Vec<PathBuf>,
@@ -197,6 +221,12 @@ impl ServeArgs {
                 "no data dir: give --data-dir DIR, CELLA_DATA_DIR or data_dir in --config",
             )?,
             store: self.store.or(file.store),
+            blobs: self
+                .blobs
+                .or(file.blobs)
+                .unwrap_or_else(|| LOCAL_BLOBS.to_owned()),
+            s3_endpoint: self.s3_endpoint.or(file.s3_endpoint),
+            s3_region: self.s3_region.or(file.s3_region),
             listen: self.listen.or(file.listen).unwrap_or(default_listen),
             workers: self.workers.or(file.workers).unwrap_or(DEFAULT_WORKERS),
             file_url_root: self
@@ -258,6 +288,7 @@ impl ServeArgs {
             anyhow::bail!("{}", cella_teaclave::StartError::NeedsSimulation);
         }
         config.node_evidence()?;
+        config.blob_location(None)?;
         Ok(config)
     }
 }
@@ -280,8 +311,46 @@ impl ServeConfig {
         }
     }
 
+    /// Where the node keeps its blobs; `env` reads the object store's credentials (`None`:
+    /// none, to check the settings only). Credentials come only from the environment, so
+    /// that no flag, file or printed configuration holds them.
+    pub(crate) fn blob_location(&self, env: Option<&EnvLookup>) -> anyhow::Result<BlobLocation> {
+        if self.blobs == LOCAL_BLOBS {
+            if self.s3_endpoint.is_some() || self.s3_region.is_some() {
+                anyhow::bail!("--s3-endpoint and --s3-region need --blobs s3://bucket[/prefix]");
+            }
+            return Ok(BlobLocation::Local);
+        }
+        let mut s3 = S3Config::from_url(&self.blobs).context("--blobs")?;
+        if let Some(endpoint) = &self.s3_endpoint {
+            let plain = endpoint.starts_with("http://");
+            if !(plain || endpoint.starts_with("https://")) || endpoint.contains('@') {
+                anyhow::bail!(
+                    "--s3-endpoint must be an http(s)://host[:port] URL without credentials"
+                );
+            }
+            // Plain HTTP only because the operator wrote it, and said aloud.
+            if plain && env.is_some() {
+                tracing::warn!(endpoint, "the object store is reached over plain HTTP");
+            }
+            s3.allow_http = plain;
+            s3.endpoint = Some(endpoint.clone());
+        }
+        s3.region.clone_from(&self.s3_region);
+        if let Some(env) = env {
+            s3.access_key_id = env("AWS_ACCESS_KEY_ID");
+            s3.secret_access_key = env("AWS_SECRET_ACCESS_KEY");
+            s3.session_token = env("AWS_SESSION_TOKEN");
+            if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+                anyhow::bail!("set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither");
+            }
+        }
+        Ok(BlobLocation::S3(s3))
+    }
+
     /// The configuration as a TOML file `--config` reads back. It holds no secret: no
-    /// setting is one (keys and passwords live in the data dir, never in flags).
+    /// setting is one (keys and passwords live in the data dir, object store credentials
+    /// in the environment, never in flags).
     pub(crate) fn to_toml(&self) -> anyhow::Result<String> {
         toml::to_string(self).context("writing the configuration as TOML")
     }
@@ -300,6 +369,7 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     let evidence = args.node_evidence()?;
     let evidence_kind = args.evidence;
     let mut node = NodeConfig::new(&args.data_dir);
+    node.blobs = args.blob_location(Some(&|k| std::env::var(k).ok()))?;
     node.workers = args.workers;
     node.file_url_roots = args.file_url_root;
     node.task_deadline = Duration::from_secs(args.task_deadline);

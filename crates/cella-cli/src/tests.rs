@@ -826,3 +826,70 @@ fn serve_evidence_is_sim_by_default_or_sgx_dcap() {
     assert!(err.to_string().contains("--evidence sgx-dcap"), "{err}");
     assert!(serve(&["--evidence", "tdx"]).is_err());
 }
+
+#[test]
+fn serve_blobs_are_local_by_default_or_s3_with_credentials_from_the_environment() {
+    use cella_store::BlobLocation;
+    let resolve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--data-dir", "d"];
+        args.extend_from_slice(extra);
+        match parse(&args).unwrap().command {
+            Command::Serve(a) => a.resolve(),
+            _ => panic!("not serve"),
+        }
+    };
+    let local = resolve(&[]).unwrap();
+    assert_eq!(local.blobs, "local");
+    assert_eq!(local.blob_location(None).unwrap(), BlobLocation::Local);
+
+    let s3 = resolve(&[
+        "--blobs",
+        "s3://bucket/node-a",
+        "--s3-endpoint",
+        "http://127.0.0.1:9000",
+        "--s3-region",
+        "eu-west-1",
+    ])
+    .unwrap();
+    let env = |k: &str| match k {
+        "AWS_ACCESS_KEY_ID" => Some("AKID".to_owned()),
+        "AWS_SECRET_ACCESS_KEY" => Some("the-secret".to_owned()),
+        _ => None,
+    };
+    let BlobLocation::S3(c) = s3.blob_location(Some(&env)).unwrap() else {
+        panic!("not s3")
+    };
+    assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("bucket", "node-a"));
+    assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert!(c.allow_http, "an http:// endpoint the operator wrote");
+    assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(c.secret_access_key.as_deref(), Some("the-secret"));
+    // The printed configuration names the bucket and never a credential.
+    let printed = s3.to_toml().unwrap();
+    assert!(
+        printed.contains("blobs = \"s3://bucket/node-a\""),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("the-secret") && !printed.contains("AKID"),
+        "{printed}"
+    );
+
+    let half = |k: &str| (k == "AWS_ACCESS_KEY_ID").then(|| "AKID".to_owned());
+    let err = s3.blob_location(Some(&half)).unwrap_err();
+    assert!(err.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+    for bad in [
+        &["--blobs", "gs://bucket"][..],
+        &["--blobs", "s3://key:secret@bucket"],
+        &["--s3-region", "eu-west-1"],
+        &["--blobs", "s3://b", "--s3-endpoint", "ftp://host"],
+        &["--blobs", "s3://b", "--s3-endpoint", "https://user:pw@host"],
+    ] {
+        let err = resolve(bad).unwrap_err();
+        let chain = format!("{err:#}");
+        assert!(
+            !chain.contains("secret@") && !chain.contains("pw@"),
+            "{chain}"
+        );
+    }
+}

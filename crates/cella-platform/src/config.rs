@@ -25,8 +25,12 @@ pub const MAX_PAYLOAD_BYTES: usize = 96 << 20;
 /// What a node needs to know to run.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// Where the node keeps its keys, metadata and blobs.
+    /// Where the node keeps its keys, metadata and (unless [`NodeConfig::blobs`] says
+    /// otherwise) blobs.
     pub data_dir: PathBuf,
+    /// Where the node keeps its blobs: [`cella_store::BlobLocation::Local`] (the default,
+    /// [`NodeConfig::blob_dir`]) or an S3-compatible bucket.
+    pub blobs: cella_store::BlobLocation,
     /// How many in-process execution workers run tasks concurrently.
     pub workers: usize,
     /// How long a session token is valid.
@@ -67,6 +71,7 @@ impl NodeConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            blobs: cella_store::BlobLocation::Local,
             workers: 4,
             token_ttl: DEFAULT_TOKEN_TTL,
             lease_ttl: DEFAULT_LEASE_TTL,
@@ -107,7 +112,7 @@ impl NodeConfig {
         self.data_dir.join("store-password")
     }
 
-    /// The blob store directory.
+    /// The blob store directory (used when [`NodeConfig::blobs`] is local).
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir.join("blobs")
     }

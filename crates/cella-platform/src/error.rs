@@ -73,7 +73,12 @@ impl From<cella_store::StoreError> for PlatformError {
 
 impl From<cella_store::BlobError> for PlatformError {
     fn from(e: cella_store::BlobError) -> Self {
-        tracing::error!(error = %cella_store::error_chain(&e), "blob store failed");
+        let chain = cella_store::error_chain(&e);
+        tracing::error!(error = %chain, "blob store failed");
+        if e.is_unavailable() {
+            // The object store is down or cut off: the same request may succeed later.
+            return Self::Unavailable(format!("blob store: {chain}"));
+        }
         Self::Internal(format!("blob store: {e}"))
     }
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use cella_crypto::stream::FramingCheck;
-use cella_store::{BlobName, BlobWriter, Record};
+use cella_store::{BlobName, BlobReader, BlobWriter, Record};
 use cella_types::{
     Digest, FileSchema, InputFile, InputFileId, KeyMaterial, Location, OutputFile, OutputFileId,
     Task,
@@ -93,12 +93,12 @@ impl Upload {
     /// # Errors
     ///
     /// [`PlatformError::InvalidArgument`] when the bytes so far are not the start of a
-    /// sealed file (the reason names the header field), [`PlatformError::Internal`]
-    /// when the blob store cannot write.
+    /// sealed file (the reason names the header field), [`PlatformError::Unavailable`]
+    /// when the blob store cannot be reached, [`PlatformError::Internal`] when it cannot
+    /// write.
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.framing.update(chunk).map_err(not_sealed)?;
-        std::io::Write::write_all(&mut self.writer, chunk)
-            .map_err(|e| PlatformError::Internal(format!("writing upload: {e}")))
+        Ok(self.writer.append(chunk)?)
     }
 }
 
@@ -435,7 +435,7 @@ impl Platform {
     /// # Errors
     ///
     /// Not found, permission, or an output no task has written yet.
-    pub fn open_download(&self, caller: &Caller, id: &str) -> Result<std::fs::File> {
+    pub fn open_download(&self, caller: &Caller, id: &str) -> Result<BlobReader> {
         let file = self.get_file(caller, id)?;
         match file {
             FileView::Input(f) => self.open_input(&f),
@@ -457,7 +457,7 @@ impl Platform {
     }
 
     /// Opens an input's ciphertext wherever it lives.
-    pub(crate) fn open_input(&self, f: &InputFile) -> Result<std::fs::File> {
+    pub(crate) fn open_input(&self, f: &InputFile) -> Result<BlobReader> {
         match &f.location {
             Location::Blob => Ok(self.blobs.open_read(&BlobName::input(f.id))?),
             Location::Url(u) => open_url(u, &self.config.file_url_roots),
@@ -479,8 +479,7 @@ impl Platform {
                 let mut w = self
                     .blobs
                     .create(&BlobName::output_version(f.id, version))?;
-                w.write_all(ciphertext)
-                    .map_err(|e| PlatformError::Internal(format!("writing output: {e}")))?;
+                w.append(ciphertext)?;
                 Ok(w.commit()?.0)
             }
             Location::Url(u) => {
@@ -534,9 +533,10 @@ fn output_blob(id: cella_types::OutputFileId, version: Option<u64>) -> BlobName 
     }
 }
 
-fn open_url(url: &str, roots: &[PathBuf]) -> Result<std::fs::File> {
+fn open_url(url: &str, roots: &[PathBuf]) -> Result<BlobReader> {
     let path = url_path(url, roots, true)?;
     std::fs::File::open(&path)
+        .and_then(BlobReader::from_file)
         .map_err(|e| PlatformError::FailedPrecondition(format!("{}: {e}", path.display())))
 }
 

@@ -1,8 +1,6 @@
 //! Functions: registration by function owners, visibility to task creators, payloads
 //! kept in the blob store under their digest and shown only to their owner.
 
-use std::io::Write;
-
 use cella_store::{BlobName, Record};
 use cella_types::{Digest, Function, FunctionId, FunctionSpec, Task, User, Visibility};
 
@@ -101,8 +99,7 @@ impl Platform {
         let name = BlobName::payload(&digest);
         if self.blobs.len(&name).is_err() {
             let mut w = self.blobs.create(&name)?;
-            w.write_all(payload)
-                .map_err(|e| PlatformError::Internal(format!("writing payload blob: {e}")))?;
+            w.append(payload)?;
             w.commit_if(&digest)?;
         }
         Ok(digest)

@@ -102,7 +102,7 @@ impl Platform {
                 MetaStore::connect_postgres(url, password.as_deref().map(Vec::as_slice), key)?
             }
         };
-        let blobs = BlobStore::open(&config.blob_dir())?;
+        let blobs = BlobStore::open_at(&config.blobs, &config.blob_dir())?;
         let token_key = TokenKey::load_or_create(&store)?;
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let hashing = HashLimiter::new(hashing::slots_for(config.password_hash_memory, cores));

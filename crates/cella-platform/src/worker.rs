@@ -151,7 +151,7 @@ impl Platform {
             return Err(fail("the file's digest is not the one approved".into()));
         }
         let mut source = self.open_input(file).map_err(|e| fail(e.to_string()))?;
-        let len = source.metadata().map_err(|e| fail(e.to_string()))?.len();
+        let len = source.len();
         if len > self.config.max_input_bytes.saturating_add(1 << 20) {
             return Err(fail(format!(
                 "{len} bytes is more than the node's input limit of {}",

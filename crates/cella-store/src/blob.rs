@@ -1,55 +1,46 @@
-//! The blob store: immutable byte strings as files under one root directory.
+//! The blob store: immutable byte strings in a local directory (the default) or in an
+//! S3-compatible object store.
 //!
 //! Blobs are ciphertexts uploaded by data owners, function payloads and task outputs: they
 //! are already encrypted or not secret, so the store keeps them as they come and seals
-//! nothing. Layout: `<root>/inputs/<input id>`, `<root>/outputs/<output id>[.<version>]`,
-//! `<root>/payloads/<sha-256 hex>`; a [`BlobName`] can only name one of those.
+//! nothing. Names: `inputs/<input id>`, `outputs/<output id>[.<version>]`,
+//! `payloads/<sha-256 hex>`; a [`BlobName`] can only name one of those. In a directory
+//! they are paths under its root; in a bucket, keys under the configured prefix.
 //!
-//! Writes go to a temporary file beside the destination, hashed on the way in; [`BlobWriter::commit`]
-//! fsyncs it, renames it into place and fsyncs the directory, so a blob is either absent
-//! or complete. An uncommitted writer removes its temporary file when dropped, and
-//! [`BlobStore::open`] removes those a crash left behind. The store holds an exclusive
-//! lock on `<root>/.lock` while open, so that this clean-up never removes another live
-//! store's temporary files: open one `BlobStore` per root and share it.
+//! Both backends keep one rule: a blob is either absent or complete. A [`BlobWriter`]
+//! hashes and counts what it is given and makes nothing visible under the blob's name
+//! until [`BlobWriter::commit`] (or [`BlobWriter::commit_if`], which first checks the
+//! digest); a writer dropped uncommitted leaves nothing visible. The local directory
+//! writes a temporary file and renames it into place (see [`local`]); object storage
+//! buffers at most one part in memory and uploads larger blobs as a multipart upload that
+//! only its completion makes visible (see [`s3`]). Reads stream on both: a [`BlobReader`]
+//! is a local file, or the object's body as it arrives.
+//!
+//! `docs/store.md` describes both layouts and what a crash leaves behind.
 
 use std::fmt;
-use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use cella_types::{Digest, Hasher, InputFileId, OutputFileId};
 
-/// Sub-directory of uploaded input ciphertexts, named by input file id.
+pub mod local;
+pub mod s3;
+#[cfg(any(test, feature = "test-s3"))]
+pub mod test_s3;
+
+pub use s3::S3Config;
+
+/// Sub-directory (or key prefix) of uploaded input ciphertexts, named by input file id.
 const INPUTS_DIR: &str = "inputs";
-/// Sub-directory of task output ciphertexts, named by output file id.
+/// Sub-directory (or key prefix) of task output ciphertexts, named by output file id.
 const OUTPUTS_DIR: &str = "outputs";
-/// Sub-directory of function payloads, named by their SHA-256 (so identical payloads are
-/// stored once).
+/// Sub-directory (or key prefix) of function payloads, named by their SHA-256 (so
+/// identical payloads are stored once).
 const PAYLOADS_DIR: &str = "payloads";
-/// Every sub-directory, created on open and swept for temporary files.
+/// Every sub-directory.
 const SUBDIRS: [&str; 3] = [INPUTS_DIR, OUTPUTS_DIR, PAYLOADS_DIR];
-
-/// File name prefix of temporary files. Ids and hex digests never start with a dot, so
-/// no committed blob can be mistaken for one.
-const TEMP_PREFIX: &str = ".tmp-";
-/// The lock file that makes a root directory exclusive to one open store.
-const LOCK_FILE: &str = ".lock";
-
-/// Mode of the store's directories: only the node's user lists or enters them.
-const DIR_MODE: u32 = 0o700;
-/// Mode of blob files: only the node's user reads them.
-const FILE_MODE: u32 = 0o600;
-
-/// Buffer in front of a blob's temporary file: uploads arrive in small messages, and
-/// 64 KiB turns them into few large writes without holding much memory per upload.
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
-
-/// Makes temporary file names unique within the process (with the pid and the clock
-/// making them unique across processes and restarts).
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A failed blob store operation.
 #[derive(Debug, thiserror::Error)]
@@ -166,10 +157,92 @@ pub enum BlobError {
         #[source]
         source: io::Error,
     },
+    /// The object store's settings are not usable (the reason says which).
+    #[error("object store settings: {reason}")]
+    S3Settings {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The object store client could not be built from the settings.
+    #[error("cannot set up the object store client for bucket {bucket}")]
+    S3Client {
+        /// The bucket.
+        bucket: String,
+        /// The cause.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// The threads that drive object store requests could not be started.
+    #[error("cannot start the object store's I/O threads")]
+    S3Runtime {
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The bucket could not be listed when the store was opened: it is missing, the
+    /// credentials are refused, or the object store is unreachable.
+    #[error("cannot reach bucket {bucket} under prefix {prefix:?}")]
+    S3Reach {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix.
+        prefix: String,
+        /// The cause.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// An object store request about blob `name` failed.
+    #[error("object store cannot {op} blob {name}")]
+    S3 {
+        /// What was asked: "read", "stat", "upload", "complete the upload of", "remove".
+        op: &'static str,
+        /// The blob.
+        name: BlobName,
+        /// The cause.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// An object store request ended without an answer (its task was lost).
+    #[error("the object store request about blob {name} was interrupted")]
+    S3Interrupted {
+        /// The blob.
+        name: BlobName,
+    },
 }
 
-/// The name of a blob: its path relative to the store's root. Only the constructors
-/// below make one, so a name never escapes the root.
+impl BlobError {
+    /// Whether the store could not be reached (connection refused or cut, timeout): the
+    /// same request may succeed later, so a frontend answers "unavailable" rather than
+    /// "internal". Local directory errors never are.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::S3Reach { source, .. } | Self::S3 { source, .. } => s3::is_unreachable(source),
+            Self::S3Interrupted { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The [`BlobError`] carried by an I/O error of a [`BlobWriter`] or [`BlobReader`]
+    /// (used through `Write`/`Read`), if it is one.
+    pub fn from_io(e: &io::Error) -> Option<&Self> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<Self>())
+    }
+}
+
+/// Wraps a blob error as the I/O error of a `Read` or `Write` call, recoverable with
+/// [`BlobError::from_io`].
+fn into_io(e: BlobError) -> io::Error {
+    let kind = if e.is_unavailable() {
+        io::ErrorKind::NotConnected
+    } else {
+        io::ErrorKind::Other
+    };
+    io::Error::new(kind, e)
+}
+
+/// The name of a blob: its path relative to the store's root (or its key under the
+/// bucket's prefix). Only the constructors below make one, so a name never escapes the
+/// root.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BlobName {
     dir: &'static str,
@@ -224,87 +297,82 @@ impl fmt::Debug for BlobName {
     }
 }
 
-/// Blobs in a local directory. `Send + Sync`: share it behind an `Arc`.
+/// Where a node keeps its blobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BlobLocation {
+    /// A directory on the node's disk (`<data dir>/blobs`): the default.
+    #[default]
+    Local,
+    /// A bucket of an S3-compatible object store.
+    S3(S3Config),
+}
+
+/// The blob store: `Send + Sync`, share it behind an `Arc`. Open one per directory or
+/// bucket prefix.
 #[derive(Debug)]
 pub struct BlobStore {
-    root: PathBuf,
-    /// Holds the exclusive lock on `<root>/.lock` for the store's lifetime.
-    _lock: File,
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Local(local::LocalBlobs),
+    S3(s3::S3Blobs),
 }
 
 impl BlobStore {
-    /// Opens the store at `root`: creates it and its sub-directories (mode 0700) if
-    /// needed, takes the root's lock, and removes temporary files a crash left behind.
+    /// Opens the store in directory `root` (see [`local::LocalBlobs::open`]).
     ///
     /// # Errors
     ///
     /// [`BlobError::CreateDir`], [`BlobError::Lock`], [`BlobError::Locked`] when another
     /// store has the root open, [`BlobError::CleanTemp`].
     pub fn open(root: &Path) -> Result<Self, BlobError> {
-        let create_dir = |path: &Path| {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(DIR_MODE)
-                .create(path)
-                .map_err(|source| BlobError::CreateDir {
-                    path: path.to_owned(),
-                    source,
-                })
-        };
-        create_dir(root)?;
-        let lock_path = root.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(FILE_MODE)
-            .open(&lock_path)
-            .map_err(|source| BlobError::Lock {
-                path: lock_path.clone(),
-                source,
-            })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(BlobError::Locked { path: lock_path }),
-            Err(TryLockError::Error(source)) => {
-                return Err(BlobError::Lock {
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
-        for sub in SUBDIRS {
-            let dir = root.join(sub);
-            create_dir(&dir)?;
-            remove_temp_files(&dir)?;
-        }
-        // Make the sub-directories' entries in the root durable.
-        sync_dir(root)?;
-        tracing::debug!(root = %root.display(), "opened blob store");
         Ok(Self {
-            root: root.to_owned(),
-            _lock: lock,
+            backend: Backend::Local(local::LocalBlobs::open(root)?),
         })
     }
 
-    /// Starts writing blob `name`. The bytes go to a temporary file in the blob's
-    /// directory until [`BlobWriter::commit`]; readers see the old blob (or none) until
-    /// then.
+    /// Opens the store in an S3-compatible bucket (see [`s3::S3Blobs::open`]); fails at
+    /// once when the bucket cannot be listed.
     ///
     /// # Errors
     ///
-    /// [`BlobError::CreateTemp`].
+    /// [`BlobError::S3Settings`], [`BlobError::S3Client`], [`BlobError::S3Runtime`],
+    /// [`BlobError::S3Reach`].
+    pub fn open_s3(config: &S3Config) -> Result<Self, BlobError> {
+        Ok(Self {
+            backend: Backend::S3(s3::S3Blobs::open(config)?),
+        })
+    }
+
+    /// Opens the store at `location`; `local_root` is the directory of
+    /// [`BlobLocation::Local`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`BlobStore::open`] or [`BlobStore::open_s3`].
+    pub fn open_at(location: &BlobLocation, local_root: &Path) -> Result<Self, BlobError> {
+        match location {
+            BlobLocation::Local => Self::open(local_root),
+            BlobLocation::S3(config) => Self::open_s3(config),
+        }
+    }
+
+    /// Starts writing blob `name`. Readers see the old blob (or none) until
+    /// [`BlobWriter::commit`].
+    ///
+    /// # Errors
+    ///
+    /// [`BlobError::CreateTemp`] (local); none on object storage, where the first
+    /// request waits for the first full part or the commit.
     pub fn create(&self, name: &BlobName) -> Result<BlobWriter, BlobError> {
-        let dir = self.root.join(name.dir);
-        let (temp, file) = create_temp(&dir).map_err(|source| BlobError::CreateTemp {
-            name: name.clone(),
-            source,
-        })?;
+        let sink = match &self.backend {
+            Backend::Local(l) => Sink::Local(l.create(name)?),
+            Backend::S3(s) => Sink::S3(s.create(name)),
+        };
         Ok(BlobWriter {
-            file: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file)),
-            temp: Some(temp),
-            dir,
-            path: self.path(name),
+            sink,
             name: name.clone(),
             hasher: Hasher::new(),
             len: 0,
@@ -315,74 +383,65 @@ impl BlobStore {
     ///
     /// # Errors
     ///
-    /// [`BlobError::NotFound`] when there is no such blob, [`BlobError::Open`] otherwise.
-    pub fn open_read(&self, name: &BlobName) -> Result<File, BlobError> {
-        File::open(self.path(name)).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => BlobError::NotFound { name: name.clone() },
-            _ => BlobError::Open {
-                name: name.clone(),
-                source,
-            },
-        })
+    /// [`BlobError::NotFound`] when there is no such blob, [`BlobError::Open`] or
+    /// [`BlobError::S3`] otherwise.
+    pub fn open_read(&self, name: &BlobName) -> Result<BlobReader, BlobError> {
+        match &self.backend {
+            Backend::Local(l) => l.open_read(name),
+            Backend::S3(s) => s.open_read(name),
+        }
     }
 
     /// The size of blob `name` in bytes.
     ///
     /// # Errors
     ///
-    /// [`BlobError::NotFound`] when there is no such blob, [`BlobError::Stat`] otherwise.
+    /// [`BlobError::NotFound`] when there is no such blob, [`BlobError::Stat`] or
+    /// [`BlobError::S3`] otherwise.
     pub fn len(&self, name: &BlobName) -> Result<u64, BlobError> {
-        match std::fs::metadata(self.path(name)) {
-            Ok(meta) => Ok(meta.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(BlobError::NotFound { name: name.clone() })
-            }
-            Err(source) => Err(BlobError::Stat {
-                name: name.clone(),
-                source,
-            }),
+        match &self.backend {
+            Backend::Local(l) => l.len(name),
+            Backend::S3(s) => s.len(name),
         }
     }
 
-    /// Removes blob `name`; whether it existed. The removal is fsynced. Readers that
-    /// already opened the blob keep reading it.
+    /// Removes blob `name`; whether it existed. Readers that already opened the blob
+    /// keep reading it locally; on object storage they may see the read cut short.
     ///
     /// # Errors
     ///
-    /// [`BlobError::Remove`], [`BlobError::SyncDir`].
+    /// [`BlobError::Remove`], [`BlobError::SyncDir`], [`BlobError::S3`].
     pub fn remove(&self, name: &BlobName) -> Result<bool, BlobError> {
-        match std::fs::remove_file(self.path(name)) {
-            Ok(()) => {
-                sync_dir(&self.root.join(name.dir))?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(BlobError::Remove {
-                name: name.clone(),
-                source,
-            }),
+        match &self.backend {
+            Backend::Local(l) => l.remove(name),
+            Backend::S3(s) => s.remove(name),
         }
     }
 
-    /// Where blob `name` lives (whether or not it exists).
-    pub fn path(&self, name: &BlobName) -> PathBuf {
-        self.root.join(name.dir).join(&name.file)
+    /// Where blob `name` lives on the node's disk (whether or not it exists); `None` on
+    /// object storage, where no blob has a path.
+    pub fn path(&self, name: &BlobName) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::Local(l) => Some(l.path(name)),
+            Backend::S3(_) => None,
+        }
     }
 }
 
-/// A blob being written: implements [`Write`], hashing and counting the bytes. Nothing is
-/// visible under the blob's name until [`BlobWriter::commit`]; dropping the writer
-/// without committing removes its temporary file.
+/// A blob being written: implements [`Write`] (and [`BlobWriter::append`], which keeps
+/// the typed error), hashing and counting the bytes. Nothing is visible under the blob's
+/// name until [`BlobWriter::commit`]; dropping the writer without committing leaves
+/// nothing visible.
 pub struct BlobWriter {
-    /// `None` only while committing.
-    file: Option<BufWriter<File>>,
-    /// The temporary file; `None` once renamed into place.
-    temp: Option<PathBuf>,
-    dir: PathBuf,
-    path: PathBuf,
+    sink: Sink,
     name: BlobName,
     hasher: Hasher,
     len: u64,
+}
+
+enum Sink {
+    Local(local::LocalWriter),
+    S3(s3::S3Writer),
 }
 
 impl fmt::Debug for BlobWriter {
@@ -400,15 +459,32 @@ impl BlobWriter {
         self.len
     }
 
-    /// Makes the blob durable and visible: flushes and fsyncs the temporary file, renames
-    /// it over the blob's name (atomically replacing any blob of that name) and fsyncs
-    /// the directory. Returns the SHA-256 and size of what was written.
+    /// Appends `buf`. On object storage a full part is uploaded before this returns, so
+    /// memory stays at one part whatever the blob's size.
     ///
     /// # Errors
     ///
-    /// [`BlobError::Write`], [`BlobError::Rename`], [`BlobError::SyncDir`]; on error the
-    /// temporary file is removed and the blob's name is unchanged, except after a failed
-    /// directory sync, when the blob is in place but maybe not durable.
+    /// [`BlobError::Write`] (local), [`BlobError::S3`] (a part upload failed); the blob's
+    /// name is unchanged and the writer should be dropped.
+    pub fn append(&mut self, buf: &[u8]) -> Result<(), BlobError> {
+        match &mut self.sink {
+            Sink::Local(w) => w.append(&self.name, buf)?,
+            Sink::S3(w) => w.append(&self.name, buf)?,
+        }
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the blob durable and visible, atomically replacing any blob of that name.
+    /// Returns the SHA-256 and size of what was written.
+    ///
+    /// # Errors
+    ///
+    /// Locally [`BlobError::Write`], [`BlobError::Rename`], [`BlobError::SyncDir`] (the
+    /// blob is then in place but maybe not durable); on object storage [`BlobError::S3`]
+    /// or [`BlobError::S3Interrupted`]. Except after a failed directory sync, the blob's
+    /// name is unchanged on error.
     pub fn commit(mut self) -> Result<(Digest, u64), BlobError> {
         let digest = std::mem::take(&mut self.hasher).finish();
         self.install()?;
@@ -419,12 +495,12 @@ impl BlobWriter {
     ///
     /// # Errors
     ///
-    /// [`BlobError::DigestMismatch`] (and the temporary file is removed), or as for
+    /// [`BlobError::DigestMismatch`] (and nothing is stored), or as for
     /// [`BlobWriter::commit`].
     pub fn commit_if(mut self, expected: &Digest) -> Result<u64, BlobError> {
         let actual = std::mem::take(&mut self.hasher).finish();
         if actual != *expected {
-            // Dropping `self` removes the temporary file.
+            // Dropping `self` discards what was written.
             return Err(BlobError::DigestMismatch {
                 name: self.name.clone(),
                 expected: *expected,
@@ -435,121 +511,85 @@ impl BlobWriter {
         Ok(self.len)
     }
 
-    /// Flush, fsync, rename into place, fsync the directory.
     fn install(&mut self) -> Result<(), BlobError> {
-        let write_err = |name: &BlobName, source| BlobError::Write {
-            name: name.clone(),
-            source,
-        };
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| write_err(&self.name, io::Error::other("writer already closed")))?;
-        let file = file
-            .into_inner()
-            .map_err(|e| write_err(&self.name, e.into_error()))?;
-        file.sync_all().map_err(|e| write_err(&self.name, e))?;
-        drop(file);
-        if let Some(temp) = &self.temp {
-            std::fs::rename(temp, &self.path).map_err(|source| BlobError::Rename {
-                name: self.name.clone(),
-                source,
-            })?;
+        match &mut self.sink {
+            Sink::Local(w) => w.install(&self.name),
+            Sink::S3(w) => w.install(&self.name),
         }
-        self.temp = None;
-        sync_dir(&self.dir)
     }
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("blob writer already closed"))?;
-        let n = file.write(buf)?;
-        let written = buf.get(..n).unwrap_or(buf);
-        self.hasher.update(written);
-        self.len += written.len() as u64;
-        Ok(n)
+        self.append(buf).map_err(into_io)?;
+        Ok(buf.len())
     }
 
+    /// Pushes buffered bytes towards the store; visibility still waits for the commit.
     fn flush(&mut self) -> io::Result<()> {
-        match self.file.as_mut() {
-            Some(file) => file.flush(),
-            None => Ok(()),
+        match &mut self.sink {
+            Sink::Local(w) => w.flush(),
+            // Parts go up as they fill; a short last part can only go with the commit.
+            Sink::S3(_) => Ok(()),
         }
     }
 }
 
-impl Drop for BlobWriter {
-    fn drop(&mut self) {
-        if let Some(temp) = self.temp.take() {
-            // Close before removing; buffered bytes are discarded with the file.
-            drop(self.file.take().map(BufWriter::into_parts));
-            if let Err(e) = std::fs::remove_file(&temp)
-                && e.kind() != io::ErrorKind::NotFound
-            {
-                // `BlobStore::open` removes it on the next start.
-                tracing::warn!(path = %temp.display(), error = %e, "cannot remove an aborted blob's temporary file");
-            }
-        }
-    }
+/// A blob being read: a local file, or an object's body streamed as it arrives. Its
+/// size is known from the start.
+#[derive(Debug)]
+pub struct BlobReader {
+    len: u64,
+    source: Source,
 }
 
-/// Creates a fresh temporary file in `dir`.
-fn create_temp(dir: &Path) -> io::Result<(PathBuf, File)> {
-    let pid = std::process::id();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    loop {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{TEMP_PREFIX}{pid}-{nanos}-{n}"));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&path)
-        {
-            Ok(file) => return Ok((path, file)),
-            // Left by an earlier process with the same pid: try the next number.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    }
+#[derive(Debug)]
+enum Source {
+    File(File),
+    S3(s3::S3Reader),
 }
 
-/// Removes every temporary file in `dir`.
-fn remove_temp_files(dir: &Path) -> Result<(), BlobError> {
-    let clean_err = |path: &Path, source| BlobError::CleanTemp {
-        path: path.to_owned(),
-        source,
-    };
-    let mut removed = 0usize;
-    for entry in std::fs::read_dir(dir).map_err(|e| clean_err(dir, e))? {
-        let entry = entry.map_err(|e| clean_err(dir, e))?;
-        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            let path = entry.path();
-            std::fs::remove_file(&path).map_err(|e| clean_err(&path, e))?;
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        tracing::info!(dir = %dir.display(), removed, "removed temporary blobs left by a crash");
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// Fsyncs a directory, making renames and removals in it durable.
-fn sync_dir(dir: &Path) -> Result<(), BlobError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| BlobError::SyncDir {
-            path: dir.to_owned(),
-            source,
+impl BlobReader {
+    /// Reads a local file (a blob, or a node-side file the caller opened itself).
+    ///
+    /// # Errors
+    ///
+    /// The file's size cannot be read.
+    pub fn from_file(file: File) -> io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(Self {
+            len,
+            source: Source::File(file),
         })
+    }
+
+    /// The blob's size in bytes, as it was when opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the blob is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The local file, for an executor that needs one (to map it, or hand it to a
+    /// sandbox); `None` on object storage, where the caller reads the stream instead.
+    pub fn as_file(&self) -> Option<&File> {
+        match &self.source {
+            Source::File(f) => Some(f),
+            Source::S3(_) => None,
+        }
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.source {
+            Source::File(f) => f.read(buf),
+            Source::S3(r) => r.read(buf).map_err(into_io),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //!   in an embedded redb database (the default) or in PostgreSQL, every value sealed under
 //!   the node's sealing key.
 //! - [`blob`] keeps large immutable byte strings (uploaded ciphertexts, function payloads,
-//!   outputs) as files in a directory, written atomically and hashed on the way in.
+//!   outputs) as files in a directory or objects in an S3-compatible bucket, written
+//!   atomically and hashed on the way in.
 //!
 //! `docs/store.md` describes the on-disk layout, the durability rules and what a crash
 //! leaves behind.
@@ -19,7 +20,7 @@ mod pg;
 pub mod pg_cluster;
 mod records;
 
-pub use blob::{BlobError, BlobName, BlobStore, BlobWriter};
+pub use blob::{BlobError, BlobLocation, BlobName, BlobReader, BlobStore, BlobWriter, S3Config};
 pub use meta::{
     MetaStore, ReadTx, Record, SEQ_KEY_WIDTH, StoreError, WriteTx, error_chain, seq_key,
 };

@@ -147,7 +147,17 @@ impl FileService for FileApi {
                     Ok(n) => Ok(pb::DownloadFileResponse {
                         chunk: buf[..n].to_vec(),
                     }),
-                    Err(e) => Err(Status::internal(format!("reading the file: {e}"))),
+                    // An object store cut off mid-download: the client may try again.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+                        Err(Status::unavailable(format!(
+                            "reading the file: {}",
+                            cella_store::error_chain(&e)
+                        )))
+                    }
+                    Err(e) => Err(Status::internal(format!(
+                        "reading the file: {}",
+                        cella_store::error_chain(&e)
+                    ))),
                 };
                 let failed = item.is_err();
                 if tx.blocking_send(item).is_err() || failed {

@@ -9,5 +9,6 @@ mod lifecycle;
 mod pages;
 mod python;
 mod refusals;
+mod s3;
 mod support;
 mod wasm;
