@@ -41,7 +41,12 @@ def psi_task(
 def test_two_bank_psi_end_to_end(node: Node, admin: cella.Client, tmp_path: pathlib.Path) -> None:
     a, b, task, out_key = psi_task(node, admin, tmp_path)
     shown: List[str] = []
-    b.approve(task.task_id, confirm=lambda t: shown.append(t.describe()) or True)
+
+    def review(t: cella.Task) -> bool:
+        shown.append(t.describe())
+        return True
+
+    b.approve(task.task_id, confirm=review)
     assert task.task_id in shown[0] and "input       b" in shown[0]
     a.approve(task.task_id, digest=task.compute_digest())
     a.invoke(task.task_id)
@@ -120,7 +125,7 @@ def test_cancel_ends_the_watch_and_the_node_refusal_is_typed(
     assert [t.status for t in a.watch(task.task_id)] == ["Canceled"]
     with pytest.raises(cella.FailedPreconditionError) as e:
         a.invoke(task.task_id)
-    assert e.value.code == "FAILED_PRECONDITION" and e.value.op == "InvokeTask"  # type: ignore[attr-defined]
+    assert e.value.code == "FAILED_PRECONDITION" and e.value.op == "InvokeTask"
     with pytest.raises(cella.NotFoundError):
         a.get_task("task-00000000-0000-4000-8000-000000000000")
 
