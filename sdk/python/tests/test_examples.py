@@ -39,3 +39,15 @@ def test_the_python_function_runs_in_the_sandbox_with_a_verified_receipt(
     assert "common: alice, bob" in out, out
     assert "receipt verifies:" in out and "appraised=True" in out, out
     assert "outputs checked ['result']" in out, out
+
+
+def test_the_grpcio_example_stubs_load_beside_the_sdk() -> None:
+    """examples/python/cella_api_example.py generates the raw API's stubs under
+    `cella_api.v1`, so the installed SDK package `cella` cannot shadow them."""
+    code = (
+        "import sys; import cella; sys.path.insert(0, sys.argv[1]); import cella_api_example as ex; "
+        "pb = ex.load_stubs(); print(pb['task_pb2_grpc'].TaskServiceStub.__module__, cella.Client.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(EXAMPLES)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["cella_api.v1.task_pb2_grpc", "Client"]
