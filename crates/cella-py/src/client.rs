@@ -138,6 +138,7 @@ fn function_args(
     allowed_users: Vec<String>,
     reuse: Option<String>,
     max_output_bytes: Option<u64>,
+    quota: Option<u64>,
 ) -> FunctionArgs {
     FunctionArgs {
         name,
@@ -152,6 +153,7 @@ fn function_args(
         allowed_users,
         reuse,
         max_output_bytes,
+        quota,
     }
 }
 
@@ -220,9 +222,10 @@ both_clients! {
         fn list_users() -> Vec<User>;
         /// Registers a function. `payload` is the builtin's name (`str`) for `builtin`,
         /// or the module / program as `bytes` or a `pathlib.Path` to read.
-        /// `max_output_bytes` caps a task's total output (unset: the node's cap).
+        /// `max_output_bytes` caps a task's total output (unset: the node's cap);
+        /// `quota` caps its invocations (unset: unlimited).
         #[expect(clippy::too_many_arguments, reason = "keyword arguments of the Python signature")]
-        #[pyo3(signature = (name, executor, payload, *, inputs=Vec::new(), outputs=Vec::new(), arguments=None, description=String::new(), runtime=None, public=false, allowed_users=Vec::new(), reuse=None, max_output_bytes=None))]
+        #[pyo3(signature = (name, executor, payload, *, inputs=Vec::new(), outputs=Vec::new(), arguments=None, description=String::new(), runtime=None, public=false, allowed_users=Vec::new(), reuse=None, max_output_bytes=None, quota=None))]
         fn register_function(
             name: String,
             executor: String,
@@ -236,6 +239,7 @@ both_clients! {
             allowed_users: Vec<String>,
             reuse: Option<String>,
             max_output_bytes: Option<u64>,
+            quota: Option<u64>,
         ) -> Function => function_args;
         /// A function the caller may use.
         fn get_function(function_id: String) -> Function;

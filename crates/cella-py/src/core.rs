@@ -60,6 +60,8 @@ pub(crate) struct FunctionArgs {
     pub(crate) reuse: Option<String>,
     /// The function's cap on a task's total output bytes; `None`: the node's cap.
     pub(crate) max_output_bytes: Option<u64>,
+    /// How many times it may be invoked; `None`: unlimited.
+    pub(crate) quota: Option<u64>,
 }
 
 /// One connection and session, shared by every clone of a Python client.
@@ -216,7 +218,7 @@ impl Inner {
             outputs: f.outputs.into_iter().map(slot).collect(),
             public: f.public,
             allowed_users: f.allowed_users,
-            quota: None,
+            quota: f.quota,
             reuse: f.reuse.unwrap_or_default(),
             max_output_bytes: f.max_output_bytes,
         };

@@ -124,6 +124,7 @@ class Function:
     inputs: List[str]
     outputs: List[str]
     max_output_bytes: Optional[int]
+    quota: Optional[int]
     payload_digest: str
     payload_len: int
     disabled: bool
@@ -246,6 +247,7 @@ class Client:
         allowed_users: Sequence[str] = ...,
         reuse: Optional[str] = None,
         max_output_bytes: Optional[int] = None,
+        quota: Optional[int] = None,
     ) -> Function: ...
     def get_function(self, function_id: str) -> Function: ...
     def list_functions(self, *, mine_only: bool = False) -> List[Function]: ...
@@ -344,6 +346,7 @@ class AsyncClient:
         allowed_users: Sequence[str] = ...,
         reuse: Optional[str] = None,
         max_output_bytes: Optional[int] = None,
+        quota: Optional[int] = None,
     ) -> Awaitable[Function]: ...
     def get_function(self, function_id: str) -> Awaitable[Function]: ...
     def list_functions(self, *, mine_only: bool = False) -> Awaitable[List[Function]]: ...
