@@ -1,6 +1,7 @@
 //! `cella task receipt ID [--verify]`: a task's receipt, and for LibOS tasks its offline
-//! verification, evidence → attested key → signed receipt → digests
-//! (`cella_libos::receipt`).
+//! verification, evidence → attested key → signed receipt → digests, by
+//! `cella_client::receipt` (the check the Python SDK's `verify_receipt` runs too); this
+//! module reads the user's files (policy, decrypted outputs, collateral) and reports.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +12,6 @@ use cella_client::Client;
 use cella_client::receipt::{
     CheckedReceipt, Policy, ReceiptCheckError, ReceiptPolicy, receipt_bytes, verify_task_receipt,
 };
-
 use serde_json::json;
 
 use crate::output::Report;
