@@ -38,8 +38,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+#: The package root the generated stubs are imported under. Not `cella`: that is the
+#: Python SDK's package (sdk/python), and a regular package `cella` anywhere on sys.path
+#: would shadow the namespace package `cella.v1` protoc writes (docs/python.md).
+STUB_ROOT = "cella_api"
+
+
 def load_stubs():
-    """Generates the Python stubs from proto/cella/v1/*.proto and imports them."""
+    """Generates the Python stubs from proto/cella/v1/*.proto and imports them as
+    `cella_api.v1.*`."""
     out = tempfile.mkdtemp(prefix="cella-stubs-")
     proto = os.path.join(REPO, "proto")
     files = [os.path.join(proto, "cella", "v1", f) for f in sorted(os.listdir(os.path.join(proto, "cella", "v1")))]
@@ -47,10 +54,22 @@ def load_stubs():
         [sys.executable, "-m", "grpc_tools.protoc", "-I", proto, f"--python_out={out}", f"--grpc_python_out={out}", *files],
         check=True,
     )
+    # protoc lays the modules out by proto path (cella/v1/…) and the service stubs import
+    # their messages from there: move them under STUB_ROOT and point those imports at it.
+    # The proto package (cella.v1, in every RPC's name) is unchanged.
+    generated = os.path.join(out, STUB_ROOT, "v1")
+    os.makedirs(os.path.dirname(generated))
+    os.rename(os.path.join(out, "cella", "v1"), generated)
+    for name in os.listdir(generated):
+        path = os.path.join(generated, name)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text.replace("from cella.v1 import ", f"from {STUB_ROOT}.v1 import "))
     sys.path.insert(0, out)
     import importlib
 
-    return {n: importlib.import_module(f"cella.v1.{n}") for n in [
+    return {n: importlib.import_module(f"{STUB_ROOT}.v1.{n}") for n in [
         "auth_pb2", "auth_pb2_grpc", "file_pb2", "file_pb2_grpc", "function_pb2",
         "function_pb2_grpc", "task_pb2", "task_pb2_grpc", "node_pb2", "node_pb2_grpc"]}
 

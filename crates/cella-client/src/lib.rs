@@ -30,6 +30,7 @@ mod error;
 mod files;
 mod functions;
 mod pages;
+pub mod receipt;
 mod tasks;
 mod tls;
 

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use crate::core::{FunctionArgs, Inner, Payload};
 use crate::error::{InvalidInputError, to_py};
 use crate::keys::FileKey;
+use crate::receipt::Receipt;
 use crate::runtime::block_on;
 use crate::types::{File, Function, LoginInfo, Task, User};
 use crate::watch::{AsyncTaskWatch, TaskWatch, WatchState};
@@ -136,6 +137,8 @@ fn function_args(
     public: bool,
     allowed_users: Vec<String>,
     reuse: Option<String>,
+    max_output_bytes: Option<u64>,
+    quota: Option<u64>,
 ) -> FunctionArgs {
     FunctionArgs {
         name,
@@ -149,6 +152,8 @@ fn function_args(
         public,
         allowed_users,
         reuse,
+        max_output_bytes,
+        quota,
     }
 }
 
@@ -217,8 +222,10 @@ both_clients! {
         fn list_users() -> Vec<User>;
         /// Registers a function. `payload` is the builtin's name (`str`) for `builtin`,
         /// or the module / program as `bytes` or a `pathlib.Path` to read.
+        /// `max_output_bytes` caps a task's total output (unset: the node's cap);
+        /// `quota` caps its invocations (unset: unlimited).
         #[expect(clippy::too_many_arguments, reason = "keyword arguments of the Python signature")]
-        #[pyo3(signature = (name, executor, payload, *, inputs=Vec::new(), outputs=Vec::new(), arguments=None, description=String::new(), runtime=None, public=false, allowed_users=Vec::new(), reuse=None))]
+        #[pyo3(signature = (name, executor, payload, *, inputs=Vec::new(), outputs=Vec::new(), arguments=None, description=String::new(), runtime=None, public=false, allowed_users=Vec::new(), reuse=None, max_output_bytes=None, quota=None))]
         fn register_function(
             name: String,
             executor: String,
@@ -231,6 +238,8 @@ both_clients! {
             public: bool,
             allowed_users: Vec<String>,
             reuse: Option<String>,
+            max_output_bytes: Option<u64>,
+            quota: Option<u64>,
         ) -> Function => function_args;
         /// A function the caller may use.
         fn get_function(function_id: String) -> Function;
@@ -293,5 +302,19 @@ both_clients! {
         fn result(task_id: String, keys: HashMap<String, FileKey>, out_dir: PathBuf, overwrite: bool) -> HashMap<String, PathBuf>;
         /// Like `result`, returning the plaintexts by slot.
         fn result_bytes(task_id: String, keys: HashMap<String, FileKey>) -> HashMap<String, Vec<u8>>;
+        /// Verifies a Finished LibOS task's receipt offline (evidence → attested key →
+        /// signed receipt → digests) and compares it with the task and with `outputs`,
+        /// the plaintexts the caller decrypted by slot; `policy` (a file) or
+        /// `node_policy=True` (the instance policy the node publishes) appraises the
+        /// evidence, `collateral` files verify SGX quotes. Raises `ReceiptError` when
+        /// anything does not hold.
+        #[pyo3(signature = (task_id, *, policy=None, node_policy=false, outputs=HashMap::new(), collateral=Vec::new()))]
+        fn verify_receipt(
+            task_id: String,
+            policy: Option<PathBuf>,
+            node_policy: bool,
+            outputs: HashMap<String, Vec<u8>>,
+            collateral: Vec<PathBuf>,
+        ) -> Receipt;
     }
 }

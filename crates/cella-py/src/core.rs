@@ -58,6 +58,10 @@ pub(crate) struct FunctionArgs {
     pub(crate) public: bool,
     pub(crate) allowed_users: Vec<String>,
     pub(crate) reuse: Option<String>,
+    /// The function's cap on a task's total output bytes; `None`: the node's cap.
+    pub(crate) max_output_bytes: Option<u64>,
+    /// How many times it may be invoked; `None`: unlimited.
+    pub(crate) quota: Option<u64>,
 }
 
 /// One connection and session, shared by every clone of a Python client.
@@ -214,9 +218,9 @@ impl Inner {
             outputs: f.outputs.into_iter().map(slot).collect(),
             public: f.public,
             allowed_users: f.allowed_users,
-            quota: None,
+            quota: f.quota,
             reuse: f.reuse.unwrap_or_default(),
-            max_output_bytes: None,
+            max_output_bytes: f.max_output_bytes,
         };
         let payload = f.payload.read().await?;
         let info = self.client().register_function(spec, payload).await;
@@ -583,6 +587,18 @@ impl Inner {
             Ok(written)
         })
         .await
+    }
+
+    pub(crate) async fn verify_receipt(
+        self: Arc<Self>,
+        task_id: String,
+        policy: Option<PathBuf>,
+        node_policy: bool,
+        outputs: HashMap<String, Vec<u8>>,
+        collateral: Vec<PathBuf>,
+    ) -> PyResult<crate::receipt::Receipt> {
+        let client = self.client();
+        crate::receipt::verify(client, task_id, policy, node_policy, outputs, collateral).await
     }
 
     /// Downloads and unseals the caller's outputs into memory, by slot.

@@ -69,6 +69,12 @@ create_exception!(
 );
 create_exception!(
     cella,
+    ReceiptError,
+    CellaError,
+    "A task's receipt does not verify (evidence, key, signature) or does not match the task."
+);
+create_exception!(
+    cella,
     StatusError,
     CellaError,
     "The node refused a call; `code`, `op` and `message` say how."
@@ -122,6 +128,50 @@ create_exception!(
     "UNAVAILABLE from the node (or the connection broke)."
 );
 
+create_exception!(
+    cella,
+    CancelledError,
+    StatusError,
+    "CANCELLED from the node (the call was canceled)."
+);
+create_exception!(cella, UnknownError, StatusError, "UNKNOWN from the node.");
+create_exception!(
+    cella,
+    DeadlineExceededError,
+    StatusError,
+    "DEADLINE_EXCEEDED from the node (the call took too long)."
+);
+create_exception!(
+    cella,
+    AbortedError,
+    StatusError,
+    "ABORTED from the node (a conflict with a concurrent change; retry)."
+);
+create_exception!(
+    cella,
+    OutOfRangeError,
+    StatusError,
+    "OUT_OF_RANGE from the node."
+);
+create_exception!(
+    cella,
+    UnimplementedError,
+    StatusError,
+    "UNIMPLEMENTED from the node (it does not offer this call)."
+);
+create_exception!(
+    cella,
+    InternalError,
+    StatusError,
+    "INTERNAL from the node (its own fault, not the caller's)."
+);
+create_exception!(
+    cella,
+    DataLossError,
+    StatusError,
+    "DATA_LOSS from the node."
+);
+
 /// Registers every exception class on the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -134,6 +184,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SealError", py.get_type::<SealError>())?;
     m.add("DigestMismatchError", py.get_type::<DigestMismatchError>())?;
     m.add("TaskFailedError", py.get_type::<TaskFailedError>())?;
+    m.add("ReceiptError", py.get_type::<ReceiptError>())?;
     m.add("StatusError", py.get_type::<StatusError>())?;
     m.add("NotFoundError", py.get_type::<NotFoundError>())?;
     m.add(
@@ -158,6 +209,17 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<ResourceExhaustedError>(),
     )?;
     m.add("UnavailableError", py.get_type::<UnavailableError>())?;
+    m.add("CancelledError", py.get_type::<CancelledError>())?;
+    m.add("UnknownError", py.get_type::<UnknownError>())?;
+    m.add(
+        "DeadlineExceededError",
+        py.get_type::<DeadlineExceededError>(),
+    )?;
+    m.add("AbortedError", py.get_type::<AbortedError>())?;
+    m.add("OutOfRangeError", py.get_type::<OutOfRangeError>())?;
+    m.add("UnimplementedError", py.get_type::<UnimplementedError>())?;
+    m.add("InternalError", py.get_type::<InternalError>())?;
+    m.add("DataLossError", py.get_type::<DataLossError>())?;
     Ok(())
 }
 
@@ -195,7 +257,16 @@ fn status_error(code: Code, text: String) -> PyErr {
         Code::AlreadyExists => AlreadyExistsError::new_err(text),
         Code::ResourceExhausted => ResourceExhaustedError::new_err(text),
         Code::Unavailable => UnavailableError::new_err(text),
-        _ => StatusError::new_err(text),
+        Code::Cancelled => CancelledError::new_err(text),
+        Code::Unknown => UnknownError::new_err(text),
+        Code::DeadlineExceeded => DeadlineExceededError::new_err(text),
+        Code::Aborted => AbortedError::new_err(text),
+        Code::OutOfRange => OutOfRangeError::new_err(text),
+        Code::Unimplemented => UnimplementedError::new_err(text),
+        Code::Internal => InternalError::new_err(text),
+        Code::DataLoss => DataLossError::new_err(text),
+        // A refusal always carries an error code; OK here would be the node misbehaving.
+        Code::Ok => StatusError::new_err(text),
     }
 }
 

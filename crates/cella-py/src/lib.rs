@@ -13,6 +13,7 @@ mod client;
 mod core;
 mod error;
 mod keys;
+mod receipt;
 mod runtime;
 mod types;
 mod watch;
@@ -35,6 +36,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::File>()?;
     m.add_class::<types::Slot>()?;
     m.add_class::<types::Task>()?;
+    m.add_class::<receipt::Receipt>()?;
     m.add_function(wrap_pyfunction!(keys::seal_file, m)?)?;
     m.add_function(wrap_pyfunction!(keys::unseal_file, m)?)?;
     m.add_function(wrap_pyfunction!(keys::inspect_sealed, m)?)?;

@@ -99,6 +99,10 @@ pub(crate) struct Function {
     payload_digest: String,
     /// Payload length in bytes.
     payload_len: u64,
+    /// The cap on a task's total output bytes it set; `None`: the node's cap.
+    max_output_bytes: Option<u64>,
+    /// How many invocations it allows; `None`: unlimited.
+    quota: Option<u64>,
     /// Whether it is disabled.
     disabled: bool,
     /// When it was registered, milliseconds since the Unix epoch.
@@ -117,6 +121,8 @@ impl From<proto::FunctionInfo> for Function {
             description: spec.description,
             inputs: spec.inputs.into_iter().map(|s| s.name).collect(),
             outputs: spec.outputs.into_iter().map(|s| s.name).collect(),
+            max_output_bytes: spec.max_output_bytes,
+            quota: spec.quota,
             payload_digest: f.payload_digest,
             payload_len: f.payload_len,
             disabled: f.disabled,

@@ -41,7 +41,12 @@ def psi_task(
 def test_two_bank_psi_end_to_end(node: Node, admin: cella.Client, tmp_path: pathlib.Path) -> None:
     a, b, task, out_key = psi_task(node, admin, tmp_path)
     shown: List[str] = []
-    b.approve(task.task_id, confirm=lambda t: shown.append(t.describe()) or True)
+
+    def review(t: cella.Task) -> bool:
+        shown.append(t.describe())
+        return True
+
+    b.approve(task.task_id, confirm=review)
     assert task.task_id in shown[0] and "input       b" in shown[0]
     a.approve(task.task_id, digest=task.compute_digest())
     a.invoke(task.task_id)
@@ -120,7 +125,7 @@ def test_cancel_ends_the_watch_and_the_node_refusal_is_typed(
     assert [t.status for t in a.watch(task.task_id)] == ["Canceled"]
     with pytest.raises(cella.FailedPreconditionError) as e:
         a.invoke(task.task_id)
-    assert e.value.code == "FAILED_PRECONDITION" and e.value.op == "InvokeTask"  # type: ignore[attr-defined]
+    assert e.value.code == "FAILED_PRECONDITION" and e.value.op == "InvokeTask"
     with pytest.raises(cella.NotFoundError):
         a.get_task("task-00000000-0000-4000-8000-000000000000")
 
@@ -142,3 +147,22 @@ def test_async_client_runs_the_flow_and_watches_with_async_for(
     seen, plain = asyncio.run(run())
     assert seen[-1] == "Finished", seen
     assert sorted(cella.rows(plain["out"])) == [["bob"], ["zoe"]]
+
+
+def test_function_caps_and_payloads_from_bytes_or_path(node: Node, admin: cella.Client, tmp_path: pathlib.Path) -> None:
+    a = new_user(node, admin, ["function_owner"])
+    fn = a.register_function("psi", "builtin", "ordered_set_intersect", inputs=["a", "b"], outputs=["out"],
+                             max_output_bytes=4096, quota=5)
+    got = a.get_function(fn.function_id)
+    assert (got.max_output_bytes, got.quota, got.payload_len) == (4096, 5, len("ordered_set_intersect"))
+    unset = a.register_function("psi2", "builtin", b"ordered_set_intersect", inputs=["a", "b"], outputs=["out"])
+    assert (unset.max_output_bytes, unset.quota) == (None, None)
+    assert unset.payload_digest == fn.payload_digest
+    # A cap above the node's is refused, and registers nothing.
+    before = len(a.list_functions(mine_only=True))
+    with pytest.raises(cella.InvalidArgumentError, match="output"):
+        a.register_function("big", "builtin", "echo", max_output_bytes=1 << 50)
+    assert len(a.list_functions(mine_only=True)) == before
+    # A payload path that does not exist is an OSError naming it, before anything is sent.
+    with pytest.raises(OSError, match="cannot read payload"):
+        a.register_function("w", "wasm", tmp_path / "missing.wasm")

@@ -1,25 +1,20 @@
 //! `cella task receipt ID [--verify]`: a task's receipt, and for LibOS tasks its offline
-//! verification, evidence → attested key → signed receipt → digests
-//! (`cella_libos::receipt`).
+//! verification, evidence → attested key → signed receipt → digests, by
+//! `cella_client::receipt` (the check the Python SDK's `verify_receipt` runs too); this
+//! module reads the user's files (policy, decrypted outputs, collateral) and reports.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use cella_attest::policy::roles;
 use cella_client::Client;
-use cella_libos::receipt::{Expected, Policy, check_expected, verify_bundle_with};
+use cella_client::receipt::{
+    CheckedReceipt, Policy, ReceiptCheckError, ReceiptPolicy, receipt_bytes, verify_task_receipt,
+};
 use serde_json::json;
 
 use crate::output::Report;
-
-fn hex_digest(s: &str, what: &str) -> anyhow::Result<[u8; 32]> {
-    let d: cella_types::Digest = s
-        .parse()
-        .with_context(|| format!("{what} {s:?} is not a SHA-256"))?;
-    Ok(*d.as_bytes())
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -40,38 +35,25 @@ pub(crate) enum PolicySource {
 const INSTANCE_POLICY_HINT: &str = "--node-policy (the instance policy the node publishes over \
      the attested channel) or --policy FILE (e.g. saved by `cella node policy --instance`)";
 
-/// The policy `source` names, checked to have the role receipts are appraised under.
-async fn load_policy(client: &Client, source: PolicySource) -> anyhow::Result<Option<Policy>> {
-    let (policy, from) = match source {
-        PolicySource::None => return Ok(None),
-        PolicySource::File(p) => (
-            Policy::load(&p).with_context(|| format!("attestation policy {}", p.display()))?,
-            p.display().to_string(),
-        ),
-        PolicySource::Node => {
-            let text = client.policies().await?.instance_policy;
-            if text.is_empty() {
-                bail!("the node publishes no instance policy: it has no LibOS executor");
-            }
-            (
-                Policy::from_toml_str(&text).context("the node's instance policy")?,
-                "the node's instance policy".to_owned(),
-            )
-        }
-    };
-    if policy.role(roles::LIBOS_INSTANCE).is_none() {
-        bail!(
-            "{from} has no role \"{}\", so it cannot appraise a LibOS instance (a node's TLS \
-             policy has role \"node\" only): give {INSTANCE_POLICY_HINT}",
-            roles::LIBOS_INSTANCE
-        );
-    }
-    Ok(Some(policy))
+/// The library's policy source for `source` (a file is read here, naming its path).
+fn receipt_policy(source: PolicySource) -> anyhow::Result<ReceiptPolicy> {
+    Ok(match source {
+        PolicySource::None => ReceiptPolicy::None,
+        PolicySource::Node => ReceiptPolicy::Node,
+        PolicySource::File(p) => ReceiptPolicy::Given {
+            policy: Box::new(
+                Policy::load(&p).with_context(|| format!("attestation policy {}", p.display()))?,
+            ),
+            from: p.display().to_string(),
+        },
+    })
 }
 
 /// Shows, and with `verify` checks, the receipt of task `id`. `policy` appraises the
 /// instance's evidence; `out_dir` holds outputs decrypted by `cella task result`, whose
 /// plaintext digests are compared with the receipt's; `collateral` files verify SGX quotes.
+/// The check itself is `cella_client::receipt::verify_task_receipt`, which the Python
+/// SDK runs too.
 pub(crate) async fn receipt(
     client: &Client,
     id: &str,
@@ -80,30 +62,28 @@ pub(crate) async fn receipt(
     out_dir: Option<PathBuf>,
     collateral: &[PathBuf],
 ) -> anyhow::Result<Report> {
-    let task = client.get_task(id).await?;
-    let Some(result) = task.result.as_ref().filter(|r| !r.receipt.is_empty()) else {
-        bail!("{id} has no receipt: receipts exist once a task is Finished");
-    };
     if !verify {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&result.receipt);
+        let task = client.get_task(id).await?;
+        let Some(bytes) = receipt_bytes(&task) else {
+            bail!("{id} has no receipt: receipts exist once a task is Finished");
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
         return Ok(Report::new(
             json!({ "task": id, "receipt": b64 }),
             format!(
                 "receipt of {id} ({} bytes, not verified; add --verify)\n{b64}",
-                result.receipt.len()
+                bytes.len()
             ),
         ));
     }
-    let policy = load_policy(client, policy).await?;
+    let policy = receipt_policy(policy)?;
     let dcap = crate::collateral::dcap_verifier(&crate::collateral::load(collateral)?);
-    let verified = verify_bundle_with(&result.receipt, policy.as_ref(), &dcap)
-        .with_context(|| format!("the receipt of {id} does not verify"))?;
     let mut outputs = BTreeMap::new();
     if let Some(dir) = &out_dir {
-        for o in &result.outputs {
-            let path = dir.join(&o.slot);
-            if let Ok(data) = std::fs::read(&path) {
-                outputs.insert(o.slot.clone(), *cella_types::Digest::of(&data).as_bytes());
+        let task = client.get_task(id).await?;
+        for o in task.result.iter().flat_map(|r| &r.outputs) {
+            if let Ok(data) = std::fs::read(dir.join(&o.slot)) {
+                outputs.insert(o.slot.clone(), cella_types::Digest::of(&data));
             }
         }
         if outputs.is_empty() {
@@ -113,22 +93,22 @@ pub(crate) async fn receipt(
             );
         }
     }
-    let expected = Expected {
-        task_id: Some(task.task_id.clone()),
-        function_id: Some(task.function_id.clone()),
-        payload_sha256: (!task.function_payload_digest.is_empty())
-            .then(|| {
-                hex_digest(
-                    &task.function_payload_digest,
-                    "the function's payload digest",
-                )
-            })
-            .transpose()?,
-        output_slots: Some(result.outputs.iter().map(|o| o.slot.clone()).collect()),
-        outputs,
-    };
-    check_expected(&verified, &expected)
-        .with_context(|| format!("the receipt of {id} does not match the task"))?;
+    let checked = verify_task_receipt(client, id, policy, outputs, &dcap)
+        .await
+        .map_err(|e| match e {
+            ReceiptCheckError::NoInstanceRole { .. } => {
+                anyhow::Error::new(e).context(format!("give {INSTANCE_POLICY_HINT}"))
+            }
+            e => e.into(),
+        })?;
+    Ok(report(id, &checked))
+}
+
+/// The CLI's report of a verified receipt.
+fn report(id: &str, checked: &CheckedReceipt) -> Report {
+    let CheckedReceipt {
+        verified, expected, ..
+    } = checked;
     let body = &verified.body;
     let entries = |e: &[cella_libos::receipt::Entry]| -> Vec<serde_json::Value> {
         e.iter()
@@ -168,7 +148,7 @@ pub(crate) async fn receipt(
             " (decrypted files match)"
         },
     );
-    Ok(Report::new(
+    Report::new(
         json!({
             "task": id,
             "verified": true,
@@ -183,7 +163,7 @@ pub(crate) async fn receipt(
             "exit": exit,
         }),
         human,
-    ))
+    )
 }
 
 #[cfg(test)]
