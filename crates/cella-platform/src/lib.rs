@@ -72,20 +72,20 @@ impl Platform {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::Internal`] naming the file or directory that failed.
+    /// [`PlatformError::Node`] naming the file or directory that failed.
     pub fn open(config: NodeConfig, executors: Executors) -> Result<Arc<Self>> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&config.data_dir)
             .map_err(|e| {
-                PlatformError::Internal(format!(
-                    "cannot create data dir {}: {e}",
-                    config.data_dir.display()
-                ))
+                PlatformError::node_because(
+                    format!("cannot create data dir {}", config.data_dir.display()),
+                    e,
+                )
             })?;
         let key = SealingKey::load_or_create(&config.sealing_key_path())
-            .map_err(|e| PlatformError::Internal(format!("sealing key: {e}")))?;
+            .map_err(|e| PlatformError::node_because("sealing key", e))?;
         let store = MetaStore::open(&config.meta_path(), key)?;
         let blobs = BlobStore::open(&config.blob_dir())?;
         let token_key = TokenKey::load_or_create(&store)?;

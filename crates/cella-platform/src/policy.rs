@@ -59,7 +59,7 @@ pub(crate) enum Action<'a> {
 }
 
 fn deny(msg: String) -> Result<(), PlatformError> {
-    Err(PlatformError::PermissionDenied(msg))
+    Err(PlatformError::Refused(msg))
 }
 
 fn need_role(caller: &Caller, role: Role, what: &str) -> Result<(), PlatformError> {
@@ -100,7 +100,7 @@ fn need_function_owner(caller: &Caller, f: &Function, what: &str) -> Result<(), 
 ///
 /// # Errors
 ///
-/// [`PlatformError::PermissionDenied`] saying which rule refused.
+/// [`PlatformError::Refused`] saying which rule refused.
 pub(crate) fn check(caller: &Caller, action: &Action<'_>) -> Result<(), PlatformError> {
     match *action {
         Action::ManageUsers => need_role(caller, Role::Admin, "managing users"),
@@ -305,7 +305,7 @@ mod tests {
                     caller.user
                 );
                 if let Err(e) = got {
-                    assert!(matches!(e, PlatformError::PermissionDenied(_)));
+                    assert!(matches!(e, PlatformError::Refused(_)));
                 }
             }
         }

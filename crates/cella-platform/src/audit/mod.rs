@@ -342,7 +342,7 @@ fn append(
     subject: Subject,
 ) -> Result<ChainHead> {
     let seq = head.seq.checked_add(1).ok_or_else(|| {
-        PlatformError::Internal("the audit chain's sequence number is exhausted".into())
+        PlatformError::node("the audit chain's sequence number is exhausted")
     })?;
     let mut entry = AuditEntry {
         seq,
