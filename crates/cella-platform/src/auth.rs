@@ -20,9 +20,9 @@ use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditAction, Subject, audit};
+use crate::error::Object;
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
-use crate::error::Object;
 use crate::{Platform, PlatformError, Result, now_ms};
 
 /// Shortest accepted password, in characters.
@@ -427,9 +427,7 @@ impl Platform {
             .ok_or_else(|| PlatformError::Missing(Object::User(target.clone())))?;
         let slot = self.hashing.acquire()?;
         if own && !verify_password(old_password, &user.password_hash) {
-            return Err(PlatformError::Refused(
-                "the old password is wrong".into(),
-            ));
+            return Err(PlatformError::Refused("the old password is wrong".into()));
         }
         let new_hash = hash_password(new_password)?;
         drop(slot);

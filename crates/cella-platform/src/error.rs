@@ -130,10 +130,8 @@ mod tests {
         assert!(chain.starts_with("metadata store: "), "{chain}");
         assert!(chain.contains("meta.redb"), "{chain}");
         assert!(chain.contains("No space left on device"), "{chain}");
-        let node = PlatformError::node_because(
-            "writing upload",
-            std::io::Error::from_raw_os_error(5),
-        );
+        let node =
+            PlatformError::node_because("writing upload", std::io::Error::from_raw_os_error(5));
         let chain = cella_store::error_chain(&node);
         assert!(chain.starts_with("writing upload: "), "{chain}");
         assert!(chain.contains("Input/output error"), "{chain}");

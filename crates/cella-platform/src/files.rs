@@ -12,9 +12,9 @@ use cella_types::{
 };
 
 use crate::audit::{AuditAction, Subject, audit};
+use crate::error::Object;
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
-use crate::error::Object;
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
 
 /// Length of a `cella-sealed-v1` key.
@@ -135,9 +135,9 @@ fn url_path(url: &str, roots: &[PathBuf], must_exist: bool) -> Result<PathBuf> {
         path.canonicalize()
     } else {
         let parent = path.parent().unwrap_or(path);
-        let name = path.file_name().ok_or_else(|| {
-            PlatformError::BadValue(format!("file URL {raw:?} names no file"))
-        })?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| PlatformError::BadValue(format!("file URL {raw:?} names no file")))?;
         parent.canonicalize().map(|p| p.join(name))
     }
     .map_err(|e| PlatformError::BadValue(format!("file URL {raw:?}: {e}")))?;
@@ -196,9 +196,9 @@ impl Platform {
         } = upload;
         framing.finish().map_err(not_sealed)?;
         let size = writer.commit_if(&digest).map_err(|e| match e {
-            cella_store::BlobError::DigestMismatch { .. } => PlatformError::BadValue(
-                format!("uploaded ciphertext does not match the announced digest: {e}"),
-            ),
+            cella_store::BlobError::DigestMismatch { .. } => PlatformError::BadValue(format!(
+                "uploaded ciphertext does not match the announced digest: {e}"
+            )),
             other => other.into(),
         })?;
         let file = InputFile {
@@ -320,7 +320,9 @@ impl Platform {
     fn load_file(&self, id: FileId) -> Result<FileView> {
         let key = id.to_string();
         let found = self.store.read(|tx| match id {
-            FileId::Input(_) => Ok::<_, PlatformError>(tx.get::<InputFile>(&key)?.map(FileView::Input)),
+            FileId::Input(_) => {
+                Ok::<_, PlatformError>(tx.get::<InputFile>(&key)?.map(FileView::Input))
+            }
             FileId::Output(_) => Ok(tx.get::<OutputFile>(&key)?.map(FileView::Output)),
         })?;
         found.ok_or(PlatformError::Missing(Object::File(id)))
@@ -377,13 +379,14 @@ impl Platform {
         self.store.write(|tx| {
             let in_use = tx.list::<Task>()?.into_iter().find(|t| {
                 !t.status().is_terminal()
-                    && (t
-                        .inputs()
+                    && (t.inputs().values().any(|s| {
+                        s.file
+                            .as_ref()
+                            .is_some_and(|(f, _)| FileId::Input(*f) == id)
+                    }) || t
+                        .outputs()
                         .values()
-                        .any(|s| s.file.as_ref().is_some_and(|(f, _)| FileId::Input(*f) == id))
-                        || t.outputs()
-                            .values()
-                            .any(|s| s.file.is_some_and(|f| FileId::Output(f) == id)))
+                        .any(|s| s.file.is_some_and(|f| FileId::Output(f) == id)))
             });
             if let Some(t) = in_use {
                 return Err(PlatformError::WrongState(format!(

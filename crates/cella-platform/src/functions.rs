@@ -8,9 +8,9 @@ use cella_types::{Digest, Function, FunctionId, FunctionSpec, Task, User, Visibi
 
 use crate::audit::{AuditAction, Subject, audit};
 use crate::config::MAX_PAYLOAD_BYTES;
+use crate::error::Object;
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
-use crate::error::Object;
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
 
 /// A function as a caller may see it: the payload only for its owner, when asked for.

@@ -15,10 +15,10 @@ use cella_types::{
 use tokio::sync::broadcast;
 
 use crate::audit::{AuditAction, Subject, audit};
+use crate::error::Object;
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::scheduler::{IdleWorker, enqueue};
-use crate::error::Object;
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
 
 /// Which tasks a task list shows: every field that is set must match.
@@ -242,9 +242,7 @@ impl Platform {
                     .iter()
                     .find(|s| &s.name == slot)
                     .ok_or_else(|| {
-                        PlatformError::BadValue(format!(
-                            "the function has no input slot {slot:?}"
-                        ))
+                        PlatformError::BadValue(format!("the function has no input slot {slot:?}"))
                     })?;
                 let owners = check_owners(tx, "input", slot, owners)?;
                 if in_slots
@@ -369,12 +367,7 @@ impl Platform {
     ///
     /// Permission, unknown slot or file, a slot already filled, an output file already
     /// written, or a task past DataAssigned.
-    pub fn assign_data(
-        &self,
-        caller: &Caller,
-        id: TaskId,
-        files: &SlotFiles,
-    ) -> Result<TaskView> {
+    pub fn assign_data(&self, caller: &Caller, id: TaskId, files: &SlotFiles) -> Result<TaskView> {
         self.mutate_task(caller, id, AuditAction::AssignData, |tx, task, _| {
             policy::check(caller, &Action::ReadTask(task))?;
             let now = now_ms();

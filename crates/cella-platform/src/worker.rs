@@ -119,9 +119,9 @@ impl Platform {
             }
             let mut outputs = BTreeMap::new();
             for (slot, s) in task.outputs() {
-                let id = s.file.ok_or_else(|| {
-                    PlatformError::node(format!("output slot {slot:?} is empty"))
-                })?;
+                let id = s
+                    .file
+                    .ok_or_else(|| PlatformError::node(format!("output slot {slot:?} is empty")))?;
                 let f = tx.get::<OutputFile>(&id.to_string())?.ok_or_else(|| {
                     PlatformError::WrongState(format!(
                         "output file {id} of slot {slot:?} was deleted"
@@ -150,9 +150,7 @@ impl Platform {
         if &file.ciphertext_digest != approved {
             return Err(fail("the file's digest is not the one approved".into()));
         }
-        let mut source = self
-            .open_input(file)
-            .map_err(|e| fail(error_chain(&e)))?;
+        let mut source = self.open_input(file).map_err(|e| fail(error_chain(&e)))?;
         let len = source.metadata().map_err(|e| fail(e.to_string()))?.len();
         if len > self.config.max_input_bytes.saturating_add(1 << 20) {
             return Err(fail(format!(

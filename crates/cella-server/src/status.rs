@@ -150,8 +150,7 @@ mod tests {
                     expected: "DataAssigned",
                 }),
                 Code::FailedPrecondition,
-                "failed precondition: task is Created; approve needs it to be DataAssigned"
-                    .into(),
+                "failed precondition: task is Created; approve needs it to be DataAssigned".into(),
             ),
             (
                 PlatformError::WrongState("function f is disabled".into()),

@@ -110,9 +110,9 @@ impl Platform {
             };
             let at_ms = now_ms();
             let message = checkpoint_message(number, head.seq, &head.hash, at_ms);
-            let signed = signer.sign(&message).map_err(|e| {
-                PlatformError::node(format!("signing an audit checkpoint: {e}"))
-            })?;
+            let signed = signer
+                .sign(&message)
+                .map_err(|e| PlatformError::node(format!("signing an audit checkpoint: {e}")))?;
             let checkpoint = AuditCheckpoint {
                 number,
                 entry_seq: head.seq,
