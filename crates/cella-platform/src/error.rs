@@ -70,9 +70,14 @@ pub enum PlatformError {
     /// A name or place that is taken.
     #[error("{0}")]
     Taken(String),
-    /// A quota or limit is used up.
-    #[error("{0}")]
-    OverLimit(String),
+    /// A function has been invoked as many times as its quota allows.
+    #[error("function {function} has used its quota of {quota} invocations")]
+    QuotaUsed {
+        /// The function.
+        function: FunctionId,
+        /// Its quota of invocations.
+        quota: u64,
+    },
     /// The node cannot take this request now; the same request may succeed later.
     #[error("{0}")]
     Busy(String),

@@ -436,11 +436,10 @@ impl Platform {
                     )));
                 }
                 if !function.has_quota_left() {
-                    return Err(PlatformError::OverLimit(format!(
-                        "function {} has used its quota of {} invocations",
-                        function.id,
-                        function.spec.quota.unwrap_or_default()
-                    )));
+                    return Err(PlatformError::QuotaUsed {
+                        function: function.id,
+                        quota: function.spec.quota.unwrap_or_default(),
+                    });
                 }
                 let current = task.digest(&function.payload_digest, function.spec.reuse);
                 let now = now_ms();

@@ -18,7 +18,7 @@ fn code(e: &PlatformError) -> Code {
         | PlatformError::Task(TaskError::NoSuchSlot { .. }) => Code::InvalidArgument,
         PlatformError::Task(_) | PlatformError::WrongState(_) => Code::FailedPrecondition,
         PlatformError::Taken(_) => Code::AlreadyExists,
-        PlatformError::OverLimit(_) => Code::ResourceExhausted,
+        PlatformError::QuotaUsed { .. } => Code::ResourceExhausted,
         PlatformError::Store(s) if s.is_out_of_space() => Code::ResourceExhausted,
         PlatformError::Busy(_) => Code::Unavailable,
         PlatformError::Store(_) | PlatformError::Blob(_) | PlatformError::Node { .. } => {
@@ -87,7 +87,7 @@ pub(crate) fn invalid(msg: impl Into<String>) -> Status {
 mod tests {
     use cella_platform::error::Object;
     use cella_store::{BlobError, BlobName, StoreError};
-    use cella_types::{InputFileId, SpecError, TaskId, TaskStatus};
+    use cella_types::{FunctionId, InputFileId, SpecError, TaskId, TaskStatus};
 
     use super::*;
 
@@ -108,6 +108,7 @@ mod tests {
     fn every_variant_has_its_code_and_message() {
         let task = TaskId::new();
         let input = InputFileId::new();
+        let function = FunctionId::new();
         let cases: Vec<(PlatformError, Code, String)> = vec![
             (
                 PlatformError::NoSession("session token expired".into()),
@@ -163,9 +164,11 @@ mod tests {
                 "already exists: user bob".into(),
             ),
             (
-                PlatformError::OverLimit("quota used".into()),
+                PlatformError::QuotaUsed { function, quota: 3 },
                 Code::ResourceExhausted,
-                "resource exhausted: quota used".into(),
+                format!(
+                    "resource exhausted: function {function} has used its quota of 3 invocations"
+                ),
             ),
             (
                 PlatformError::Busy("too many logins".into()),
