@@ -20,7 +20,7 @@ use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditAction, Subject, audit};
-use crate::error::Object;
+use crate::error::{Object, Refusal};
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::{Platform, PlatformError, Result, now_ms};
@@ -427,7 +427,7 @@ impl Platform {
             .ok_or_else(|| PlatformError::Missing(Object::User(target.clone())))?;
         let slot = self.hashing.acquire()?;
         if own && !verify_password(old_password, &user.password_hash) {
-            return Err(PlatformError::Refused("the old password is wrong".into()));
+            return Err(Refusal::WrongOldPassword.into());
         }
         let new_hash = hash_password(new_password)?;
         drop(slot);

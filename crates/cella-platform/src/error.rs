@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use cella_types::{FileId, FunctionId, SpecError, TaskError, TaskId, UserName};
+use cella_types::{FileId, FunctionId, Role, SpecError, TaskError, TaskId, UserName};
 
 /// An object the platform looked for, by its typed id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,87 @@ impl fmt::Display for Object {
     }
 }
 
+/// Why the node's policy refused a caller: the rule, and who and what it was about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The caller lacks the role an action needs.
+    #[error("{action} needs the {role} role, which {user} lacks")]
+    MissingRole {
+        /// What was attempted.
+        action: &'static str,
+        /// The role it needs.
+        role: Role,
+        /// The caller.
+        user: UserName,
+    },
+    /// A private function not shared with the caller.
+    #[error("function {function} is not shared with {user}")]
+    NotShared {
+        /// The function.
+        function: FunctionId,
+        /// The caller.
+        user: UserName,
+    },
+    /// Only a function's owner may do this.
+    #[error("only the owner of function {function} ({owner}) may {action}; {user} is not")]
+    NotFunctionOwner {
+        /// The function.
+        function: FunctionId,
+        /// Its owner.
+        owner: UserName,
+        /// What was attempted.
+        action: String,
+        /// The caller.
+        user: UserName,
+    },
+    /// Only a file's owner may use it.
+    #[error("{user} does not own this file")]
+    NotFileOwner {
+        /// The caller.
+        user: UserName,
+    },
+    /// Only a task's participants may do this.
+    #[error("{user} is not a participant of {task} and may not {action} it")]
+    NotParticipant {
+        /// The caller.
+        user: UserName,
+        /// The task.
+        task: TaskId,
+        /// What was attempted.
+        action: &'static str,
+    },
+    /// Only a slot's owners fill it.
+    #[error("{user} does not own this slot")]
+    NotSlotOwner {
+        /// The caller.
+        user: UserName,
+    },
+    /// A slot is filled only with the caller's own files.
+    #[error("{user} may only assign files it owns")]
+    ForeignFile {
+        /// The caller.
+        user: UserName,
+    },
+    /// Only a task's creator invokes it.
+    #[error("only the creator of {task} may invoke it")]
+    NotCreator {
+        /// The task.
+        task: TaskId,
+    },
+    /// This node reads and writes no `file://` URLs.
+    #[error("file:// URLs are not enabled on this node (see --file-url-root)")]
+    FileUrlsDisabled,
+    /// A `file://` URL outside every allowed root.
+    #[error("file URL {url:?} is outside the node's allowed file roots")]
+    OutsideFileRoots {
+        /// The URL's path, as given.
+        url: String,
+    },
+    /// The caller's own password change named a wrong old password.
+    #[error("the old password is wrong")]
+    WrongOldPassword,
+}
+
 /// A cause of a node failure that is not one of the domain errors below.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -48,10 +129,9 @@ pub enum PlatformError {
     /// No valid session: a bad, expired or revoked token, or a wrong password.
     #[error("{0}")]
     NoSession(String),
-    /// The node's policy refuses the caller this action on this object; the message says
-    /// which rule refused.
-    #[error("{0}")]
-    Refused(String),
+    /// The node's policy refuses the caller this action on this object.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// No such object, or the caller may not know it exists.
     #[error("{0} not found")]
     Missing(Object),

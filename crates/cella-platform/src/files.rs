@@ -12,7 +12,7 @@ use cella_types::{
 };
 
 use crate::audit::{AuditAction, Subject, audit};
-use crate::error::Object;
+use crate::error::{Object, Refusal};
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
@@ -127,9 +127,7 @@ fn url_path(url: &str, roots: &[PathBuf], must_exist: bool) -> Result<PathBuf> {
         )));
     }
     if roots.is_empty() {
-        return Err(PlatformError::Refused(
-            "file:// URLs are not enabled on this node (see --file-url-root)".into(),
-        ));
+        return Err(Refusal::FileUrlsDisabled.into());
     }
     let resolved = if must_exist {
         path.canonicalize()
@@ -146,9 +144,10 @@ fn url_path(url: &str, roots: &[PathBuf], must_exist: bool) -> Result<PathBuf> {
         .filter_map(|r| r.canonicalize().ok())
         .any(|r| resolved.starts_with(r));
     if !allowed {
-        return Err(PlatformError::Refused(format!(
-            "file URL {raw:?} is outside the node's allowed file roots"
-        )));
+        return Err(Refusal::OutsideFileRoots {
+            url: raw.to_owned(),
+        }
+        .into());
     }
     Ok(resolved)
 }

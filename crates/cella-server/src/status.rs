@@ -85,7 +85,7 @@ pub(crate) fn invalid(msg: impl Into<String>) -> Status {
 
 #[cfg(test)]
 mod tests {
-    use cella_platform::error::Object;
+    use cella_platform::error::{Object, Refusal};
     use cella_store::{BlobError, BlobName, StoreError};
     use cella_types::{FunctionId, InputFileId, SpecError, TaskId, TaskStatus};
 
@@ -116,7 +116,9 @@ mod tests {
                 "unauthenticated: session token expired".into(),
             ),
             (
-                PlatformError::Refused("bob does not own this file".into()),
+                PlatformError::Refused(Refusal::NotFileOwner {
+                    user: "bob".parse().unwrap(),
+                }),
                 Code::PermissionDenied,
                 "permission denied: bob does not own this file".into(),
             ),
