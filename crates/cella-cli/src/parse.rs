@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use cella_client::proto;
 use cella_types::function::check_name;
-use cella_types::{InputFileId, OutputFileId, UserName};
+use cella_types::{FileId, InputFileId, OutputFileId, UserName};
 
 /// The suffix that marks an argument as fixed to its default.
 const FIXED_SUFFIX: &str = ":fixed";
@@ -157,12 +157,9 @@ pub(crate) fn task_id(s: &str) -> Result<String, String> {
 
 /// A file id, `input-<uuid>` or `output-<uuid>`.
 pub(crate) fn file_id(s: &str) -> Result<String, String> {
-    if let Ok(id) = s.parse::<InputFileId>() {
-        return Ok(id.to_string());
-    }
-    s.parse::<OutputFileId>()
+    s.parse::<FileId>()
         .map(|id| id.to_string())
-        .map_err(|_| format!("invalid file id {s:?}: expected input-<uuid> or output-<uuid>"))
+        .map_err(|e| e.to_string())
 }
 
 /// A user name.

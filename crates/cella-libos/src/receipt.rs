@@ -1,5 +1,5 @@
 //! The LibOS executor's receipt as stored with a task result: a self-contained
-//! [`ReceiptBundle`] {instance certificate with its evidence, receipt body, signature}, and
+//! [`LibosReceipt`] {instance certificate with its evidence, receipt body, signature}, and
 //! its offline verification, evidence → key → receipt → digests.
 //!
 //! [`verify_bundle`] needs nothing but the bundle (and, to appraise the evidence against
@@ -29,9 +29,7 @@ use prost::Message;
 
 use crate::image::PROGRAM_FILE;
 
-/// What `ExecutionOutcome::receipt` holds for a LibOS task: the LibOS variant of the
-/// executor's receipt family, with its format.
-pub use cella_executor::receipt::{BUNDLE_FORMAT, LibosReceipt as ReceiptBundle};
+use cella_executor::receipt::{BUNDLE_FORMAT, LibosReceipt};
 
 /// Offset of `MRENCLAVE` in an SGX quote.
 const SGX_MRENCLAVE_OFFSET: usize = 48 + 64;
@@ -99,8 +97,7 @@ pub fn verify_bundle_with(
     policy: Option<&Policy>,
     dcap: &cella_attest::dcap::DcapVerifier,
 ) -> Result<VerifiedReceipt, ReceiptError> {
-    let bundle =
-        ReceiptBundle::decode(bytes).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+    let bundle = LibosReceipt::decode(bytes).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
     if bundle.format != BUNDLE_FORMAT {
         return Err(ReceiptError::Malformed(format!(
             "format {:?}, expected {BUNDLE_FORMAT:?}",
@@ -273,7 +270,7 @@ mod tests {
 
     /// The bundle as a task result stores it, of fixed parts.
     fn fixed_bundle_bytes(body: Vec<u8>) -> Vec<u8> {
-        ReceiptBundle::new(vec![0x30, 0x03, 1, 2, 3], body, vec![0x30, 0x02, 9, 9]).encode_to_vec()
+        LibosReceipt::new(vec![0x30, 0x03, 1, 2, 3], body, vec![0x30, 0x02, 9, 9]).encode_to_vec()
     }
 
     /// The LibOS receipt's body and bundle, pinned byte for byte: stored task results

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use cella_attest::{Measurement, VerifiedEvidence};
 use cella_executor::LogBuffer;
-use cella_executor::receipt::Receipt;
+use cella_executor::receipt::{LibosReceipt, Receipt};
 use cella_preload::protocol::{
     Body, ChunkTarget, Deploy, Envelope, ErrorCode, ExitStatus, Finished, LOG_BURST_BYTES,
     LOG_RATE_BYTES_PER_SEC, LogStream, MAX_CHUNK_LEN, MAX_LOG_LINE_BYTES, MAX_RETURN_VALUE_BYTES,
@@ -33,7 +33,6 @@ use cella_preload::receipt::{
 use prost::Message;
 
 use crate::backend::NONCE_LEN;
-use crate::receipt::ReceiptBundle;
 
 /// Log bytes accepted from an instance in any one-second window: twice what its own
 /// token bucket lets through (burst plus one second of rate), so that frames bunched up
@@ -313,7 +312,7 @@ pub struct Done {
     pub log_dropped: u64,
     /// What the instance measured.
     pub usage: ResourceUsage,
-    /// The self-contained receipt bundle, encoded ([`ReceiptBundle`]).
+    /// The self-contained receipt bundle, encoded ([`LibosReceipt`]).
     pub receipt: Vec<u8>,
     /// The decoded receipt body.
     pub body: ReceiptBody,
@@ -505,7 +504,7 @@ impl Running {
             preload_version: exp.preload_version,
             runs: exp.run_index,
         };
-        let bundle = Receipt::Libos(ReceiptBundle::new(exp.cert_der, f.receipt, f.signature))
+        let bundle = Receipt::Libos(LibosReceipt::new(exp.cert_der, f.receipt, f.signature))
             .to_bytes()
             .map_err(|e| SessionError::Receipt(e.to_string()))?;
         let outputs = if exit.success() {
@@ -704,8 +703,8 @@ mod tests {
         };
         assert_eq!(done.outputs["out"], b"abc");
         assert_eq!(done.log.lines(), ["hi"]);
-        let bundle = ReceiptBundle::decode(&done.receipt[..]).unwrap();
-        assert_eq!(bundle.format, crate::receipt::BUNDLE_FORMAT);
+        let bundle = LibosReceipt::decode(&done.receipt[..]).unwrap();
+        assert_eq!(bundle.format, cella_executor::receipt::BUNDLE_FORMAT);
     }
 
     /// A run that reached `Done`, with its signer and `Deploy`.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cella_executor::receipt::LibosReceipt;
 use cella_executor::{
     ExecutionError, ExecutionOutcome, Executor, IoError, IoLimits, StagedTask, TaskIo,
 };
@@ -13,7 +14,7 @@ use cella_types::{ExecutorKind, InstanceReuse, TaskId};
 use prost::Message;
 
 use crate::mock::{Fault, MockBackend};
-use crate::receipt::{Expected, ReceiptBundle, ReceiptError, check_expected, verify_bundle};
+use crate::receipt::{Expected, ReceiptError, check_expected, verify_bundle};
 use crate::{ExecutorConfig, LibosExecutor, PoolConfig, RuntimeImage, Timeouts};
 
 /// Short timeouts, so that the hang faults end quickly.
@@ -439,7 +440,7 @@ async fn a_pool_of_n_refills_after_n_tasks() {
 }
 
 fn run_index(outcome: &ExecutionOutcome) -> u32 {
-    let bundle = ReceiptBundle::decode(&outcome.receipt[..]).unwrap();
+    let bundle = LibosReceipt::decode(&outcome.receipt[..]).unwrap();
     ReceiptBody::decode(&bundle.body[..]).unwrap().run_index
 }
 
@@ -625,7 +626,7 @@ async fn a_receipt_with_any_field_altered_fails_verification() {
     let (r, _) = run("upper in out\nreturn rv\n", None).await;
     let receipt = r.unwrap().receipt;
     let original = verify_bundle(&receipt, None).unwrap();
-    let bundle = ReceiptBundle::decode(&receipt[..]).unwrap();
+    let bundle = LibosReceipt::decode(&receipt[..]).unwrap();
     let body = ReceiptBody::decode(&bundle.body[..]).unwrap();
 
     // Every field of the body, altered and re-encoded under the original signature.
@@ -655,7 +656,7 @@ async fn a_receipt_with_any_field_altered_fails_verification() {
     for (i, alter) in alterations.iter().enumerate() {
         let mut altered = body.clone();
         alter(&mut altered);
-        let forged = ReceiptBundle {
+        let forged = LibosReceipt {
             body: altered.encode_to_vec(),
             ..bundle.clone()
         }

@@ -20,6 +20,7 @@ use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditAction, Subject, audit};
+use crate::error::{Object, Refusal};
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::{Platform, PlatformError, Result, now_ms};
@@ -131,7 +132,7 @@ impl TokenKey {
 
     /// The session id and expiry of a token with a valid MAC.
     fn open(&self, token: &str) -> Result<(String, u64)> {
-        let bad = || PlatformError::Unauthenticated("malformed or forged session token".into());
+        let bad = || PlatformError::NoSession("malformed or forged session token".into());
         let rest = token.strip_prefix("v1.").ok_or_else(bad)?;
         let (payload, mac) = rest.split_once('.').ok_or_else(bad)?;
         let mac = B64.decode(mac).map_err(|_| bad())?;
@@ -150,17 +151,17 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
     ring::rand::SystemRandom::new()
         .fill(&mut out)
-        .map_err(|_| PlatformError::Internal("the system random source failed".into()))?;
+        .map_err(|_| PlatformError::node("the system random source failed"))?;
     Ok(out)
 }
 
 fn hash_password(password: &str) -> Result<String> {
     let salt = SaltString::encode_b64(&random_bytes::<16>()?)
-        .map_err(|e| PlatformError::Internal(format!("password salt: {e}")))?;
+        .map_err(|e| PlatformError::node(format!("password salt: {e}")))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| PlatformError::Internal(format!("password hashing: {e}")))
+        .map_err(|e| PlatformError::node(format!("password hashing: {e}")))
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
@@ -180,12 +181,12 @@ fn decoy_hash() -> &'static str {
 
 fn check_password_rules(password: &str) -> Result<()> {
     if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(PlatformError::InvalidArgument(format!(
+        return Err(PlatformError::BadValue(format!(
             "password is too short: use at least {MIN_PASSWORD_LEN} characters"
         )));
     }
     if password.len() > MAX_PASSWORD_LEN {
-        return Err(PlatformError::InvalidArgument(format!(
+        return Err(PlatformError::BadValue(format!(
             "password is too long: at most {MAX_PASSWORD_LEN} bytes"
         )));
     }
@@ -230,16 +231,21 @@ impl Platform {
             .mode(0o600)
             .open(&path)
             .map_err(|e| {
-                PlatformError::Internal(format!(
-                    "cannot create the admin password file {}: {e} (remove a stale one from an earlier data dir)",
-                    path.display()
-                ))
+                PlatformError::node_because(
+                    format!(
+                        "cannot create the admin password file {} (remove a stale one from an earlier data dir)",
+                        path.display()
+                    ),
+                    e,
+                )
             })?;
         file.write_all(format!("{password}\n").as_bytes())
             .and_then(|()| file.sync_all())
-            .map_err(|e| PlatformError::Internal(format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| PlatformError::node_because(format!("writing {}", path.display()), e))?;
         let user = User {
-            name: FIRST_ADMIN.parse()?,
+            name: FIRST_ADMIN
+                .parse()
+                .map_err(|e| PlatformError::node_because("the first admin's name", e))?,
             roles: Role::ALL.into_iter().collect(),
             password_hash: hash_password(&password)?,
             created_ms: now_ms(),
@@ -257,15 +263,17 @@ impl Platform {
         Ok(())
     }
 
-    /// Checks a password and opens a session.
+    /// Checks a password and opens a session. `user` is `None` when the name given is not
+    /// a valid user name: it is refused like an unknown one, after the same wait and hash,
+    /// so a refusal never says whether the name exists.
     ///
     /// # Errors
     ///
-    /// [`PlatformError::Unauthenticated`] for an unknown user or wrong password (the
-    /// same message for both); [`PlatformError::Unavailable`] when too many passwords
+    /// [`PlatformError::NoSession`] for an unknown user or wrong password (the
+    /// same message for both); [`PlatformError::Busy`] when too many passwords
     /// are being checked at once (see `hashing`).
-    pub fn login(&self, user: &str, password: &str) -> Result<Login> {
-        let denied = || PlatformError::Unauthenticated("wrong user name or password".into());
+    pub fn login(&self, user: Option<&UserName>, password: &str) -> Result<Login> {
+        let denied = || PlatformError::NoSession("wrong user name or password".into());
         // Refused before any look-up or hash, the same for every name: no stored password
         // is this long, and its hash would be the costliest.
         if password.len() > MAX_PASSWORD_LEN {
@@ -274,8 +282,7 @@ impl Platform {
         // The slot is taken before the look-up, so that known and unknown names wait,
         // hash and are refused under load alike.
         let slot = self.hashing.acquire()?;
-        let name: Option<UserName> = user.parse().ok();
-        let found = match &name {
+        let found = match user {
             Some(n) => self.store.read(|tx| tx.get::<User>(n.as_str()))?,
             None => None,
         };
@@ -314,21 +321,21 @@ impl Platform {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::Unauthenticated`] for a malformed, forged, expired or revoked
+    /// [`PlatformError::NoSession`] for a malformed, forged, expired or revoked
     /// token, naming which.
     pub fn authenticate(&self, token: &str) -> Result<Caller> {
         let (sid, expires_ms) = self.token_key.open(token)?;
         if expires_ms <= now_ms() {
-            return Err(PlatformError::Unauthenticated(
+            return Err(PlatformError::NoSession(
                 "session token expired: log in again".into(),
             ));
         }
         self.store.read(|tx| {
             let session = tx.get::<Session>(&sid)?.ok_or_else(|| {
-                PlatformError::Unauthenticated("session was revoked: log in again".into())
+                PlatformError::NoSession("session was revoked: log in again".into())
             })?;
             let user = tx.get::<User>(session.user.as_str())?.ok_or_else(|| {
-                PlatformError::Unauthenticated("the session's user no longer exists".into())
+                PlatformError::NoSession("the session's user no longer exists".into())
             })?;
             Ok(Caller {
                 user: user.name,
@@ -359,19 +366,18 @@ impl Platform {
     ///
     /// # Errors
     ///
-    /// Permission, invalid name or password, or [`PlatformError::AlreadyExists`].
+    /// Permission, invalid name or password, or [`PlatformError::Taken`].
     pub fn register_user(
         &self,
         caller: &Caller,
-        name: &str,
+        name: UserName,
         password: &str,
         roles: BTreeSet<Role>,
     ) -> Result<User> {
         policy::check(caller, &Action::ManageUsers)?;
-        let name: UserName = name.parse()?;
         check_password_rules(password)?;
         if roles.is_empty() {
-            return Err(PlatformError::InvalidArgument(
+            return Err(PlatformError::BadValue(
                 "a user needs at least one role".into(),
             ));
         }
@@ -387,7 +393,7 @@ impl Platform {
         };
         self.store.write(|tx| {
             if tx.get::<User>(user.name.as_str())?.is_some() {
-                return Err(PlatformError::AlreadyExists(format!("user {}", user.name)));
+                return Err(PlatformError::Taken(format!("user {}", user.name)));
             }
             tx.put(&user)?;
             audit(
@@ -400,8 +406,8 @@ impl Platform {
         Ok(user)
     }
 
-    /// Changes a password: the caller's own (old password required), or any user's for
-    /// an admin. Revokes every session of that user.
+    /// Changes a password: the caller's own (old password required; `target` `None` or
+    /// the caller), or any user's for an admin. Revokes every session of that user.
     ///
     /// # Errors
     ///
@@ -409,14 +415,11 @@ impl Platform {
     pub fn change_password(
         &self,
         caller: &Caller,
-        target: Option<&str>,
+        target: Option<UserName>,
         old_password: &str,
         new_password: &str,
     ) -> Result<()> {
-        let target: UserName = match target {
-            Some(t) if !t.is_empty() => t.parse()?,
-            _ => caller.user.clone(),
-        };
+        let target = target.unwrap_or_else(|| caller.user.clone());
         let own = target == caller.user;
         if !own {
             policy::check(caller, &Action::ManageUsers)?;
@@ -425,12 +428,10 @@ impl Platform {
         let mut user = self
             .store
             .read(|tx| tx.get::<User>(target.as_str()))?
-            .ok_or_else(|| PlatformError::NotFound(format!("user {target}")))?;
+            .ok_or_else(|| PlatformError::Missing(Object::User(target.clone())))?;
         let slot = self.hashing.acquire()?;
         if own && !verify_password(old_password, &user.password_hash) {
-            return Err(PlatformError::PermissionDenied(
-                "the old password is wrong".into(),
-            ));
+            return Err(Refusal::WrongOldPassword.into());
         }
         let new_hash = hash_password(new_password)?;
         drop(slot);
@@ -438,7 +439,7 @@ impl Platform {
             // Re-read inside the transaction so a concurrent change is not lost.
             let current = tx.get::<User>(target.as_str())?;
             if current.as_ref().map(|u| &u.password_hash) != Some(&user.password_hash) {
-                return Err(PlatformError::FailedPrecondition(
+                return Err(PlatformError::WrongState(
                     "the password changed meanwhile; try again".into(),
                 ));
             }
@@ -499,30 +500,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = one_slot_platform(dir.path());
         let pw = std::fs::read_to_string(p.config.admin_password_path()).unwrap();
+        let admin: UserName = FIRST_ADMIN.parse().unwrap();
+        let nobody: UserName = "nobody-here".parse().unwrap();
         let held = p.hashing.acquire().unwrap();
         std::thread::scope(|s| {
-            let known = s.spawn(|| p.login(FIRST_ADMIN, pw.trim()).map(|l| l.roles));
-            let unknown = s.spawn(|| p.login("nobody-here", "some password"));
+            let known = s.spawn(|| p.login(Some(&admin), pw.trim()).map(|l| l.roles));
+            let unknown = s.spawn(|| p.login(Some(&nobody), "some password"));
+            // A name that is no user name at all waits, hashes and is refused alike.
+            let invalid = s.spawn(|| p.login(None, "some password"));
             // Both queue for the slot before looking the name up or hashing anything.
-            while p.hashing.waiting() < 2 {
+            while p.hashing.waiting() < 3 {
                 std::thread::yield_now();
             }
-            assert!(!known.is_finished() && !unknown.is_finished());
+            assert!(!known.is_finished() && !unknown.is_finished() && !invalid.is_finished());
             drop(held);
             assert!(known.join().unwrap().unwrap().contains(&Role::Admin));
-            let e = unknown.join().unwrap().unwrap_err();
-            assert!(matches!(e, PlatformError::Unauthenticated(_)), "{e}");
+            for refused in [unknown, invalid] {
+                let e = refused.join().unwrap().unwrap_err();
+                assert!(matches!(e, PlatformError::NoSession(_)), "{e}");
+                assert_eq!(e.to_string(), "wrong user name or password");
+            }
         });
         assert_eq!(p.hashing.in_use(), 0);
         // An over-long password is refused before any slot or look-up, for any name.
         let long = "x".repeat(MAX_PASSWORD_LEN + 1);
         let _held = p.hashing.acquire().unwrap();
-        for user in [FIRST_ADMIN, "nobody-here"] {
+        for user in [Some(&admin), Some(&nobody), None] {
             let e = p.login(user, &long).unwrap_err();
-            assert_eq!(
-                e.to_string(),
-                "unauthenticated: wrong user name or password"
-            );
+            assert!(matches!(e, PlatformError::NoSession(_)), "{e}");
+            assert_eq!(e.to_string(), "wrong user name or password");
         }
     }
 

@@ -1,103 +1,201 @@
-//! The platform's error: what went wrong, sorted by who can act on it.
+//! The platform's error: what went wrong, in the domain's terms, with its cause.
 //!
-//! Each variant says whose problem it is (the caller's input, the caller's rights, the
-//! object's state, the node), so a frontend maps it to a status code in one place.
+//! Each variant names a kind of failure (a policy refusal, a missing object, the task
+//! state machine refusing a change, the metadata store failing…) and keeps the domain
+//! error it wraps as its [`std::error::Error::source`], so the node's log can show the
+//! whole cause chain (`cella_store::error_chain`). No variant is named after a wire code:
+//! a frontend maps variants to its codes, and words its client messages, in one place
+//! (`cella-server/src/status.rs` for gRPC). The `Display` text never holds a secret.
 
-use cella_types::{SpecError, TaskError};
+use std::fmt;
+
+use cella_types::{FileId, FunctionId, Role, SpecError, TaskError, TaskId, UserName};
+
+/// An object the platform looked for, by its typed id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// A task.
+    Task(TaskId),
+    /// A function.
+    Function(FunctionId),
+    /// A file, as asked for by an id of either kind.
+    File(FileId),
+    /// A file named to fill a slot of that kind (`input file …`, `output file …`).
+    SlotFile(FileId),
+    /// A user account.
+    User(UserName),
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Task(id) => write!(f, "task {id}"),
+            Self::Function(id) => write!(f, "function {id}"),
+            Self::File(id) => write!(f, "file {id}"),
+            Self::SlotFile(id @ FileId::Input(_)) => write!(f, "input file {id}"),
+            Self::SlotFile(id @ FileId::Output(_)) => write!(f, "output file {id}"),
+            Self::User(name) => write!(f, "user {name}"),
+        }
+    }
+}
+
+/// Why the node's policy refused a caller: the rule, and who and what it was about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The caller lacks the role an action needs.
+    #[error("{action} needs the {role} role, which {user} lacks")]
+    MissingRole {
+        /// What was attempted.
+        action: &'static str,
+        /// The role it needs.
+        role: Role,
+        /// The caller.
+        user: UserName,
+    },
+    /// A private function not shared with the caller.
+    #[error("function {function} is not shared with {user}")]
+    NotShared {
+        /// The function.
+        function: FunctionId,
+        /// The caller.
+        user: UserName,
+    },
+    /// Only a function's owner may do this.
+    #[error("only the owner of function {function} ({owner}) may {action}; {user} is not")]
+    NotFunctionOwner {
+        /// The function.
+        function: FunctionId,
+        /// Its owner.
+        owner: UserName,
+        /// What was attempted.
+        action: String,
+        /// The caller.
+        user: UserName,
+    },
+    /// Only a file's owner may use it.
+    #[error("{user} does not own this file")]
+    NotFileOwner {
+        /// The caller.
+        user: UserName,
+    },
+    /// Only a task's participants may do this.
+    #[error("{user} is not a participant of {task} and may not {action} it")]
+    NotParticipant {
+        /// The caller.
+        user: UserName,
+        /// The task.
+        task: TaskId,
+        /// What was attempted.
+        action: &'static str,
+    },
+    /// Only a slot's owners fill it.
+    #[error("{user} does not own this slot")]
+    NotSlotOwner {
+        /// The caller.
+        user: UserName,
+    },
+    /// A slot is filled only with the caller's own files.
+    #[error("{user} may only assign files it owns")]
+    ForeignFile {
+        /// The caller.
+        user: UserName,
+    },
+    /// Only a task's creator invokes it.
+    #[error("only the creator of {task} may invoke it")]
+    NotCreator {
+        /// The task.
+        task: TaskId,
+    },
+    /// This node reads and writes no `file://` URLs.
+    #[error("file:// URLs are not enabled on this node (see --file-url-root)")]
+    FileUrlsDisabled,
+    /// A `file://` URL outside every allowed root.
+    #[error("file URL {url:?} is outside the node's allowed file roots")]
+    OutsideFileRoots {
+        /// The URL's path, as given.
+        url: String,
+    },
+    /// The caller's own password change named a wrong old password.
+    #[error("the old password is wrong")]
+    WrongOldPassword,
+}
+
+/// A cause of a node failure that is not one of the domain errors below.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An operation of the platform failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
-    /// No valid session: bad, expired or revoked token, or wrong password.
-    #[error("unauthenticated: {0}")]
-    Unauthenticated(String),
-    /// The caller may not do this to this object.
-    #[error("permission denied: {0}")]
-    PermissionDenied(String),
+    /// No valid session: a bad, expired or revoked token, or a wrong password.
+    #[error("{0}")]
+    NoSession(String),
+    /// The node's policy refuses the caller this action on this object.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// No such object, or the caller may not know it exists.
     #[error("{0} not found")]
-    NotFound(String),
-    /// The request itself is malformed.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
-    /// The object's state does not allow this now.
-    #[error("failed precondition: {0}")]
-    FailedPrecondition(String),
-    /// A name that is taken.
-    #[error("already exists: {0}")]
-    AlreadyExists(String),
-    /// A quota or limit is used up.
-    #[error("resource exhausted: {0}")]
-    ResourceExhausted(String),
-    /// The node cannot take this request now (busy, or its store cannot write); the
-    /// same request may succeed later.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// The node failed; the message says where, never what secret was involved.
-    #[error("internal error: {0}")]
-    Internal(String),
+    Missing(Object),
+    /// A value of the request is wrong; the message names the value and its problem.
+    #[error("{0}")]
+    BadValue(String),
+    /// A function spec that does not hold together.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The task's state machine refuses the change.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The object's state (other than a task's status) does not allow this now.
+    #[error("{0}")]
+    WrongState(String),
+    /// A name or place that is taken.
+    #[error("{0}")]
+    Taken(String),
+    /// A function has been invoked as many times as its quota allows.
+    #[error("function {function} has used its quota of {quota} invocations")]
+    QuotaUsed {
+        /// The function.
+        function: FunctionId,
+        /// Its quota of invocations.
+        quota: u64,
+    },
+    /// The node cannot take this request now; the same request may succeed later.
+    #[error("{0}")]
+    Busy(String),
+    /// The metadata store failed (a full disk among other causes).
+    #[error("metadata store")]
+    Store(#[from] cella_store::StoreError),
+    /// The blob store failed.
+    #[error("blob store")]
+    Blob(#[from] cella_store::BlobError),
+    /// The node failed elsewhere: what it was doing, and why when a cause is known.
+    #[error("{what}")]
+    Node {
+        /// What failed, naming the file or step, never a secret.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
 /// Result of platform operations.
 pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
 
-impl From<TaskError> for PlatformError {
-    fn from(e: TaskError) -> Self {
-        match e {
-            TaskError::NoSuchSlot { .. } => Self::InvalidArgument(e.to_string()),
-            _ => Self::FailedPrecondition(e.to_string()),
+impl PlatformError {
+    /// A node failure with no underlying error.
+    pub fn node(what: impl Into<String>) -> Self {
+        Self::Node {
+            what: what.into(),
+            source: None,
         }
     }
-}
 
-impl From<SpecError> for PlatformError {
-    fn from(e: SpecError) -> Self {
-        Self::InvalidArgument(e.to_string())
-    }
-}
-
-impl From<cella_store::StoreError> for PlatformError {
-    fn from(e: cella_store::StoreError) -> Self {
-        tracing::error!(error = %cella_store::error_chain(&e), "metadata store failed");
-        if e.is_out_of_space() {
-            return Self::ResourceExhausted(
-                "the node's disk is full: the metadata store cannot write; try again later".into(),
-            );
+    /// A node failure caused by `source`.
+    pub fn node_because(what: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Self::Node {
+            what: what.into(),
+            source: Some(source.into()),
         }
-        if e.is_unavailable() {
-            return Self::Unavailable(format!("{e}; try again later"));
-        }
-        Self::Internal(format!("metadata store: {e}"))
-    }
-}
-
-impl From<cella_store::BlobError> for PlatformError {
-    fn from(e: cella_store::BlobError) -> Self {
-        let chain = cella_store::error_chain(&e);
-        tracing::error!(error = %chain, "blob store failed");
-        if e.is_unavailable() {
-            // The object store is down or cut off: the same request may succeed later.
-            return Self::Unavailable(format!("blob store: {chain}"));
-        }
-        Self::Internal(format!("blob store: {e}"))
-    }
-}
-
-impl From<cella_types::ParseIdError> for PlatformError {
-    fn from(e: cella_types::ParseIdError) -> Self {
-        Self::InvalidArgument(e.to_string())
-    }
-}
-
-impl From<cella_types::user::ParseUserNameError> for PlatformError {
-    fn from(e: cella_types::user::ParseUserNameError) -> Self {
-        Self::InvalidArgument(e.to_string())
-    }
-}
-
-impl From<cella_types::digest::ParseDigestError> for PlatformError {
-    fn from(e: cella_types::digest::ParseDigestError) -> Self {
-        Self::InvalidArgument(e.to_string())
     }
 }
 
@@ -106,34 +204,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_disk_is_resource_exhausted_other_store_errors_internal() {
+    fn store_and_node_failures_keep_their_cause_for_the_log() {
         let full = cella_store::StoreError::Open {
             path: "meta.redb".into(),
             source: std::io::Error::from_raw_os_error(28),
         };
-        assert!(matches!(
-            PlatformError::from(full),
-            PlatformError::ResourceExhausted(m) if m.contains("disk is full")
-        ));
-        let denied = cella_store::StoreError::Open {
-            path: "meta.redb".into(),
-            source: std::io::Error::from_raw_os_error(13),
-        };
-        assert!(matches!(
-            PlatformError::from(denied),
-            PlatformError::Internal(_)
-        ));
+        let e = PlatformError::from(full);
+        assert!(matches!(&e, PlatformError::Store(s) if s.is_out_of_space()));
+        let chain = cella_store::error_chain(&e);
+        assert!(chain.starts_with("metadata store: "), "{chain}");
+        assert!(chain.contains("meta.redb"), "{chain}");
+        assert!(chain.contains("No space left on device"), "{chain}");
+        let node =
+            PlatformError::node_because("writing upload", std::io::Error::from_raw_os_error(5));
+        let chain = cella_store::error_chain(&node);
+        assert!(chain.starts_with("writing upload: "), "{chain}");
+        assert!(chain.contains("Input/output error"), "{chain}");
     }
 
     #[test]
-    fn an_unreachable_database_is_unavailable() {
-        let lost = cella_store::StoreError::Unavailable {
-            store: "postgres://cella@db:5432/cella".into(),
-            source: "connection refused".into(),
-        };
-        assert!(matches!(
-            PlatformError::from(lost),
-            PlatformError::Unavailable(m) if m.contains("postgres://cella@db:5432/cella")
-        ));
+    fn missing_objects_name_kind_and_id() {
+        let input = cella_types::InputFileId::new();
+        let output = cella_types::OutputFileId::new();
+        let e = PlatformError::Missing(Object::SlotFile(input.into()));
+        assert_eq!(e.to_string(), format!("input file {input} not found"));
+        let e = PlatformError::Missing(Object::SlotFile(output.into()));
+        assert_eq!(e.to_string(), format!("output file {output} not found"));
+        let e = PlatformError::Missing(Object::File(output.into()));
+        assert_eq!(e.to_string(), format!("file {output} not found"));
     }
 }

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use cella_crypto::stream::FramingCheck;
 use cella_store::{BlobName, BlobReader, BlobWriter, Record};
 use cella_types::{
-    Digest, FileSchema, InputFile, InputFileId, KeyMaterial, Location, OutputFile, OutputFileId,
-    Task,
+    Digest, FileId, FileSchema, InputFile, InputFileId, KeyMaterial, Location, OutputFile,
+    OutputFileId, Task,
 };
 
 use crate::audit::{AuditAction, Subject, audit};
+use crate::error::{Object, Refusal};
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
@@ -31,11 +32,11 @@ impl FileCrypto {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::InvalidArgument`] for an unknown schema or a key of the wrong
+    /// [`PlatformError::BadValue`] for an unknown schema or a key of the wrong
     /// length (the key itself never appears in the message).
     pub fn new(schema: &str, key: Vec<u8>) -> Result<Self> {
         let schema = FileSchema::parse(schema).ok_or_else(|| {
-            PlatformError::InvalidArgument(format!(
+            PlatformError::BadValue(format!(
                 "unknown file schema {:?}: supported: cella-sealed-v1",
                 schema.chars().take(40).collect::<String>()
             ))
@@ -44,7 +45,7 @@ impl FileCrypto {
             FileSchema::CellaSealedV1 => SEALED_V1_KEY_LEN,
         };
         if key.len() != expected {
-            return Err(PlatformError::InvalidArgument(format!(
+            return Err(PlatformError::BadValue(format!(
                 "a {} key is {expected} bytes, got {}",
                 schema.as_str(),
                 key.len()
@@ -92,10 +93,9 @@ impl Upload {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::InvalidArgument`] when the bytes so far are not the start of a
-    /// sealed file (the reason names the header field), [`PlatformError::Unavailable`]
-    /// when the blob store cannot be reached, [`PlatformError::Internal`] when it cannot
-    /// write.
+    /// [`PlatformError::BadValue`] when the bytes so far are not the start of a
+    /// sealed file (the reason names the header field), [`PlatformError::Blob`] when
+    /// the blob store cannot be reached or cannot write.
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.framing.update(chunk).map_err(not_sealed)?;
         Ok(self.writer.append(chunk)?)
@@ -104,7 +104,7 @@ impl Upload {
 
 /// The refusal of an upload that the sealed format's keyless checks reject.
 fn not_sealed(e: cella_crypto::stream::UnsealError) -> PlatformError {
-    PlatformError::InvalidArgument(format!(
+    PlatformError::BadValue(format!(
         "the upload is not a valid {} file: {e} (see docs/formats/sealed-file.md)",
         FileSchema::CellaSealedV1.as_str()
     ))
@@ -114,40 +114,39 @@ fn not_sealed(e: cella_crypto::stream::UnsealError) -> PlatformError {
 /// once symbolic links and `..` are resolved.
 fn url_path(url: &str, roots: &[PathBuf], must_exist: bool) -> Result<PathBuf> {
     let raw = url.strip_prefix("file://").ok_or_else(|| {
-        PlatformError::InvalidArgument(format!(
+        PlatformError::BadValue(format!(
             "unsupported URL {:?}: only file:// URLs are supported",
             url.chars().take(200).collect::<String>()
         ))
     })?;
     let path = Path::new(raw);
     if !path.is_absolute() {
-        return Err(PlatformError::InvalidArgument(format!(
+        return Err(PlatformError::BadValue(format!(
             "file URL path {raw:?} must be absolute"
         )));
     }
     if roots.is_empty() {
-        return Err(PlatformError::PermissionDenied(
-            "file:// URLs are not enabled on this node (see --file-url-root)".into(),
-        ));
+        return Err(Refusal::FileUrlsDisabled.into());
     }
     let resolved = if must_exist {
         path.canonicalize()
     } else {
         let parent = path.parent().unwrap_or(path);
-        let name = path.file_name().ok_or_else(|| {
-            PlatformError::InvalidArgument(format!("file URL {raw:?} names no file"))
-        })?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| PlatformError::BadValue(format!("file URL {raw:?} names no file")))?;
         parent.canonicalize().map(|p| p.join(name))
     }
-    .map_err(|e| PlatformError::InvalidArgument(format!("file URL {raw:?}: {e}")))?;
+    .map_err(|e| PlatformError::BadValue(format!("file URL {raw:?}: {e}")))?;
     let allowed = roots
         .iter()
         .filter_map(|r| r.canonicalize().ok())
         .any(|r| resolved.starts_with(r));
     if !allowed {
-        return Err(PlatformError::PermissionDenied(format!(
-            "file URL {raw:?} is outside the node's allowed file roots"
-        )));
+        return Err(Refusal::OutsideFileRoots {
+            url: raw.to_owned(),
+        }
+        .into());
     }
     Ok(resolved)
 }
@@ -162,10 +161,9 @@ impl Platform {
         &self,
         caller: &Caller,
         crypto: FileCrypto,
-        ciphertext_digest: &str,
+        digest: Digest,
     ) -> Result<Upload> {
         policy::check(caller, &Action::RegisterFile)?;
-        let digest: Digest = ciphertext_digest.parse()?;
         let id = InputFileId::new();
         let writer = self.blobs.create(&BlobName::input(id))?;
         Ok(Upload {
@@ -183,7 +181,7 @@ impl Platform {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::InvalidArgument`] when the bytes are not a whole sealed file
+    /// [`PlatformError::BadValue`] when the bytes are not a whole sealed file
     /// (empty, cut, or extended) or the digest differs; nothing is kept.
     pub fn finish_upload(&self, upload: Upload) -> Result<InputFile> {
         let Upload {
@@ -196,9 +194,9 @@ impl Platform {
         } = upload;
         framing.finish().map_err(not_sealed)?;
         let size = writer.commit_if(&digest).map_err(|e| match e {
-            cella_store::BlobError::DigestMismatch { .. } => PlatformError::InvalidArgument(
-                format!("uploaded ciphertext does not match the announced digest: {e}"),
-            ),
+            cella_store::BlobError::DigestMismatch { .. } => PlatformError::BadValue(format!(
+                "uploaded ciphertext does not match the announced digest: {e}"
+            )),
             other => other.into(),
         })?;
         let file = InputFile {
@@ -237,15 +235,14 @@ impl Platform {
         caller: &Caller,
         url: &str,
         crypto: FileCrypto,
-        ciphertext_digest: &str,
+        digest: Digest,
     ) -> Result<InputFile> {
         policy::check(caller, &Action::RegisterFile)?;
-        let digest: Digest = ciphertext_digest.parse()?;
         let path = url_path(url, &self.config.file_url_roots, true)?;
         let meta = std::fs::metadata(&path)
-            .map_err(|e| PlatformError::InvalidArgument(format!("{}: {e}", path.display())))?;
+            .map_err(|e| PlatformError::BadValue(format!("{}: {e}", path.display())))?;
         if !meta.is_file() {
-            return Err(PlatformError::InvalidArgument(format!(
+            return Err(PlatformError::BadValue(format!(
                 "{} is not a regular file",
                 path.display()
             )));
@@ -289,7 +286,7 @@ impl Platform {
         } else {
             let path = url_path(url, &self.config.file_url_roots, false)?;
             if path.exists() {
-                return Err(PlatformError::AlreadyExists(format!(
+                return Err(PlatformError::Taken(format!(
                     "{}: outputs are write-once",
                     path.display()
                 )));
@@ -318,34 +315,23 @@ impl Platform {
         Ok(file)
     }
 
-    fn load_file(&self, id: &str) -> Result<FileView> {
-        let missing = || PlatformError::NotFound(format!("file {id}"));
-        if id.starts_with(InputFileId::KIND) {
-            let id: InputFileId = id.parse()?;
-            self.store
-                .read(|tx| tx.get::<InputFile>(&id.to_string()))?
-                .map(FileView::Input)
-                .ok_or_else(missing)
-        } else if id.starts_with(OutputFileId::KIND) {
-            let id: OutputFileId = id.parse()?;
-            self.store
-                .read(|tx| tx.get::<OutputFile>(&id.to_string()))?
-                .map(FileView::Output)
-                .ok_or_else(missing)
-        } else {
-            Err(PlatformError::InvalidArgument(format!(
-                "invalid file id {:?}: expected input-<uuid> or output-<uuid>",
-                id.chars().take(80).collect::<String>()
-            )))
-        }
+    fn load_file(&self, id: FileId) -> Result<FileView> {
+        let key = id.to_string();
+        let found = self.store.read(|tx| match id {
+            FileId::Input(_) => {
+                Ok::<_, PlatformError>(tx.get::<InputFile>(&key)?.map(FileView::Input))
+            }
+            FileId::Output(_) => Ok(tx.get::<OutputFile>(&key)?.map(FileView::Output)),
+        })?;
+        found.ok_or(PlatformError::Missing(Object::File(id)))
     }
 
     /// A file the caller owns.
     ///
     /// # Errors
     ///
-    /// Not found, bad id, or permission.
-    pub fn get_file(&self, caller: &Caller, id: &str) -> Result<FileView> {
+    /// Not found, or permission.
+    pub fn get_file(&self, caller: &Caller, id: FileId) -> Result<FileView> {
         let file = self.load_file(id)?;
         policy::check(
             caller,
@@ -380,7 +366,7 @@ impl Platform {
     /// # Errors
     ///
     /// Not found, permission, or a task that still uses it.
-    pub fn delete_file(&self, caller: &Caller, id: &str) -> Result<()> {
+    pub fn delete_file(&self, caller: &Caller, id: FileId) -> Result<()> {
         let file = self.load_file(id)?;
         policy::check(
             caller,
@@ -388,21 +374,21 @@ impl Platform {
                 owner: file.owner(),
             },
         )?;
-        let key = file.id_string();
         self.store.write(|tx| {
             let in_use = tx.list::<Task>()?.into_iter().find(|t| {
                 !t.status().is_terminal()
-                    && (t
-                        .inputs()
+                    && (t.inputs().values().any(|s| {
+                        s.file
+                            .as_ref()
+                            .is_some_and(|(f, _)| FileId::Input(*f) == id)
+                    }) || t
+                        .outputs()
                         .values()
-                        .any(|s| s.file.as_ref().is_some_and(|(f, _)| f.to_string() == key))
-                        || t.outputs()
-                            .values()
-                            .any(|s| s.file.is_some_and(|f| f.to_string() == key)))
+                        .any(|s| s.file.is_some_and(|f| FileId::Output(f) == id)))
             });
             if let Some(t) = in_use {
-                return Err(PlatformError::FailedPrecondition(format!(
-                    "file {key} is used by unfinished {}",
+                return Err(PlatformError::WrongState(format!(
+                    "file {id} is used by unfinished {}",
                     t.id()
                 )));
             }
@@ -414,7 +400,7 @@ impl Platform {
                 tx,
                 &caller.user,
                 AuditAction::DeleteFile,
-                Subject::owned(key.clone(), &caller.user),
+                Subject::owned(id.to_string(), &caller.user),
             )
         })?;
         let blob = match &file {
@@ -435,13 +421,13 @@ impl Platform {
     /// # Errors
     ///
     /// Not found, permission, or an output no task has written yet.
-    pub fn open_download(&self, caller: &Caller, id: &str) -> Result<BlobReader> {
+    pub fn open_download(&self, caller: &Caller, id: FileId) -> Result<BlobReader> {
         let file = self.get_file(caller, id)?;
         match file {
             FileView::Input(f) => self.open_input(&f),
             FileView::Output(f) => {
                 let Some(content) = &f.content else {
-                    return Err(PlatformError::FailedPrecondition(format!(
+                    return Err(PlatformError::WrongState(format!(
                         "output {} has not been written by a task yet",
                         f.id
                     )));
@@ -494,13 +480,13 @@ impl Platform {
                         Ok(out)
                     })
                     .map_err(|e| {
-                        PlatformError::FailedPrecondition(format!(
+                        PlatformError::WrongState(format!(
                             "cannot write output to {}: {e}",
                             path.display()
                         ))
                     })?;
                 out.flush()
-                    .map_err(|e| PlatformError::Internal(format!("flushing output: {e}")))?;
+                    .map_err(|e| PlatformError::node_because("flushing output", e))?;
                 Ok(Digest::of(ciphertext))
             }
         }
@@ -537,7 +523,7 @@ fn open_url(url: &str, roots: &[PathBuf]) -> Result<BlobReader> {
     let path = url_path(url, roots, true)?;
     std::fs::File::open(&path)
         .and_then(BlobReader::from_file)
-        .map_err(|e| PlatformError::FailedPrecondition(format!("{}: {e}", path.display())))
+        .map_err(|e| PlatformError::WrongState(format!("{}: {e}", path.display())))
 }
 
 impl Listed for FileView {
@@ -548,7 +534,7 @@ impl Listed for FileView {
         };
         Position {
             created_ms,
-            id: self.id_string(),
+            id: self.id().to_string(),
         }
     }
 }
@@ -562,11 +548,11 @@ impl FileView {
         }
     }
 
-    /// The file's id as a string.
-    pub fn id_string(&self) -> String {
+    /// The file's id.
+    pub fn id(&self) -> FileId {
         match self {
-            FileView::Input(f) => f.id.to_string(),
-            FileView::Output(f) => f.id.to_string(),
+            FileView::Input(f) => f.id.into(),
+            FileView::Output(f) => f.id.into(),
         }
     }
 }
@@ -596,11 +582,11 @@ mod tests {
         let escape = format!("file://{}/../secret", root.display());
         assert!(matches!(
             url_path(&escape, &roots, true),
-            Err(PlatformError::PermissionDenied(_))
+            Err(PlatformError::Refused(_))
         ));
         assert!(matches!(
             url_path(&format!("file://{}/a", root.display()), &[], true),
-            Err(PlatformError::PermissionDenied(_))
+            Err(PlatformError::Refused(_))
         ));
         assert!(url_path("http://x/y", &roots, true).is_err());
         assert!(url_path("file://relative/path", &roots, true).is_err());

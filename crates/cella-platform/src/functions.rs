@@ -6,6 +6,7 @@ use cella_types::{Digest, Function, FunctionId, FunctionSpec, Task, User, Visibi
 
 use crate::audit::{AuditAction, Subject, audit};
 use crate::config::MAX_PAYLOAD_BYTES;
+use crate::error::Object;
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::{Caller, Platform, PlatformError, Result, now_ms};
@@ -36,7 +37,7 @@ impl Platform {
         spec.validate()?;
         let node = self.config.max_task_output_bytes;
         match spec.max_output_bytes {
-            Some(asked) if asked > node => Err(PlatformError::InvalidArgument(format!(
+            Some(asked) if asked > node => Err(PlatformError::BadValue(format!(
                 "max_output_bytes = {asked} is over this node's output cap of {node} bytes \
                  (--max-task-output-bytes): ask {node} or less, or none for the node's cap"
             ))),
@@ -51,13 +52,13 @@ impl Platform {
     fn check_function(&self, spec: &FunctionSpec, payload: &[u8]) -> Result<()> {
         self.check_spec(spec)?;
         if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(PlatformError::InvalidArgument(format!(
+            return Err(PlatformError::BadValue(format!(
                 "payload is {} bytes, more than the limit of {MAX_PAYLOAD_BYTES}",
                 payload.len()
             )));
         }
         let executor = self.executors.get(spec.executor).map_err(|e| {
-            PlatformError::InvalidArgument(format!(
+            PlatformError::BadValue(format!(
                 "{e}; it offers: {}",
                 self.executor_kinds()
                     .iter()
@@ -69,7 +70,7 @@ impl Platform {
         if let Some(runtime) = &spec.runtime {
             let offered = executor.offered_runtimes();
             if !offered.contains(runtime) {
-                return Err(PlatformError::InvalidArgument(format!(
+                return Err(PlatformError::BadValue(format!(
                     "runtime image {runtime:?} is not offered by this node; it offers: [{}]",
                     offered.join(", ")
                 )));
@@ -77,12 +78,12 @@ impl Platform {
         }
         executor
             .validate_payload(payload)
-            .map_err(|e| PlatformError::InvalidArgument(format!("payload refused: {e}")))?;
+            .map_err(|e| PlatformError::BadValue(format!("payload refused: {e}")))?;
         if let Visibility::Allowlist(users) = &spec.visibility {
             self.store.read(|tx| {
                 for u in users {
                     if tx.get::<User>(u.as_str())?.is_none() {
-                        return Err(PlatformError::InvalidArgument(format!(
+                        return Err(PlatformError::BadValue(format!(
                             "allowlisted user {u} does not exist"
                         )));
                     }
@@ -105,12 +106,11 @@ impl Platform {
         Ok(digest)
     }
 
-    /// Loads a function by id string.
-    pub(crate) fn load_function(&self, id: &str) -> Result<Function> {
-        let id: FunctionId = id.parse()?;
+    /// Loads a function by id.
+    pub(crate) fn load_function(&self, id: FunctionId) -> Result<Function> {
         self.store
             .read(|tx| tx.get::<Function>(&id.to_string()))?
-            .ok_or_else(|| PlatformError::NotFound(format!("function {id}")))
+            .ok_or(PlatformError::Missing(Object::Function(id)))
     }
 
     /// Registers a function (function_owner role).
@@ -160,7 +160,7 @@ impl Platform {
     pub fn get_function(
         &self,
         caller: &Caller,
-        id: &str,
+        id: FunctionId,
         include_payload: bool,
     ) -> Result<FunctionView> {
         let function = self.load_function(id)?;
@@ -206,7 +206,7 @@ impl Platform {
     pub fn update_function(
         &self,
         caller: &Caller,
-        id: &str,
+        id: FunctionId,
         spec: FunctionSpec,
         payload: Option<&[u8]>,
     ) -> Result<Function> {
@@ -219,7 +219,7 @@ impl Platform {
             },
         )?;
         if spec.executor != current.spec.executor || spec.runtime != current.spec.runtime {
-            return Err(PlatformError::InvalidArgument(
+            return Err(PlatformError::BadValue(
                 "the executor and runtime of a function cannot change; register a new function"
                     .into(),
             ));
@@ -237,7 +237,7 @@ impl Platform {
         self.store.write(|tx| {
             let mut f = tx
                 .get::<Function>(&current.key())?
-                .ok_or_else(|| PlatformError::NotFound(format!("function {}", current.id)))?;
+                .ok_or_else(|| PlatformError::Missing(Object::Function(current.id)))?;
             f.spec = spec;
             f.payload_digest = digest;
             f.payload_len = len;
@@ -258,7 +258,7 @@ impl Platform {
     /// # Errors
     ///
     /// Permission, not found.
-    pub fn disable_function(&self, caller: &Caller, id: &str) -> Result<Function> {
+    pub fn disable_function(&self, caller: &Caller, id: FunctionId) -> Result<Function> {
         let current = self.load_function(id)?;
         policy::check(
             caller,
@@ -270,7 +270,7 @@ impl Platform {
         self.store.write(|tx| {
             let mut f = tx
                 .get::<Function>(&current.key())?
-                .ok_or_else(|| PlatformError::NotFound(format!("function {}", current.id)))?;
+                .ok_or_else(|| PlatformError::Missing(Object::Function(current.id)))?;
             f.disabled = true;
             f.updated_ms = now_ms();
             tx.put(&f)?;
@@ -288,9 +288,9 @@ impl Platform {
     ///
     /// # Errors
     ///
-    /// Permission, not found, or [`PlatformError::FailedPrecondition`] naming a task
+    /// Permission, not found, or [`PlatformError::WrongState`] naming a task
     /// that still uses it.
-    pub fn delete_function(&self, caller: &Caller, id: &str) -> Result<()> {
+    pub fn delete_function(&self, caller: &Caller, id: FunctionId) -> Result<()> {
         let current = self.load_function(id)?;
         policy::check(
             caller,
@@ -305,7 +305,7 @@ impl Platform {
                 .into_iter()
                 .find(|t| t.function_id() == current.id && !t.status().is_terminal())
             {
-                return Err(PlatformError::FailedPrecondition(format!(
+                return Err(PlatformError::WrongState(format!(
                     "function {} is used by unfinished {}",
                     current.id,
                     t.id()
@@ -329,9 +329,9 @@ impl Platform {
                 .open_read(&BlobName::payload(&f.payload_digest))?;
             let mut buf = Vec::new();
             std::io::Read::read_to_end(&mut file, &mut buf)
-                .map_err(|e| PlatformError::Internal(format!("reading payload: {e}")))?;
+                .map_err(|e| PlatformError::node_because("reading payload", e))?;
             if Digest::of(&buf) != f.payload_digest {
-                return Err(PlatformError::Internal(format!(
+                return Err(PlatformError::node(format!(
                     "payload blob of {} does not match its digest",
                     f.id
                 )));

@@ -6,7 +6,7 @@
 //! other request. So every hash (login, registration, password change) holds a slot of a
 //! [`HashLimiter`] sized from a memory budget; callers beyond the slots wait in a short
 //! queue, and callers beyond the queue, or that waited too long, are refused with
-//! [`PlatformError::Unavailable`] at once, which costs no memory.
+//! [`PlatformError::Busy`] at once, which costs no memory.
 //!
 //! A login for an unknown user takes a slot and hashes exactly like one for a known user,
 //! so neither the time taken nor a refusal under load tells which names exist.
@@ -81,7 +81,7 @@ impl HashLimiter {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::Unavailable`] when the queue is full or no slot freed within
+    /// [`PlatformError::Busy`] when the queue is full or no slot freed within
     /// [`MAX_WAIT`].
     pub(crate) fn acquire(&self) -> Result<HashSlot<'_>> {
         self.acquire_within(MAX_WAIT)
@@ -89,7 +89,7 @@ impl HashLimiter {
 
     fn acquire_within(&self, max_wait: Duration) -> Result<HashSlot<'_>> {
         let busy = |state: &State| {
-            PlatformError::Unavailable(format!(
+            PlatformError::Busy(format!(
                 "the node is busy checking passwords ({} in progress, {} waiting); retry in a moment",
                 state.in_use, state.waiting
             ))
@@ -159,7 +159,7 @@ mod tests {
         let a = l.acquire().unwrap();
         let b = l.acquire().unwrap();
         let e = l.acquire().unwrap_err();
-        assert!(matches!(e, PlatformError::Unavailable(_)), "{e}");
+        assert!(matches!(e, PlatformError::Busy(_)), "{e}");
         assert!(e.to_string().contains("2 in progress"), "{e}");
         drop(a);
         let c = l.acquire().unwrap();
@@ -174,7 +174,7 @@ mod tests {
         let held = l.acquire().unwrap();
         // Nobody frees the slot: the waiter is refused after its wait.
         let e = l.acquire_within(Duration::from_millis(10)).unwrap_err();
-        assert!(matches!(e, PlatformError::Unavailable(_)), "{e}");
+        assert!(matches!(e, PlatformError::Busy(_)), "{e}");
         std::thread::scope(|s| {
             let waiter = s.spawn(|| l.acquire_within(Duration::from_secs(60)).map(drop));
             // The queue holds one: a second waiter is refused at once.

@@ -72,20 +72,20 @@ impl Platform {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::Internal`] naming the file or directory that failed.
+    /// [`PlatformError::Node`] naming the file or directory that failed.
     pub fn open(config: NodeConfig, executors: Executors) -> Result<Arc<Self>> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&config.data_dir)
             .map_err(|e| {
-                PlatformError::Internal(format!(
-                    "cannot create data dir {}: {e}",
-                    config.data_dir.display()
-                ))
+                PlatformError::node_because(
+                    format!("cannot create data dir {}", config.data_dir.display()),
+                    e,
+                )
             })?;
         let key = SealingKey::load_or_create(&config.sealing_key_path())
-            .map_err(|e| PlatformError::Internal(format!("sealing key: {e}")))?;
+            .map_err(|e| PlatformError::node_because("sealing key", e))?;
         let store = match &config.store_url {
             None => MetaStore::open(&config.meta_path(), key)?,
             Some(url) => {
@@ -93,10 +93,10 @@ impl Platform {
                     Ok(p) => Some(zeroize::Zeroizing::new(p.trim_ascii().to_vec())),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                     Err(e) => {
-                        return Err(PlatformError::Internal(format!(
-                            "cannot read {}: {e}",
-                            config.store_password_path().display()
-                        )));
+                        return Err(PlatformError::node_because(
+                            format!("reading {}", config.store_password_path().display()),
+                            e,
+                        ));
                     }
                 };
                 MetaStore::connect_postgres(url, password.as_deref().map(Vec::as_slice), key)?

@@ -38,11 +38,11 @@ impl Position {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::InvalidArgument`] when the token was not made by
+    /// [`PlatformError::BadValue`] when the token was not made by
     /// [`Position::token`].
     pub fn from_token(token: &str) -> Result<Self> {
         let invalid = || {
-            PlatformError::InvalidArgument(
+            PlatformError::BadValue(
                 "invalid page_token: pass the next_page_token of the previous page unchanged"
                     .into(),
             )
@@ -82,7 +82,7 @@ impl PageRequest {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::InvalidArgument`] for a token not made by this node.
+    /// [`PlatformError::BadValue`] for a token not made by this node.
     pub fn new(page_size: u32, page_token: &str, newest_first: bool) -> Result<Self> {
         let limit = match usize::try_from(page_size) {
             Ok(0) => DEFAULT_PAGE_SIZE,
@@ -250,7 +250,7 @@ mod tests {
         for bad in ["!!", "cDE6eA", "bm90IGEgdG9rZW4", long.as_str()] {
             let e = PageRequest::new(0, bad, false).unwrap_err();
             assert!(
-                matches!(&e, PlatformError::InvalidArgument(m) if m.contains("page_token")),
+                matches!(&e, PlatformError::BadValue(m) if m.contains("page_token")),
                 "{bad}: {e}"
             );
         }

@@ -13,6 +13,7 @@ use cella_types::{Function, Role, Task, UserName};
 
 use crate::PlatformError;
 use crate::auth::Caller;
+use crate::error::Refusal;
 
 /// Something a caller wants to do, with the object it touches.
 #[derive(Debug, Clone, Copy)]
@@ -58,41 +59,48 @@ pub(crate) enum Action<'a> {
     Cancel(&'a Task),
 }
 
-fn deny(msg: String) -> Result<(), PlatformError> {
-    Err(PlatformError::PermissionDenied(msg))
+fn deny(refusal: Refusal) -> Result<(), PlatformError> {
+    Err(PlatformError::Refused(refusal))
 }
 
-fn need_role(caller: &Caller, role: Role, what: &str) -> Result<(), PlatformError> {
+fn need_role(caller: &Caller, role: Role, action: &'static str) -> Result<(), PlatformError> {
     if caller.has_role(role) {
         Ok(())
     } else {
-        deny(format!(
-            "{what} needs the {role} role, which {} lacks",
-            caller.user
-        ))
+        deny(Refusal::MissingRole {
+            action,
+            role,
+            user: caller.user.clone(),
+        })
     }
 }
 
-fn need_participant(caller: &Caller, task: &Task, what: &str) -> Result<(), PlatformError> {
+fn need_participant(
+    caller: &Caller,
+    task: &Task,
+    action: &'static str,
+) -> Result<(), PlatformError> {
     if task.participants().contains(&caller.user) {
         Ok(())
     } else {
-        deny(format!(
-            "{} is not a participant of {} and may not {what} it",
-            caller.user,
-            task.id()
-        ))
+        deny(Refusal::NotParticipant {
+            user: caller.user.clone(),
+            task: task.id(),
+            action,
+        })
     }
 }
 
-fn need_function_owner(caller: &Caller, f: &Function, what: &str) -> Result<(), PlatformError> {
+fn need_function_owner(caller: &Caller, f: &Function, action: String) -> Result<(), PlatformError> {
     if f.owner == caller.user {
         Ok(())
     } else {
-        deny(format!(
-            "only the owner of function {} ({}) may {what}; {} is not",
-            f.id, f.owner, caller.user
-        ))
+        deny(Refusal::NotFunctionOwner {
+            function: f.id,
+            owner: f.owner.clone(),
+            action,
+            user: caller.user.clone(),
+        })
     }
 }
 
@@ -100,7 +108,7 @@ fn need_function_owner(caller: &Caller, f: &Function, what: &str) -> Result<(), 
 ///
 /// # Errors
 ///
-/// [`PlatformError::PermissionDenied`] saying which rule refused.
+/// [`PlatformError::Refused`] saying which rule refused.
 pub(crate) fn check(caller: &Caller, action: &Action<'_>) -> Result<(), PlatformError> {
     match *action {
         Action::ManageUsers => need_role(caller, Role::Admin, "managing users"),
@@ -111,22 +119,24 @@ pub(crate) fn check(caller: &Caller, action: &Action<'_>) -> Result<(), Platform
             if f.usable_by(&caller.user) {
                 Ok(())
             } else {
-                deny(format!(
-                    "function {} is not shared with {}",
-                    f.id, caller.user
-                ))
+                deny(Refusal::NotShared {
+                    function: f.id,
+                    user: caller.user.clone(),
+                })
             }
         }
-        Action::ReadPayload(f) => need_function_owner(caller, f, "read its payload"),
+        Action::ReadPayload(f) => need_function_owner(caller, f, "read its payload".into()),
         Action::ModifyFunction { function, verb } => {
-            need_function_owner(caller, function, &format!("{verb} it"))
+            need_function_owner(caller, function, format!("{verb} it"))
         }
         Action::RegisterFile => need_role(caller, Role::DataOwner, "registering a file"),
         Action::AccessFile { owner } => {
             if owner == &caller.user {
                 Ok(())
             } else {
-                deny(format!("{} does not own this file", caller.user))
+                deny(Refusal::NotFileOwner {
+                    user: caller.user.clone(),
+                })
             }
         }
         Action::ReadTask(t) => need_participant(caller, t, "read"),
@@ -137,10 +147,14 @@ pub(crate) fn check(caller: &Caller, action: &Action<'_>) -> Result<(), Platform
         } => {
             need_participant(caller, task, "assign data to")?;
             if !slot_owners.contains(&caller.user) {
-                return deny(format!("{} does not own this slot", caller.user));
+                return deny(Refusal::NotSlotOwner {
+                    user: caller.user.clone(),
+                });
             }
             if file_owner != &caller.user {
-                return deny(format!("{} may only assign files it owns", caller.user));
+                return deny(Refusal::ForeignFile {
+                    user: caller.user.clone(),
+                });
             }
             Ok(())
         }
@@ -150,7 +164,7 @@ pub(crate) fn check(caller: &Caller, action: &Action<'_>) -> Result<(), Platform
             if t.creator() == &caller.user {
                 Ok(())
             } else {
-                deny(format!("only the creator of {} may invoke it", t.id()))
+                deny(Refusal::NotCreator { task: t.id() })
             }
         }
     }
@@ -305,7 +319,7 @@ mod tests {
                     caller.user
                 );
                 if let Err(e) = got {
-                    assert!(matches!(e, PlatformError::PermissionDenied(_)));
+                    assert!(matches!(e, PlatformError::Refused(_)));
                 }
             }
         }

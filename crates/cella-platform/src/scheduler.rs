@@ -358,7 +358,7 @@ impl Platform {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(worker = %name, error = %e, "could not lease a task");
+                    tracing::error!(worker = %name, error = %cella_store::error_chain(&e), "could not lease a task");
                     tokio::select! {
                         () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
                         () = drain.cancelled() => return,

@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cella_store::{Record, WriteTx};
 use cella_types::{
-    Digest, Function, FunctionId, InputFile, InstanceReuse, NewTask, OutputFile, Task, TaskId,
-    TaskStatus, User, UserName,
+    Digest, FileId, Function, FunctionId, InputFile, InputFileId, InstanceReuse, NewTask,
+    OutputFile, OutputFileId, Task, TaskId, TaskStatus, User, UserName,
 };
 use tokio::sync::broadcast;
 
 use crate::audit::{AuditAction, Subject, audit};
+use crate::error::Object;
 use crate::page::{Listed, Page, PageRequest, Position};
 use crate::policy::{self, Action};
 use crate::scheduler::{IdleWorker, enqueue};
@@ -70,37 +71,45 @@ pub struct TaskView {
 }
 
 /// The owners named for one slot in a create request.
-pub type SlotOwners = (String, Vec<String>);
+pub type SlotOwners = (String, Vec<UserName>);
 
-fn parse_owners(
+/// The files named for slots in an assign request: each slot's name and file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotFiles {
+    /// Input slots and the input files to fill them with.
+    pub inputs: Vec<(String, InputFileId)>,
+    /// Output slots and the output files to fill them with.
+    pub outputs: Vec<(String, OutputFileId)>,
+}
+
+fn check_owners(
     tx: &cella_store::ReadTx<'_>,
     kind: &str,
     slot: &str,
-    owners: &[String],
+    owners: &[UserName],
 ) -> Result<BTreeSet<UserName>> {
     if owners.is_empty() {
-        return Err(PlatformError::InvalidArgument(format!(
+        return Err(PlatformError::BadValue(format!(
             "{kind} slot {slot:?} needs at least one owner"
         )));
     }
     owners
         .iter()
-        .map(|o| {
-            let name: UserName = o.parse()?;
+        .map(|name| {
             if tx.get::<User>(name.as_str())?.is_none() {
-                return Err(PlatformError::InvalidArgument(format!(
+                return Err(PlatformError::BadValue(format!(
                     "owner {name} of {kind} slot {slot:?} is not a user"
                 )));
             }
-            Ok(name)
+            Ok(name.clone())
         })
         .collect()
 }
 
-/// A file record assigned to a slot, or NotFound naming it.
-fn load_file<R: Record>(tx: &WriteTx<'_>, kind: &str, key: &str) -> Result<R> {
-    tx.get::<R>(key)?
-        .ok_or_else(|| PlatformError::NotFound(format!("{kind} file {key}")))
+/// A file record assigned to a slot, or [`PlatformError::Missing`] naming it.
+fn load_file<R: Record>(tx: &WriteTx<'_>, id: FileId) -> Result<R> {
+    tx.get::<R>(&id.to_string())?
+        .ok_or(PlatformError::Missing(Object::SlotFile(id)))
 }
 
 /// Whether `caller` may put a file of `file_owner` into slot `slot` (`owners` is `None`
@@ -114,7 +123,7 @@ fn check_slot(
     file_owner: &UserName,
 ) -> Result<()> {
     let slot_owners = owners.ok_or_else(|| {
-        PlatformError::InvalidArgument(format!("the function has no {kind} slot named {slot:?}"))
+        PlatformError::BadValue(format!("the function has no {kind} slot named {slot:?}"))
     })?;
     policy::check(
         caller,
@@ -131,7 +140,7 @@ fn check_slot(
 /// outputs were versioned, destroy the other's).
 fn check_output_free(tx: &WriteTx<'_>, task: &Task, file: &OutputFile) -> Result<()> {
     if let Some((other_slot, _)) = task.outputs().iter().find(|(_, s)| s.file == Some(file.id)) {
-        return Err(PlatformError::FailedPrecondition(format!(
+        return Err(PlatformError::WrongState(format!(
             "output file {} is already assigned to slot {other_slot:?} of this task: \
              each output slot needs its own output file",
             file.id
@@ -141,17 +150,13 @@ fn check_output_free(tx: &WriteTx<'_>, task: &Task, file: &OutputFile) -> Result
         && let Some(other) = tx.get::<Task>(&holder.to_string())?
         && !other.status().is_terminal()
     {
-        return Err(PlatformError::FailedPrecondition(format!(
+        return Err(PlatformError::WrongState(format!(
             "output file {} is assigned to unfinished {holder}: an output goes to one task \
              at a time; register another output file, or wait until {holder} ends",
             file.id
         )));
     }
     Ok(())
-}
-
-fn task_key(id: &str) -> Result<String> {
-    Ok(id.parse::<TaskId>()?.to_string())
 }
 
 fn view_of(function: Option<&Function>, task: Task) -> TaskView {
@@ -185,15 +190,14 @@ impl Platform {
     fn mutate_task(
         &self,
         caller: &Caller,
-        id: &str,
+        id: TaskId,
         op: AuditAction,
         change: impl FnOnce(&mut WriteTx<'_>, &mut Task, Option<&Function>) -> Result<()>,
     ) -> Result<TaskView> {
-        let key = task_key(id)?;
         let view = self.store.write(|tx| {
             let mut task = tx
-                .get::<Task>(&key)?
-                .ok_or_else(|| PlatformError::NotFound(format!("task {key}")))?;
+                .get::<Task>(&id.to_string())?
+                .ok_or(PlatformError::Missing(Object::Task(id)))?;
             let function = tx.get::<Function>(&task.function_id().to_string())?;
             change(tx, &mut task, function.as_ref())?;
             tx.put(&task)?;
@@ -215,7 +219,7 @@ impl Platform {
     pub fn create_task(
         &self,
         caller: &Caller,
-        function_id: &str,
+        function_id: FunctionId,
         arguments: &BTreeMap<String, String>,
         inputs: &[SlotOwners],
         outputs: &[SlotOwners],
@@ -223,7 +227,7 @@ impl Platform {
         let function = self.load_function(function_id)?;
         policy::check(caller, &Action::UseFunction(&function))?;
         if function.disabled {
-            return Err(PlatformError::FailedPrecondition(format!(
+            return Err(PlatformError::WrongState(format!(
                 "function {} is disabled",
                 function.id
             )));
@@ -238,16 +242,14 @@ impl Platform {
                     .iter()
                     .find(|s| &s.name == slot)
                     .ok_or_else(|| {
-                        PlatformError::InvalidArgument(format!(
-                            "the function has no input slot {slot:?}"
-                        ))
+                        PlatformError::BadValue(format!("the function has no input slot {slot:?}"))
                     })?;
-                let owners = parse_owners(tx, "input", slot, owners)?;
+                let owners = check_owners(tx, "input", slot, owners)?;
                 if in_slots
                     .insert(slot.clone(), (owners, spec.optional))
                     .is_some()
                 {
-                    return Err(PlatformError::InvalidArgument(format!(
+                    return Err(PlatformError::BadValue(format!(
                         "input slot {slot:?} given twice"
                     )));
                 }
@@ -258,7 +260,7 @@ impl Platform {
                 .iter()
                 .find(|s| !s.optional && !in_slots.contains_key(&s.name))
             {
-                return Err(PlatformError::InvalidArgument(format!(
+                return Err(PlatformError::BadValue(format!(
                     "input slot {:?} needs owners",
                     s.name
                 )));
@@ -266,13 +268,13 @@ impl Platform {
             let mut out_slots = BTreeMap::new();
             for (slot, owners) in outputs {
                 if !function.spec.outputs.iter().any(|s| &s.name == slot) {
-                    return Err(PlatformError::InvalidArgument(format!(
+                    return Err(PlatformError::BadValue(format!(
                         "the function has no output slot {slot:?}"
                     )));
                 }
-                let owners = parse_owners(tx, "output", slot, owners)?;
+                let owners = check_owners(tx, "output", slot, owners)?;
                 if out_slots.insert(slot.clone(), owners).is_some() {
-                    return Err(PlatformError::InvalidArgument(format!(
+                    return Err(PlatformError::BadValue(format!(
                         "output slot {slot:?} given twice"
                     )));
                 }
@@ -283,7 +285,7 @@ impl Platform {
                 .iter()
                 .find(|s| !out_slots.contains_key(&s.name))
             {
-                return Err(PlatformError::InvalidArgument(format!(
+                return Err(PlatformError::BadValue(format!(
                     "output slot {:?} needs owners",
                     s.name
                 )));
@@ -320,13 +322,12 @@ impl Platform {
     ///
     /// # Errors
     ///
-    /// Not found, bad id, permission.
-    pub fn get_task(&self, caller: &Caller, id: &str) -> Result<TaskView> {
-        let key = task_key(id)?;
+    /// Not found, permission.
+    pub fn get_task(&self, caller: &Caller, id: TaskId) -> Result<TaskView> {
         self.store.read(|tx| {
             let task = tx
-                .get::<Task>(&key)?
-                .ok_or_else(|| PlatformError::NotFound(format!("task {key}")))?;
+                .get::<Task>(&id.to_string())?
+                .ok_or(PlatformError::Missing(Object::Task(id)))?;
             policy::check(caller, &Action::ReadTask(&task))?;
             self.load_view(tx, task)
         })
@@ -366,31 +367,23 @@ impl Platform {
     ///
     /// Permission, unknown slot or file, a slot already filled, an output file already
     /// written, or a task past DataAssigned.
-    pub fn assign_data(
-        &self,
-        caller: &Caller,
-        id: &str,
-        inputs: &[(String, String)],
-        outputs: &[(String, String)],
-    ) -> Result<TaskView> {
+    pub fn assign_data(&self, caller: &Caller, id: TaskId, files: &SlotFiles) -> Result<TaskView> {
         self.mutate_task(caller, id, AuditAction::AssignData, |tx, task, _| {
             policy::check(caller, &Action::ReadTask(task))?;
             let now = now_ms();
-            for (slot, file_id) in inputs {
-                let key = file_id.parse::<cella_types::InputFileId>()?.to_string();
-                let file: InputFile = load_file(tx, "input", &key)?;
+            for (slot, file_id) in &files.inputs {
+                let file: InputFile = load_file(tx, FileId::Input(*file_id))?;
                 let owners = task.inputs().get(slot).map(|s| &s.owners);
                 check_slot(caller, task, "input", slot, owners, &file.owner)?;
                 task.assign_input(slot, file.id, file.ciphertext_digest, now)?;
             }
-            for (slot, file_id) in outputs {
-                let file_key = file_id.parse::<cella_types::OutputFileId>()?.to_string();
-                let mut file: OutputFile = load_file(tx, "output", &file_key)?;
+            for (slot, file_id) in &files.outputs {
+                let mut file: OutputFile = load_file(tx, FileId::Output(*file_id))?;
                 let owners = task.outputs().get(slot).map(|s| &s.owners);
                 check_slot(caller, task, "output", slot, owners, &file.owner)?;
                 if let Some(c) = &file.content {
-                    return Err(PlatformError::FailedPrecondition(format!(
-                        "output file {file_key} was already written by {}",
+                    return Err(PlatformError::WrongState(format!(
+                        "output file {file_id} was already written by {}",
                         c.task
                     )));
                 }
@@ -409,12 +402,11 @@ impl Platform {
     /// # Errors
     ///
     /// Permission, a stale digest, a task not waiting for approvals.
-    pub fn approve_task(&self, caller: &Caller, id: &str, digest: &str) -> Result<TaskView> {
-        let given: Digest = digest.parse()?;
+    pub fn approve_task(&self, caller: &Caller, id: TaskId, given: Digest) -> Result<TaskView> {
         self.mutate_task(caller, id, AuditAction::ApproveTask, |_, task, function| {
             policy::check(caller, &Action::Approve(task))?;
             let function = function.ok_or_else(|| {
-                PlatformError::FailedPrecondition("the task's function was deleted".into())
+                PlatformError::WrongState("the task's function was deleted".into())
             })?;
             let current = task.digest(&function.payload_digest, function.spec.reuse);
             task.approve(&caller.user, given, current, now_ms())?;
@@ -427,7 +419,7 @@ impl Platform {
     /// # Errors
     ///
     /// Permission, missing or stale approvals, a disabled function, quota exhausted.
-    pub fn invoke_task(&self, caller: &Caller, id: &str) -> Result<TaskView> {
+    pub fn invoke_task(&self, caller: &Caller, id: TaskId) -> Result<TaskView> {
         let mut handoff: Option<IdleWorker> = None;
         // Only the creator may invoke (checked below), so the task counts against them.
         let creator = caller.user.clone();
@@ -435,20 +427,19 @@ impl Platform {
             self.mutate_task(caller, id, AuditAction::InvokeTask, |tx, task, function| {
                 policy::check(caller, &Action::Invoke(task))?;
                 let mut function = function.cloned().ok_or_else(|| {
-                    PlatformError::FailedPrecondition("the task's function was deleted".into())
+                    PlatformError::WrongState("the task's function was deleted".into())
                 })?;
                 if function.disabled {
-                    return Err(PlatformError::FailedPrecondition(format!(
+                    return Err(PlatformError::WrongState(format!(
                         "function {} is disabled",
                         function.id
                     )));
                 }
                 if !function.has_quota_left() {
-                    return Err(PlatformError::ResourceExhausted(format!(
-                        "function {} has used its quota of {} invocations",
-                        function.id,
-                        function.spec.quota.unwrap_or_default()
-                    )));
+                    return Err(PlatformError::QuotaUsed {
+                        function: function.id,
+                        quota: function.spec.quota.unwrap_or_default(),
+                    });
                 }
                 let current = task.digest(&function.payload_digest, function.spec.reuse);
                 let now = now_ms();
@@ -504,7 +495,7 @@ impl Platform {
     /// # Errors
     ///
     /// Permission, or a task already terminal.
-    pub fn cancel_task(&self, caller: &Caller, id: &str) -> Result<TaskView> {
+    pub fn cancel_task(&self, caller: &Caller, id: TaskId) -> Result<TaskView> {
         let view = self.mutate_task(caller, id, AuditAction::CancelTask, |_, task, _| {
             policy::check(caller, &Action::Cancel(task))?;
             task.cancel(&caller.user, now_ms())?;
@@ -524,7 +515,7 @@ impl Platform {
     pub fn watch_task(
         &self,
         caller: &Caller,
-        id: &str,
+        id: TaskId,
     ) -> Result<(TaskView, broadcast::Receiver<TaskId>)> {
         let rx = self.sched.subscribe();
         let view = self.get_task(caller, id)?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use cella_crypto::FileKey;
 use cella_executor::{ExecutionError, IoLimits, StagedTask, TaskIo};
-use cella_store::Record;
+use cella_store::{Record, error_chain};
 use cella_types::{
     Digest, Function, Hasher, InputFile, OutputContent, OutputFile, Task, TaskId, TaskResult,
     TaskStatus,
@@ -76,7 +76,7 @@ impl Platform {
                 Err(e) if e.is_panic() => {
                     tracing::error!(task = %id, "execution panicked");
                     if let Err(e) = self.lease_lost(id, worker, "the execution worker crashed") {
-                        tracing::error!(task = %id, error = %e, "could not recover the task");
+                        tracing::error!(task = %id, error = %error_chain(&e), "could not recover the task");
                     }
                 }
                 Err(_) => {}
@@ -91,7 +91,7 @@ impl Platform {
                 abort.abort();
                 if let Err(e) = self.lease_lost(id, worker, STOPPED) {
                     // Left Running: the next start recovers it.
-                    tracing::error!(task = %id, error = %e, "could not hand back a cut-off task");
+                    tracing::error!(task = %id, error = %error_chain(&e), "could not hand back a cut-off task");
                 }
             }
         }
@@ -104,13 +104,13 @@ impl Platform {
             let function = tx
                 .get::<Function>(&task.function_id().to_string())?
                 .ok_or_else(|| {
-                    PlatformError::FailedPrecondition("the task's function was deleted".into())
+                    PlatformError::WrongState("the task's function was deleted".into())
                 })?;
             let mut inputs = BTreeMap::new();
             for (slot, s) in task.inputs() {
                 if let Some((id, approved)) = &s.file {
                     let f = tx.get::<InputFile>(&id.to_string())?.ok_or_else(|| {
-                        PlatformError::FailedPrecondition(format!(
+                        PlatformError::WrongState(format!(
                             "input file {id} of slot {slot:?} was deleted"
                         ))
                     })?;
@@ -119,11 +119,11 @@ impl Platform {
             }
             let mut outputs = BTreeMap::new();
             for (slot, s) in task.outputs() {
-                let id = s.file.ok_or_else(|| {
-                    PlatformError::Internal(format!("output slot {slot:?} is empty"))
-                })?;
+                let id = s
+                    .file
+                    .ok_or_else(|| PlatformError::node(format!("output slot {slot:?} is empty")))?;
                 let f = tx.get::<OutputFile>(&id.to_string())?.ok_or_else(|| {
-                    PlatformError::FailedPrecondition(format!(
+                    PlatformError::WrongState(format!(
                         "output file {id} of slot {slot:?} was deleted"
                     ))
                 })?;
@@ -150,7 +150,7 @@ impl Platform {
         if &file.ciphertext_digest != approved {
             return Err(fail("the file's digest is not the one approved".into()));
         }
-        let mut source = self.open_input(file).map_err(|e| fail(e.to_string()))?;
+        let mut source = self.open_input(file).map_err(|e| fail(error_chain(&e)))?;
         let len = source.len();
         if len > self.config.max_input_bytes.saturating_add(1 << 20) {
             return Err(fail(format!(
@@ -180,7 +180,7 @@ impl Platform {
     async fn execute(self: Arc<Self>, task: Task) -> std::result::Result<Completed, RunError> {
         let job = self
             .load_job(task)
-            .map_err(|e| RunError::Failed(e.to_string()))?;
+            .map_err(|e| RunError::Failed(error_chain(&e)))?;
         let me = Arc::clone(&self);
         let inputs_job = job.inputs.clone();
         let (plain_inputs, payload) = tokio::task::spawn_blocking(move || {
@@ -196,7 +196,7 @@ impl Platform {
         .and_then(|plain| {
             let payload = self
                 .read_payload(&job.function)
-                .map_err(|e| RunError::Failed(e.to_string()))?;
+                .map_err(|e| RunError::Failed(error_chain(&e)))?;
             Ok((plain, payload))
         })?;
 
@@ -350,13 +350,13 @@ impl Platform {
                 Ok(done) => {
                     for (file, content) in done.outputs {
                         let mut current = tx.get::<OutputFile>(&file.key())?.ok_or_else(|| {
-                            PlatformError::FailedPrecondition(format!(
+                            PlatformError::WrongState(format!(
                                 "output file {} was deleted",
                                 file.id
                             ))
                         })?;
                         if let Some(c) = &current.content {
-                            return Err(PlatformError::FailedPrecondition(format!(
+                            return Err(PlatformError::WrongState(format!(
                                 "output file {} was already written by {}",
                                 file.id, c.task
                             )));
@@ -385,9 +385,9 @@ impl Platform {
             Ok(None) => discard(),
             Err(e) => {
                 discard();
-                tracing::error!(task = %id, error = %e, "could not record the result");
+                tracing::error!(task = %id, error = %error_chain(&e), "could not record the result");
                 // Record the failure itself, so the task does not stay Running.
-                let reason = format!("recording the result failed: {e}");
+                let reason = format!("recording the result failed: {}", error_chain(&e));
                 let failed = self.store.write(|tx| {
                     if let Some(mut t) = tx.get::<Task>(&id.to_string())?
                         && t.status() == TaskStatus::Running
@@ -402,7 +402,7 @@ impl Platform {
                     Ok(Some(t)) => self.observe_ended(&t),
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::error!(task = %id, error = %e, "could not mark the task failed");
+                        tracing::error!(task = %id, error = %error_chain(&e), "could not mark the task failed");
                     }
                 }
             }

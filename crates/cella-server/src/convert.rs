@@ -1,8 +1,10 @@
-//! Conversions between the wire types of `cella.v1` and the domain model. Parsing of
-//! untrusted wire values happens here or in the platform; both give errors that name the
-//! field.
+//! Conversions between the wire types of `cella.v1` and the domain model. Every untrusted
+//! wire value that names something (an id, a digest, a user name) is parsed here, once,
+//! into its type, with an error naming the field; the platform takes only the types.
 
 use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::str::FromStr;
 
 use cella_platform::files::FileView;
 use cella_platform::tasks::TaskView;
@@ -14,6 +16,29 @@ use cella_types::{
 use tonic::Status;
 
 use crate::status::invalid;
+
+/// A wire string field as its domain type (an id, a digest, a user name), or
+/// INVALID_ARGUMENT naming the field and what is wrong with the value.
+pub(crate) fn parse<T>(field: &str, value: &str) -> Result<T, Status>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    value.parse().map_err(|e| invalid(format!("{field}: {e}")))
+}
+
+/// An optional wire string field: empty means not given.
+pub(crate) fn parse_opt<T>(field: &str, value: &str) -> Result<Option<T>, Status>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        parse(field, value).map(Some)
+    }
+}
 
 fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -35,10 +60,7 @@ pub(crate) fn function_spec(spec: Option<pb::FunctionSpec>) -> Result<FunctionSp
         let users: BTreeSet<UserName> = spec
             .allowed_users
             .iter()
-            .map(|u| {
-                u.parse()
-                    .map_err(|e| invalid(format!("spec.allowed_users: {e}")))
-            })
+            .map(|u| parse("spec.allowed_users", u))
             .collect::<Result<_, Status>>()?;
         Visibility::Allowlist(users)
     };

@@ -394,9 +394,7 @@ impl RunningNode {
         let platform =
             Platform::open(config.node.clone(), executors).map_err(StartError::Platform)?;
         let sealing = cella_crypto::SealingKey::load_or_create(&config.node.sealing_key_path())
-            .map_err(|e| {
-                StartError::Platform(PlatformError::Internal(format!("sealing key: {e}")))
-            })?;
+            .map_err(|e| StartError::Platform(PlatformError::node_because("sealing key", e)))?;
         let identity = NodeIdentity::start(
             &config.node.data_dir.join("tls"),
             &sealing,

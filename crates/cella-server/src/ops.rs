@@ -309,7 +309,10 @@ impl Ops {
                 None => Ok(()),
                 Some(why) => Err(format!("metadata writes fail: {why}")),
             },
-            Err(e) => Err(format!("reading the store: {e}")),
+            Err(e) => Err(format!(
+                "reading the store: {}",
+                cella_store::error_chain(&e)
+            )),
         };
         checks.push(("store_writable", store));
         let executors = if started.platform.executor_kinds().is_empty() {

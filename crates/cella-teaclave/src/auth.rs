@@ -29,7 +29,7 @@ pub(crate) async fn credential<T>(
         return Err(Status::unauthenticated(bad));
     }
     let caller = node.authenticate(token).await.map_err(|e| match e {
-        CallError::Platform(cella_platform::PlatformError::Unauthenticated(_)) => {
+        CallError::Platform(cella_platform::PlatformError::NoSession(_)) => {
             Status::unauthenticated(bad)
         }
         other => errors::auth(other),

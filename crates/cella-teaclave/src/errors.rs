@@ -66,12 +66,33 @@ fn with_reason(code: Code, head: &str, reason: &str) -> Status {
     Status::new(code, format!("{head}: {reason}"))
 }
 
-/// A worker failure or a platform error the same on both services.
+/// A node failure (or a node that cannot serve now), the same on both services: the
+/// failing part and its immediate cause, never the store's internals.
 fn common(e: &PlatformError) -> Option<Status> {
     match e {
-        PlatformError::Unavailable(m) => Some(Status::unavailable(m.clone())),
-        PlatformError::Internal(m) => {
-            Some(with_reason(Code::Internal, "service internal error", m))
+        PlatformError::Busy(m) => Some(Status::unavailable(m.clone())),
+        PlatformError::Store(s) if s.is_unavailable() => Some(Status::unavailable(format!(
+            "metadata store: {s}; try again later"
+        ))),
+        PlatformError::Blob(b) if b.is_unavailable() => Some(Status::unavailable(format!(
+            "blob store: {b}; try again later"
+        ))),
+        PlatformError::Store(s) if !s.is_out_of_space() => Some(with_reason(
+            Code::Internal,
+            "service internal error",
+            &format!("metadata store: {s}"),
+        )),
+        PlatformError::Blob(b) => Some(with_reason(
+            Code::Internal,
+            "service internal error",
+            &format!("blob store: {b}"),
+        )),
+        PlatformError::Node { what, source } => {
+            let reason = match source {
+                Some(cause) => format!("{what}: {cause}"),
+                None => what.clone(),
+            };
+            Some(with_reason(Code::Internal, "service internal error", &reason))
         }
         _ => None,
     }
@@ -87,23 +108,29 @@ pub(crate) fn frontend(op: Op, e: CallError) -> Status {
         return s;
     }
     match &e {
-        PlatformError::Unauthenticated(m) => {
-            with_reason(Code::Unauthenticated, INCORRECT_CREDENTIAL, m)
+        PlatformError::NoSession(m) => with_reason(Code::Unauthenticated, INCORRECT_CREDENTIAL, m),
+        PlatformError::Refused(r) => {
+            with_reason(Code::PermissionDenied, PERMISSION_DENIED, &r.to_string())
         }
-        PlatformError::PermissionDenied(m) => {
-            with_reason(Code::PermissionDenied, PERMISSION_DENIED, m)
-        }
-        PlatformError::NotFound(_) | PlatformError::InvalidArgument(_) => {
+        PlatformError::Missing(_)
+        | PlatformError::BadValue(_)
+        | PlatformError::Spec(_)
+        | PlatformError::Task(cella_types::TaskError::NoSuchSlot { .. }) => {
             with_reason(Code::InvalidArgument, op.invalid, &e.to_string())
         }
-        PlatformError::FailedPrecondition(_)
-        | PlatformError::AlreadyExists(_)
-        | PlatformError::ResourceExhausted(_) => {
-            with_reason(Code::Unknown, op.failed, &e.to_string())
+        // A refused change of state, a name taken, a quota used or a full disk: Teaclave's
+        // management service answers all of them with its "failed to …" and code 2.
+        _ => with_reason(Code::Unknown, op.failed, &failure(&e)),
+    }
+}
+
+/// The reason of a refusal that is not a node failure, as the client reads it.
+fn failure(e: &PlatformError) -> String {
+    match e {
+        PlatformError::Store(s) if s.is_out_of_space() => {
+            "the node's disk is full; try again later".into()
         }
-        PlatformError::Unavailable(_) | PlatformError::Internal(_) => {
-            with_reason(Code::Internal, "service internal error", &e.to_string())
-        }
+        _ => e.to_string(),
     }
 }
 
@@ -118,14 +145,13 @@ pub(crate) fn auth(e: CallError) -> Status {
         return s;
     }
     let head = match &e {
-        PlatformError::Unauthenticated(_) => return Status::unauthenticated(AUTHENTICATION_FAILED),
-        // Its text already starts with Teaclave's words.
-        PlatformError::PermissionDenied(_) => return Status::unauthenticated(e.to_string()),
-        PlatformError::AlreadyExists(_) => "user id exist",
-        PlatformError::NotFound(_) | PlatformError::InvalidArgument(_) => "invalid user id",
+        PlatformError::NoSession(_) => return Status::unauthenticated(AUTHENTICATION_FAILED),
+        PlatformError::Refused(_) => PERMISSION_DENIED,
+        PlatformError::Taken(_) => "user id exist",
+        PlatformError::Missing(_) | PlatformError::BadValue(_) => "invalid user id",
         _ => "service internal error",
     };
-    with_reason(Code::Unauthenticated, head, &e.to_string())
+    with_reason(Code::Unauthenticated, head, &failure(&e))
 }
 
 /// A method this API does not serve yet, naming what is missing.
@@ -137,6 +163,9 @@ pub(crate) fn not_served(method: &str, missing: &str) -> Status {
 
 #[cfg(test)]
 mod tests {
+    use cella_platform::error::{Object, Refusal};
+    use cella_types::{TaskError, TaskId, TaskStatus};
+
     use super::*;
 
     fn p(e: PlatformError) -> CallError {
@@ -145,46 +174,49 @@ mod tests {
 
     #[test]
     fn teaclaves_codes_with_its_words_first_and_cellas_reason_after() {
+        let task = TaskId::new();
         let s = frontend(
             Op::INVOKE,
-            p(PlatformError::FailedPrecondition("not approved".into())),
+            p(PlatformError::Task(TaskError::InvalidTransition {
+                from: TaskStatus::Created,
+                to: TaskStatus::Staged,
+            })),
         );
         assert_eq!(s.code(), Code::Unknown);
-        assert_eq!(
-            s.message(),
-            "failed to invoke task: failed precondition: not approved"
-        );
-        let s = frontend(Op::GET_TASK, p(PlatformError::NotFound("task t".into())));
+        assert!(s.message().starts_with("failed to invoke task: "), "{}", s.message());
+        let s = frontend(Op::GET_TASK, p(PlatformError::Missing(Object::Task(task))));
         assert_eq!(s.code(), Code::InvalidArgument);
-        assert_eq!(s.message(), "invalid task id: task t not found");
-        let s = frontend(
-            Op::APPROVE,
-            p(PlatformError::PermissionDenied("not a participant".into())),
-        );
+        assert_eq!(s.message(), format!("invalid task id: task {task} not found"));
+        let refusal = Refusal::NotCreator { task };
+        let s = frontend(Op::APPROVE, p(PlatformError::Refused(refusal.clone())));
         assert_eq!(s.code(), Code::PermissionDenied);
-        assert_eq!(s.message(), "permission denied: not a participant");
-        let s = frontend(Op::ASSIGN, p(PlatformError::Unavailable("busy".into())));
+        assert_eq!(s.message(), format!("permission denied: {refusal}"));
+        let s = frontend(Op::ASSIGN, p(PlatformError::Busy("busy".into())));
         assert_eq!(s.code(), Code::Unavailable);
+        let s = frontend(Op::ASSIGN, p(PlatformError::node("writing output")));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Internal, "service internal error: writing output")
+        );
         // The authentication service answers 16 to everything but a busy or failed node.
-        let s = auth(p(PlatformError::Unauthenticated(
+        let s = auth(p(PlatformError::NoSession(
             "wrong user name or password".into(),
         )));
         assert_eq!(
             (s.code(), s.message()),
             (Code::Unauthenticated, AUTHENTICATION_FAILED)
         );
-        let s = auth(p(PlatformError::PermissionDenied(
-            "managing users needs admin".into(),
-        )));
-        assert_eq!(s.message(), "permission denied: managing users needs admin");
-        let s = auth(p(PlatformError::AlreadyExists("user u".into())));
+        let s = auth(p(PlatformError::Refused(refusal.clone())));
+        assert_eq!(s.code(), Code::Unauthenticated);
+        assert_eq!(s.message(), format!("permission denied: {refusal}"));
+        let s = auth(p(PlatformError::Taken("user u exists".into())));
         assert_eq!(s.code(), Code::Unauthenticated);
         assert!(
             s.message().starts_with("user id exist: "),
             "{}",
             s.message()
         );
-        let s = auth(p(PlatformError::Internal("store".into())));
+        let s = auth(p(PlatformError::node("store")));
         assert_eq!(s.code(), Code::Internal);
         assert!(not_served("X", "why").message().contains("X is not served"));
     }

@@ -256,9 +256,16 @@ fn task_arguments(f: &Function, json: &str) -> Result<BTreeMap<String, String>, 
         .collect())
 }
 
-fn owner_lists(v: &[pb::OwnerList]) -> Vec<SlotOwners> {
+fn owner_lists(v: &[pb::OwnerList]) -> Result<Vec<SlotOwners>, Status> {
     v.iter()
-        .map(|o| (o.data_name.clone(), o.uids.clone()))
+        .map(|o| {
+            let owners = o
+                .uids
+                .iter()
+                .map(|u| parse(u, "invalid task"))
+                .collect::<Result<_, _>>()?;
+            Ok((o.data_name.clone(), owners))
+        })
         .collect()
 }
 
@@ -656,8 +663,8 @@ impl TeaclaveFrontend for FrontendApi {
                 caller,
                 id,
                 args,
-                owner_lists(&r.inputs_ownership),
-                owner_lists(&r.outputs_ownership),
+                owner_lists(&r.inputs_ownership)?,
+                owner_lists(&r.outputs_ownership)?,
             )
             .await
             .map_err(|e| errors::frontend(Op::CREATE_TASK, e))?;

@@ -10,7 +10,8 @@ use cella_platform::files::FileView;
 use cella_platform::page::PageRequest;
 use cella_platform::tasks::{SlotOwners, TaskView};
 use cella_platform::{Caller, Login, Platform, PlatformError, Result};
-use cella_types::{Function, FunctionId, FunctionSpec, Role, TaskId, User};
+use cella_platform::tasks::SlotFiles;
+use cella_types::{Function, FunctionId, FunctionSpec, Role, TaskId, User, UserName};
 
 /// A platform call failed before or while running.
 #[derive(Debug)]
@@ -52,7 +53,9 @@ impl Node {
     }
 
     pub(crate) async fn login(&self, user: String, password: String) -> Result<Login, CallError> {
-        self.run(move |p| p.login(&user, &password)).await
+        // A name that is not a user name is refused like an unknown one.
+        let user = user.parse::<UserName>().ok();
+        self.run(move |p| p.login(user.as_ref(), &password)).await
     }
 
     pub(crate) async fn authenticate(&self, token: String) -> Result<Caller, CallError> {
@@ -66,7 +69,7 @@ impl Node {
         password: String,
         roles: BTreeSet<Role>,
     ) -> Result<User, CallError> {
-        self.run(move |p| p.register_user(&caller, &user, &password, roles))
+        self.run(move |p| p.register_user(&caller, user_name(&user)?, &password, roles))
             .await
     }
 
@@ -78,7 +81,7 @@ impl Node {
     ) -> Result<String, CallError> {
         self.run(move |p| {
             let password = cella_platform::auth::random_password()?;
-            p.change_password(&caller, Some(&user), "", &password)?;
+            p.change_password(&caller, Some(user_name(&user)?), "", &password)?;
             Ok(password)
         })
         .await
@@ -119,7 +122,7 @@ impl Node {
         with_payload: bool,
     ) -> Result<(Function, Option<Vec<u8>>), CallError> {
         self.run(move |p| {
-            p.get_function(&caller, &id.to_string(), with_payload)
+            p.get_function(&caller, id, with_payload)
                 .map(|v| (v.function, v.payload))
         })
         .await
@@ -160,7 +163,7 @@ impl Node {
         spec: FunctionSpec,
         payload: Vec<u8>,
     ) -> Result<Function, CallError> {
-        self.run(move |p| p.update_function(&caller, &id.to_string(), spec, Some(&payload)))
+        self.run(move |p| p.update_function(&caller, id, spec, Some(&payload)))
             .await
     }
 
@@ -169,7 +172,7 @@ impl Node {
         caller: Caller,
         id: FunctionId,
     ) -> Result<(), CallError> {
-        self.run(move |p| p.disable_function(&caller, &id.to_string()).map(drop))
+        self.run(move |p| p.disable_function(&caller, id).map(drop))
             .await
     }
 
@@ -178,7 +181,7 @@ impl Node {
         caller: Caller,
         id: FunctionId,
     ) -> Result<(), CallError> {
-        self.run(move |p| p.delete_function(&caller, &id.to_string()))
+        self.run(move |p| p.delete_function(&caller, id))
             .await
     }
 
@@ -191,19 +194,13 @@ impl Node {
         outputs: Vec<SlotOwners>,
     ) -> Result<TaskView, CallError> {
         self.run(move |p| {
-            p.create_task(
-                &caller,
-                &function.to_string(),
-                &arguments,
-                &inputs,
-                &outputs,
-            )
+            p.create_task(&caller, function, &arguments, &inputs, &outputs)
         })
         .await
     }
 
     pub(crate) async fn task(&self, caller: Caller, id: TaskId) -> Result<TaskView, CallError> {
-        self.run(move |p| p.get_task(&caller, &id.to_string()))
+        self.run(move |p| p.get_task(&caller, id))
             .await
     }
 
@@ -215,14 +212,28 @@ impl Node {
         inputs: Vec<(String, FileId)>,
         outputs: Vec<(String, FileId)>,
     ) -> Result<(), CallError> {
-        let strings = |v: Vec<(String, FileId)>| -> Vec<_> {
-            v.into_iter().map(|(s, f)| (s, f.to_string())).collect()
+        let wrong = |slot: &str, kind: &str, file: FileId| {
+            PlatformError::BadValue(format!("{kind} slot {slot:?}: {file} is not an {kind} file"))
         };
-        let (inputs, outputs) = (strings(inputs), strings(outputs));
-        self.run(move |p| {
-            p.assign_data(&caller, &id.to_string(), &inputs, &outputs)
-                .map(drop)
-        })
+        let files = SlotFiles {
+            inputs: inputs
+                .into_iter()
+                .map(|(slot, file)| match file {
+                    FileId::Input(i) => Ok((slot, i)),
+                    other => Err(wrong(&slot, "input", other)),
+                })
+                .collect::<Result<_>>()
+                .map_err(CallError::Platform)?,
+            outputs: outputs
+                .into_iter()
+                .map(|(slot, file)| match file {
+                    FileId::Output(o) => Ok((slot, o)),
+                    other => Err(wrong(&slot, "output", other)),
+                })
+                .collect::<Result<_>>()
+                .map_err(CallError::Platform)?,
+        };
+        self.run(move |p| p.assign_data(&caller, id, &files).map(drop))
         .await
     }
 
@@ -233,28 +244,33 @@ impl Node {
         id: TaskId,
     ) -> Result<TaskView, CallError> {
         self.run(move |p| {
-            let id = id.to_string();
-            let view = p.get_task(&caller, &id)?;
+            let view = p.get_task(&caller, id)?;
             let digest = view.digest.ok_or_else(|| {
-                PlatformError::FailedPrecondition("the task's function was deleted".into())
+                PlatformError::WrongState("the task's function was deleted".into())
             })?;
-            p.approve_task(&caller, &id, &digest.to_hex())
+            p.approve_task(&caller, id, digest)
         })
         .await
     }
 
     pub(crate) async fn invoke_task(&self, caller: Caller, id: TaskId) -> Result<(), CallError> {
-        self.run(move |p| p.invoke_task(&caller, &id.to_string()).map(drop))
+        self.run(move |p| p.invoke_task(&caller, id).map(drop))
             .await
     }
 
     pub(crate) async fn cancel_task(&self, caller: Caller, id: TaskId) -> Result<(), CallError> {
-        self.run(move |p| p.cancel_task(&caller, &id.to_string()).map(drop))
+        self.run(move |p| p.cancel_task(&caller, id).map(drop))
             .await
     }
 
     pub(crate) async fn file(&self, caller: Caller, id: FileId) -> Result<FileView, CallError> {
-        self.run(move |p| p.get_file(&caller, &id.to_string()))
+        self.run(move |p| p.get_file(&caller, id))
             .await
     }
+}
+
+/// A user name from Teaclave's request, refused naming the value when it is not one.
+fn user_name(name: &str) -> Result<UserName> {
+    name.parse()
+        .map_err(|e: cella_types::user::ParseUserNameError| PlatformError::BadValue(e.to_string()))
 }

@@ -30,7 +30,9 @@ use crate::cache::{CacheStats, ModuleCache, PrepareError, Prepared};
 use crate::config::WasmConfig;
 use crate::engine::{self, EpochTicker};
 use crate::error::SetupError;
-use crate::receipt::{ENGINE, WasmReceipt};
+use cella_executor::receipt::WasmReceipt;
+
+use crate::receipt::ENGINE;
 use crate::run::{self, RunSpec, RunState};
 use crate::rundir::{self, RunDir};
 

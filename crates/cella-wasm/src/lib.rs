@@ -38,7 +38,7 @@ pub use config::{
 };
 pub use error::{LimitExceeded, PayloadError, SetupError, WASI_P1_MODULE};
 pub use executor::{CachedModule, IdleInstance, WasmExecutor};
-pub use receipt::{ENGINE, RECEIPT_FORMAT, WasmReceipt};
+pub use receipt::ENGINE;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 //! The WebAssembly executor's receipt: a [`WasmReceipt`] of the executor's receipt
 //! family (`cella_executor::receipt`), naming the engine that ran the module.
 
-pub use cella_executor::receipt::{WASM_RECEIPT_FORMAT as RECEIPT_FORMAT, WasmReceipt};
+#[cfg(test)]
+use cella_executor::receipt::WasmReceipt;
 
 /// The engine named in receipts: the wasmtime version this crate pins.
 pub const ENGINE: &str = "wasmtime 48.0.8 (WASI preview 1)";

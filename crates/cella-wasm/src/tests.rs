@@ -11,7 +11,9 @@ use cella_executor::{
 };
 use cella_types::{Digest, ExecutorKind};
 
-use crate::{RECEIPT_FORMAT, WasmConfig, WasmExecutor, WasmReceipt};
+use cella_executor::receipt::{WASM_RECEIPT_FORMAT, WasmReceipt};
+
+use crate::{WasmConfig, WasmExecutor};
 
 /// `examples/wasm/` in the source tree.
 pub(crate) fn examples_dir() -> PathBuf {
@@ -129,7 +131,7 @@ async fn echo_prints_its_arguments_to_the_log() {
     assert!(outcome.return_value.is_empty());
     assert!(outputs.is_empty());
     let receipt: WasmReceipt = serde_json::from_slice(&outcome.receipt).unwrap();
-    assert_eq!(receipt.format, RECEIPT_FORMAT);
+    assert_eq!(receipt.format, WASM_RECEIPT_FORMAT);
     assert_eq!(receipt.task_id, t.task_id);
     assert_eq!(receipt.run.payload_digest, Digest::of(&echo));
     assert_eq!(

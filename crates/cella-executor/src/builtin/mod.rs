@@ -30,7 +30,7 @@ use crate::log::LogBuffer;
 use crate::receipt::Receipt;
 use crate::task::StagedTask;
 
-pub use crate::receipt::{BuiltinReceipt, RECEIPT_FORMAT};
+use crate::receipt::BuiltinReceipt;
 
 /// What a builtin sees of its task.
 struct Call<'a> {
@@ -502,7 +502,7 @@ mod tests {
         assert_eq!(outcome.return_value, b"1");
 
         let receipt: BuiltinReceipt = serde_json::from_slice(&outcome.receipt).unwrap();
-        assert_eq!(receipt.format, RECEIPT_FORMAT);
+        assert_eq!(receipt.format, crate::receipt::RECEIPT_FORMAT);
         assert_eq!(receipt.task_id, t.task_id);
         assert_eq!(receipt.function_id, t.function_id);
         assert_eq!(receipt.builtin, "ordered_set_intersect");

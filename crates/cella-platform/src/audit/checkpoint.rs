@@ -86,8 +86,8 @@ impl Platform {
     ///
     /// # Errors
     ///
-    /// [`PlatformError::FailedPrecondition`] when the node has no attested key
-    /// ([`Platform::set_audit_signer`]), [`PlatformError::Internal`] when signing
+    /// [`PlatformError::WrongState`] when the node has no attested key
+    /// ([`Platform::set_audit_signer`]), [`PlatformError::Node`] when signing
     /// fails, or a store error.
     pub fn write_audit_checkpoint(&self) -> Result<AuditCheckpoint> {
         let signer = self
@@ -96,7 +96,7 @@ impl Platform {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
             .ok_or_else(|| {
-                PlatformError::FailedPrecondition(
+                PlatformError::WrongState(
                     "the node has no attested key to sign audit checkpoints with".into(),
                 )
             })?;
@@ -110,9 +110,9 @@ impl Platform {
             };
             let at_ms = now_ms();
             let message = checkpoint_message(number, head.seq, &head.hash, at_ms);
-            let signed = signer.sign(&message).map_err(|e| {
-                PlatformError::Internal(format!("signing an audit checkpoint: {e}"))
-            })?;
+            let signed = signer
+                .sign(&message)
+                .map_err(|e| PlatformError::node(format!("signing an audit checkpoint: {e}")))?;
             let checkpoint = AuditCheckpoint {
                 number,
                 entry_seq: head.seq,

@@ -341,9 +341,10 @@ fn append(
     action: AuditAction,
     subject: Subject,
 ) -> Result<ChainHead> {
-    let seq = head.seq.checked_add(1).ok_or_else(|| {
-        PlatformError::Internal("the audit chain's sequence number is exhausted".into())
-    })?;
+    let seq = head
+        .seq
+        .checked_add(1)
+        .ok_or_else(|| PlatformError::node("the audit chain's sequence number is exhausted"))?;
     let mut entry = AuditEntry {
         seq,
         at_ms: now_ms(),

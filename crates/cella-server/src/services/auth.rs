@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 
 use cella_proto::v1 as pb;
 use cella_proto::v1::auth_service_server::AuthService;
-use cella_types::Role;
+use cella_types::{Role, UserName};
 use tonic::{Request, Response, Status};
 
 use super::{Api, page_reply, page_request};
-use crate::convert::user_info;
+use crate::convert::{parse, parse_opt, user_info};
 use crate::status::invalid;
 
 /// The auth service.
@@ -22,7 +22,13 @@ impl AuthService for AuthApi {
         req: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let pb::LoginRequest { user, password } = req.into_inner();
-        let login = self.0.run(move |p| p.login(&user, &password)).await?;
+        // Not refused here: a name that is no user name is refused like an unknown one,
+        // with the same message, after the same wait (see `Platform::login`).
+        let user: Option<UserName> = user.parse().ok();
+        let login = self
+            .0
+            .run(move |p| p.login(user.as_ref(), &password))
+            .await?;
         Ok(Response::new(pb::LoginResponse {
             token: login.token,
             expires_at_ms: i64::try_from(login.expires_ms).unwrap_or(i64::MAX),
@@ -48,12 +54,12 @@ impl AuthService for AuthApi {
             .iter()
             .map(|r| r.parse().map_err(|e| invalid(format!("roles: {e}"))))
             .collect::<Result<_, Status>>()?;
-        let (user, password) = (req.get_ref().user.clone(), req.get_ref().password.clone());
+        let caller = self.0.caller(&req)?;
+        let user: UserName = parse("user", &req.get_ref().user)?;
+        let password = req.get_ref().password.clone();
         let u = self
             .0
-            .as_caller(&req, move |p, c| {
-                p.register_user(c, &user, &password, roles)
-            })
+            .run(move |p| p.register_user(&caller, user, &password, roles))
             .await?;
         Ok(Response::new(user_info(&u)))
     }
@@ -62,11 +68,11 @@ impl AuthService for AuthApi {
         &self,
         req: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let caller = self.0.caller(&req)?;
         let r = req.get_ref().clone();
+        let target: Option<UserName> = parse_opt("user", &r.user)?;
         self.0
-            .as_caller(&req, move |p, c| {
-                p.change_password(c, Some(&r.user), &r.old_password, &r.new_password)
-            })
+            .run(move |p| p.change_password(&caller, target, &r.old_password, &r.new_password))
             .await?;
         Ok(Response::new(pb::ChangePasswordResponse {}))
     }

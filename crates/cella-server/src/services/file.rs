@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Api, page_reply, page_request};
-use crate::convert::file_info;
+use crate::convert::{file_info, parse};
 use crate::status::{invalid, to_status};
 
 /// Size of a download chunk: large enough to amortise per-message overhead, far below
@@ -44,10 +44,10 @@ impl FileService for FileApi {
             _ => return Err(invalid("the first upload message must be the header")),
         };
         let crypto = crypto(header.crypto)?;
-        let digest = header.ciphertext_digest;
+        let digest = parse("ciphertext_digest", &header.ciphertext_digest)?;
         let mut upload = self
             .0
-            .run(move |p| p.begin_upload(&caller, crypto, &digest))
+            .run(move |p| p.begin_upload(&caller, crypto, digest))
             .await?;
         while let Some(msg) = stream.message().await? {
             match msg.part {
@@ -66,9 +66,10 @@ impl FileService for FileApi {
         let caller = self.0.caller(&req)?;
         let r = req.into_inner();
         let crypto = crypto(r.crypto)?;
+        let digest = parse("ciphertext_digest", &r.ciphertext_digest)?;
         let f = self
             .0
-            .run(move |p| p.register_input_url(&caller, &r.url, crypto, &r.ciphertext_digest))
+            .run(move |p| p.register_input_url(&caller, &r.url, crypto, digest))
             .await?;
         Ok(Response::new(file_info(&FileView::Input(f))))
     }
@@ -91,11 +92,9 @@ impl FileService for FileApi {
         &self,
         req: Request<pb::GetFileRequest>,
     ) -> Result<Response<pb::FileInfo>, Status> {
-        let id = req.get_ref().file_id.clone();
-        let f = self
-            .0
-            .as_caller(&req, move |p, c| p.get_file(c, &id))
-            .await?;
+        let caller = self.0.caller(&req)?;
+        let id = parse("file_id", &req.get_ref().file_id)?;
+        let f = self.0.run(move |p| p.get_file(&caller, id)).await?;
         Ok(Response::new(file_info(&f)))
     }
 
@@ -120,10 +119,9 @@ impl FileService for FileApi {
         &self,
         req: Request<pb::DeleteFileRequest>,
     ) -> Result<Response<pb::DeleteFileResponse>, Status> {
-        let id = req.get_ref().file_id.clone();
-        self.0
-            .as_caller(&req, move |p, c| p.delete_file(c, &id))
-            .await?;
+        let caller = self.0.caller(&req)?;
+        let id = parse("file_id", &req.get_ref().file_id)?;
+        self.0.run(move |p| p.delete_file(&caller, id)).await?;
         Ok(Response::new(pb::DeleteFileResponse {}))
     }
 
@@ -133,11 +131,9 @@ impl FileService for FileApi {
         &self,
         req: Request<pb::DownloadFileRequest>,
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
-        let id = req.get_ref().file_id.clone();
-        let mut file = self
-            .0
-            .as_caller(&req, move |p, c| p.open_download(c, &id))
-            .await?;
+        let caller = self.0.caller(&req)?;
+        let id = parse("file_id", &req.get_ref().file_id)?;
+        let mut file = self.0.run(move |p| p.open_download(&caller, id)).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(DOWNLOAD_QUEUE);
         tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; DOWNLOAD_CHUNK];

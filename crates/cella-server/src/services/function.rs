@@ -5,7 +5,7 @@ use cella_proto::v1::function_service_server::FunctionService;
 use tonic::{Request, Response, Status};
 
 use super::{Api, page_reply, page_request};
-use crate::convert::{function_info, function_spec};
+use crate::convert::{function_info, function_spec, parse};
 
 /// The function service.
 #[derive(Debug, Clone)]
@@ -31,12 +31,12 @@ impl FunctionService for FunctionApi {
         &self,
         req: Request<pb::GetFunctionRequest>,
     ) -> Result<Response<pb::FunctionInfo>, Status> {
-        let r = req.get_ref().clone();
+        let caller = self.0.caller(&req)?;
+        let id = parse("function_id", &req.get_ref().function_id)?;
+        let include_payload = req.get_ref().include_payload;
         let v = self
             .0
-            .as_caller(&req, move |p, c| {
-                p.get_function(c, &r.function_id, r.include_payload)
-            })
+            .run(move |p| p.get_function(&caller, id, include_payload))
             .await?;
         Ok(Response::new(function_info(&v.function, v.payload)))
     }
@@ -65,10 +65,11 @@ impl FunctionService for FunctionApi {
     ) -> Result<Response<pb::FunctionInfo>, Status> {
         let caller = self.0.caller(&req)?;
         let r = req.into_inner();
+        let id = parse("function_id", &r.function_id)?;
         let spec = function_spec(r.spec)?;
         let f = self
             .0
-            .run(move |p| p.update_function(&caller, &r.function_id, spec, r.payload.as_deref()))
+            .run(move |p| p.update_function(&caller, id, spec, r.payload.as_deref()))
             .await?;
         Ok(Response::new(function_info(&f, None)))
     }
@@ -77,11 +78,9 @@ impl FunctionService for FunctionApi {
         &self,
         req: Request<pb::DisableFunctionRequest>,
     ) -> Result<Response<pb::FunctionInfo>, Status> {
-        let id = req.get_ref().function_id.clone();
-        let f = self
-            .0
-            .as_caller(&req, move |p, c| p.disable_function(c, &id))
-            .await?;
+        let caller = self.0.caller(&req)?;
+        let id = parse("function_id", &req.get_ref().function_id)?;
+        let f = self.0.run(move |p| p.disable_function(&caller, id)).await?;
         Ok(Response::new(function_info(&f, None)))
     }
 
@@ -89,10 +88,9 @@ impl FunctionService for FunctionApi {
         &self,
         req: Request<pb::DeleteFunctionRequest>,
     ) -> Result<Response<pb::DeleteFunctionResponse>, Status> {
-        let id = req.get_ref().function_id.clone();
-        self.0
-            .as_caller(&req, move |p, c| p.delete_function(c, &id))
-            .await?;
+        let caller = self.0.caller(&req)?;
+        let id = parse("function_id", &req.get_ref().function_id)?;
+        self.0.run(move |p| p.delete_function(&caller, id)).await?;
         Ok(Response::new(pb::DeleteFunctionResponse {}))
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 
-use cella_platform::tasks::TaskFilter;
+use cella_platform::tasks::{SlotFiles, SlotOwners, TaskFilter};
 use cella_proto::v1 as pb;
 use cella_proto::v1::task_service_server::TaskService;
 use tokio::sync::broadcast::error::RecvError;
@@ -11,8 +11,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{Api, page_reply, page_request};
-use crate::convert::{task_info, task_status};
-use crate::status::invalid;
+use crate::convert::{parse, parse_opt, task_info, task_status};
 
 /// Watch updates buffered ahead of a slow client.
 const WATCH_QUEUE: usize = 16;
@@ -23,15 +22,31 @@ pub(crate) struct TaskApi(pub(crate) Api);
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::TaskInfo, Status>> + Send>>;
 
-fn slots(v: &[pb::SlotOwners]) -> Vec<(String, Vec<String>)> {
+/// Each slot's owners, parsed; `field` names the list in errors.
+fn slots(field: &str, v: &[pb::SlotOwners]) -> Result<Vec<SlotOwners>, Status> {
     v.iter()
-        .map(|s| (s.slot.clone(), s.owners.clone()))
+        .map(|s| {
+            let owners = s
+                .owners
+                .iter()
+                .map(|o| parse(&format!("{field}[{:?}].owners", s.slot), o))
+                .collect::<Result<_, _>>()?;
+            Ok((s.slot.clone(), owners))
+        })
         .collect()
 }
 
-fn files(v: &[pb::SlotFile]) -> Vec<(String, String)> {
+/// Each slot's file id, parsed as the kind of file the list takes.
+fn files<T>(field: &str, v: &[pb::SlotFile]) -> Result<Vec<(String, T)>, Status>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
     v.iter()
-        .map(|s| (s.slot.clone(), s.file_id.clone()))
+        .map(|s| {
+            let id = parse(&format!("{field}[{:?}].file_id", s.slot), &s.file_id)?;
+            Ok((s.slot.clone(), id))
+        })
         .collect()
 }
 
@@ -42,15 +57,7 @@ fn task_filter(r: &pb::ListTasksRequest) -> Result<TaskFilter, Status> {
         .iter()
         .map(|&s| task_status(s))
         .collect::<Result<_, _>>()?;
-    let function_id = if r.function_id.is_empty() {
-        None
-    } else {
-        Some(
-            r.function_id
-                .parse()
-                .map_err(|e| invalid(format!("function_id: {e}")))?,
-        )
-    };
+    let function_id = parse_opt("function_id", &r.function_id)?;
     Ok(TaskFilter {
         statuses,
         function_id,
@@ -64,19 +71,15 @@ impl TaskService for TaskApi {
         &self,
         req: Request<pb::CreateTaskRequest>,
     ) -> Result<Response<pb::TaskInfo>, Status> {
+        let caller = self.0.caller(&req)?;
         let r = req.get_ref().clone();
+        let function_id = parse("function_id", &r.function_id)?;
+        let inputs = slots("inputs", &r.inputs)?;
+        let outputs = slots("outputs", &r.outputs)?;
+        let args: BTreeMap<String, String> = r.arguments.into_iter().collect();
         let v = self
             .0
-            .as_caller(&req, move |p, c| {
-                let args: BTreeMap<String, String> = r.arguments.into_iter().collect();
-                p.create_task(
-                    c,
-                    &r.function_id,
-                    &args,
-                    &slots(&r.inputs),
-                    &slots(&r.outputs),
-                )
-            })
+            .run(move |p| p.create_task(&caller, function_id, &args, &inputs, &outputs))
             .await?;
         Ok(Response::new(task_info(&v)))
     }
@@ -85,11 +88,9 @@ impl TaskService for TaskApi {
         &self,
         req: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::TaskInfo>, Status> {
-        let id = req.get_ref().task_id.clone();
-        let v = self
-            .0
-            .as_caller(&req, move |p, c| p.get_task(c, &id))
-            .await?;
+        let caller = self.0.caller(&req)?;
+        let id = parse("task_id", &req.get_ref().task_id)?;
+        let v = self.0.run(move |p| p.get_task(&caller, id)).await?;
         Ok(Response::new(task_info(&v)))
     }
 
@@ -115,12 +116,16 @@ impl TaskService for TaskApi {
         &self,
         req: Request<pb::AssignDataRequest>,
     ) -> Result<Response<pb::TaskInfo>, Status> {
-        let r = req.get_ref().clone();
+        let caller = self.0.caller(&req)?;
+        let r = req.get_ref();
+        let id = parse("task_id", &r.task_id)?;
+        let files = SlotFiles {
+            inputs: files("inputs", &r.inputs)?,
+            outputs: files("outputs", &r.outputs)?,
+        };
         let v = self
             .0
-            .as_caller(&req, move |p, c| {
-                p.assign_data(c, &r.task_id, &files(&r.inputs), &files(&r.outputs))
-            })
+            .run(move |p| p.assign_data(&caller, id, &files))
             .await?;
         Ok(Response::new(task_info(&v)))
     }
@@ -129,12 +134,12 @@ impl TaskService for TaskApi {
         &self,
         req: Request<pb::ApproveTaskRequest>,
     ) -> Result<Response<pb::TaskInfo>, Status> {
-        let r = req.get_ref().clone();
+        let caller = self.0.caller(&req)?;
+        let id = parse("task_id", &req.get_ref().task_id)?;
+        let digest = parse("task_digest", &req.get_ref().task_digest)?;
         let v = self
             .0
-            .as_caller(&req, move |p, c| {
-                p.approve_task(c, &r.task_id, &r.task_digest)
-            })
+            .run(move |p| p.approve_task(&caller, id, digest))
             .await?;
         Ok(Response::new(task_info(&v)))
     }
@@ -143,11 +148,9 @@ impl TaskService for TaskApi {
         &self,
         req: Request<pb::InvokeTaskRequest>,
     ) -> Result<Response<pb::TaskInfo>, Status> {
-        let id = req.get_ref().task_id.clone();
-        let v = self
-            .0
-            .as_caller(&req, move |p, c| p.invoke_task(c, &id))
-            .await?;
+        let caller = self.0.caller(&req)?;
+        let id = parse("task_id", &req.get_ref().task_id)?;
+        let v = self.0.run(move |p| p.invoke_task(&caller, id)).await?;
         Ok(Response::new(task_info(&v)))
     }
 
@@ -155,11 +158,9 @@ impl TaskService for TaskApi {
         &self,
         req: Request<pb::CancelTaskRequest>,
     ) -> Result<Response<pb::TaskInfo>, Status> {
-        let id = req.get_ref().task_id.clone();
-        let v = self
-            .0
-            .as_caller(&req, move |p, c| p.cancel_task(c, &id))
-            .await?;
+        let caller = self.0.caller(&req)?;
+        let id = parse("task_id", &req.get_ref().task_id)?;
+        let v = self.0.run(move |p| p.cancel_task(&caller, id)).await?;
         Ok(Response::new(task_info(&v)))
     }
 
@@ -170,11 +171,9 @@ impl TaskService for TaskApi {
         req: Request<pb::WatchTaskRequest>,
     ) -> Result<Response<Self::WatchTaskStream>, Status> {
         let caller = self.0.caller(&req)?;
-        let id = req.get_ref().task_id.clone();
+        let task_id = parse("task_id", &req.get_ref().task_id)?;
         let c = caller.clone();
-        let watched = id.clone();
-        let (first, mut events) = self.0.run(move |p| p.watch_task(&c, &watched)).await?;
-        let task_id = first.task.id();
+        let (first, mut events) = self.0.run(move |p| p.watch_task(&c, task_id)).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_QUEUE);
         let api = self.0.clone();
         tokio::spawn(async move {
@@ -197,8 +196,8 @@ impl TaskService for TaskApi {
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 }
-                let (c, i) = (caller.clone(), id.clone());
-                let item = api.run(move |p| p.get_task(&c, &i)).await;
+                let c = caller.clone();
+                let item = api.run(move |p| p.get_task(&c, task_id)).await;
                 if let Ok(v) = &item {
                     let now = (v.task.status(), v.task.history().len(), v.approved_by.len());
                     if now == last {

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `cella.v1` API against a real node over loopback gRPC and
 //! TLS, in one test binary to keep link time down.
 
+mod bad_ids;
 mod docs;
 mod flow;
 mod hardening;
