@@ -20,6 +20,10 @@ fn code(e: &PlatformError) -> Code {
         PlatformError::Taken(_) => Code::AlreadyExists,
         PlatformError::QuotaUsed { .. } => Code::ResourceExhausted,
         PlatformError::Store(s) if s.is_out_of_space() => Code::ResourceExhausted,
+        // The database or the object store is down or cut off: the same request may
+        // succeed later, and nothing was changed.
+        PlatformError::Store(s) if s.is_unavailable() => Code::Unavailable,
+        PlatformError::Blob(b) if b.is_unavailable() => Code::Unavailable,
         PlatformError::Busy(_) => Code::Unavailable,
         PlatformError::Store(_) | PlatformError::Blob(_) | PlatformError::Node { .. } => {
             Code::Internal
@@ -37,6 +41,12 @@ fn message(code: Code, e: &PlatformError) -> String {
             "resource exhausted: the node's disk is full: the metadata store cannot write; \
              try again later"
                 .into()
+        }
+        PlatformError::Store(s) if s.is_unavailable() => {
+            format!("unavailable: {s}; try again later")
+        }
+        PlatformError::Blob(b) if b.is_unavailable() => {
+            format!("unavailable: blob store: {}; try again later", error_chain(b))
         }
         PlatformError::Store(s) => format!("internal error: metadata store: {s}"),
         PlatformError::Blob(b) => format!("internal error: blob store: {b}"),
@@ -183,6 +193,27 @@ mod tests {
                 "resource exhausted: the node's disk is full: the metadata store cannot \
                  write; try again later"
                     .into(),
+            ),
+            (
+                PlatformError::Store(StoreError::Unavailable {
+                    store: "postgres://cella@db:5432/cella".into(),
+                    source: "connection refused".into(),
+                }),
+                Code::Unavailable,
+                "unavailable: the metadata database postgres://cella@db:5432/cella is \
+                 unavailable; try again later"
+                    .into(),
+            ),
+            (
+                PlatformError::Blob(BlobError::S3Interrupted {
+                    name: BlobName::input(input),
+                }),
+                Code::Unavailable,
+                format!(
+                    "unavailable: blob store: the object store request about blob {} was \
+                     interrupted; try again later",
+                    BlobName::input(input)
+                ),
             ),
             (
                 PlatformError::Store(store(13)),
