@@ -18,6 +18,7 @@ use crate::proto::auth_service_client::AuthServiceClient;
 use crate::proto::file_service_client::FileServiceClient;
 use crate::proto::function_service_client::FunctionServiceClient;
 use crate::proto::node_service_client::NodeServiceClient;
+use crate::proto::audit_service_client::AuditServiceClient;
 use crate::proto::task_service_client::TaskServiceClient;
 use crate::tls::{self, ConnectFailure, ServerTrust};
 
@@ -208,6 +209,10 @@ impl Client {
 
     pub(crate) fn task_service(&self) -> TaskServiceClient<Channel> {
         TaskServiceClient::new(self.channel.clone())
+    }
+
+    pub(crate) fn audit_service(&self) -> AuditServiceClient<Channel> {
+        AuditServiceClient::new(self.channel.clone())
     }
 
     // ---- auth ----

@@ -162,6 +162,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Its name on the wire and in exports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The outcome named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|o| o.name() == name)
+    }
+
     /// The byte the chain hashes for it.
     pub const fn code(self) -> u8 {
         match self {
