@@ -14,11 +14,11 @@ use tonic::transport::{Channel, Endpoint};
 use crate::address::Address;
 use crate::error::{ClientError, Result, chain_message};
 use crate::proto;
+use crate::proto::audit_service_client::AuditServiceClient;
 use crate::proto::auth_service_client::AuthServiceClient;
 use crate::proto::file_service_client::FileServiceClient;
 use crate::proto::function_service_client::FunctionServiceClient;
 use crate::proto::node_service_client::NodeServiceClient;
-use crate::proto::audit_service_client::AuditServiceClient;
 use crate::proto::task_service_client::TaskServiceClient;
 use crate::tls::{self, ConnectFailure, ServerTrust};
 

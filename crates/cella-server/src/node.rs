@@ -482,11 +482,8 @@ impl RunningNode {
         });
 
         let closing = CancellationToken::new();
-        let checkpoints = crate::checkpoints::spawn(
-            &platform,
-            config.audit_checkpoint_interval,
-            closing.clone(),
-        );
+        let checkpoints =
+            crate::checkpoints::spawn(&platform, config.audit_checkpoint_interval, closing.clone());
         let api = Api::new(Arc::clone(&platform), closing.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         // Outermost first: the count sees the code that refine_status settled on.

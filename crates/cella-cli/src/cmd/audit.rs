@@ -91,7 +91,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<Report> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             Ok(Report::new(
                 json!({ "entries": parsed }),
-                table(ENTRY_HEADER, parsed.iter().map(entry_row), "no audit entries"),
+                table(
+                    ENTRY_HEADER,
+                    parsed.iter().map(entry_row),
+                    "no audit entries",
+                ),
             ))
         }
         AuditCmd::Export => {
@@ -216,7 +220,8 @@ fn broken(json: serde_json::Value, human: String) -> Report {
     }
 }
 
-const ENTRY_HEADER: &str = "SEQ     TIME                  ACTOR            ACTION             OUTCOME    OBJECTS";
+const ENTRY_HEADER: &str =
+    "SEQ     TIME                  ACTOR            ACTION             OUTCOME    OBJECTS";
 
 fn entry_row(e: &AuditEntry) -> String {
     let row = format!(
@@ -270,7 +275,9 @@ fn export_from(items: Vec<proto::ExportedAuditEntry>) -> anyhow::Result<AuditExp
     let mut checkpoints = Vec::new();
     for item in items {
         entries.push(match item.entry {
-            Some(proto::exported_audit_entry::Entry::Full(e)) => ExportedEntry::Full(entry_from(e)?),
+            Some(proto::exported_audit_entry::Entry::Full(e)) => {
+                ExportedEntry::Full(entry_from(e)?)
+            }
             Some(proto::exported_audit_entry::Entry::Redacted(r)) => {
                 ExportedEntry::Redacted(RedactedEntry {
                     seq: r.seq,
@@ -289,7 +296,10 @@ fn export_from(items: Vec<proto::ExportedAuditEntry>) -> anyhow::Result<AuditExp
                 at_ms: c.at_ms,
                 cert: hex::encode(&c.cert),
                 scheme: u16::try_from(c.scheme).with_context(|| {
-                    format!("the node sent checkpoint {} with scheme {}", c.number, c.scheme)
+                    format!(
+                        "the node sent checkpoint {} with scheme {}",
+                        c.number, c.scheme
+                    )
                 })?,
                 signature: hex::encode(&c.signature),
             });
@@ -352,10 +362,18 @@ mod tests {
     fn times_parse_as_the_list_prints_them() {
         for ms in [0i64, 1_700_000_000_000, 951_782_400_000, 4_102_444_799_000] {
             let text = format_ms(ms.max(1000));
-            assert_eq!(parse_time(&text).unwrap(), u64::try_from(ms.max(1000) / 1000 * 1000).unwrap());
+            assert_eq!(
+                parse_time(&text).unwrap(),
+                u64::try_from(ms.max(1000) / 1000 * 1000).unwrap()
+            );
         }
         assert_eq!(parse_time("1234").unwrap(), 1234);
-        for bad in ["2026-13-01T00:00:00Z", "2026-01-01 00:00:00", "yesterday", "2026-01-01T00:00Z"] {
+        for bad in [
+            "2026-13-01T00:00:00Z",
+            "2026-01-01 00:00:00",
+            "yesterday",
+            "2026-01-01T00:00Z",
+        ] {
             let e = parse_time(bad).unwrap_err();
             assert!(e.contains(bad), "{e}");
         }
