@@ -19,9 +19,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-mod common;
 #[path = "walkthrough/audit.rs"]
 mod audit;
+mod common;
 
 use common::Serve;
 

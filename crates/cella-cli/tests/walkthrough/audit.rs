@@ -63,7 +63,10 @@ impl Env {
             if sealed {
                 return export;
             }
-            assert!(Instant::now() < deadline, "no checkpoint over {last}: {export}");
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint over {last}: {export}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -78,7 +81,10 @@ fn broken_at(env: &Env, export: &Value, name: &str) -> Value {
 }
 
 fn actions(entries: &[Value]) -> Vec<&str> {
-    entries.iter().map(|e| e["action"].as_str().unwrap()).collect()
+    entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect()
 }
 
 #[test]
@@ -96,7 +102,15 @@ fn the_readme_flow_is_audited_by_role_verifiable_offline_and_logs_no_secret() {
     std::fs::write(root.join("outsider-pw"), outsider_password).unwrap();
     env.json(
         "cella",
-        &["user", "register", "outsider", "--role", "data_owner", "--password-file", "outsider-pw"],
+        &[
+            "user",
+            "register",
+            "outsider",
+            "--role",
+            "data_owner",
+            "--password-file",
+            "outsider-pw",
+        ],
     );
     env.json(
         "cella-out",
@@ -117,12 +131,26 @@ fn the_readme_flow_is_audited_by_role_verifiable_offline_and_logs_no_secret() {
     // outsider none.
     let by_admin = env.audit_list("cella", &["--task", &task]);
     let seen = actions(&by_admin);
-    for action in ["create_task", "assign_data", "approve_task", "invoke_task", "task_finished"] {
+    for action in [
+        "create_task",
+        "assign_data",
+        "approve_task",
+        "invoke_task",
+        "task_finished",
+    ] {
         assert!(seen.contains(&action), "{action} missing: {seen:?}");
     }
-    assert_eq!(seen.iter().filter(|a| **a == "approve_task").count(), 3, "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|a| **a == "approve_task").count(),
+        3,
+        "{seen:?}"
+    );
     for participant in ["cella-a", "cella-b", "cella-fo"] {
-        assert_eq!(env.audit_list(participant, &["--task", &task]), by_admin, "{participant}");
+        assert_eq!(
+            env.audit_list(participant, &["--task", &task]),
+            by_admin,
+            "{participant}"
+        );
     }
     assert!(env.audit_list("cella-out", &["--task", &task]).is_empty());
     let own = env.audit_list("cella-out", &[]);
@@ -131,14 +159,23 @@ fn the_readme_flow_is_audited_by_role_verifiable_offline_and_logs_no_secret() {
     // filters narrow as they say.
     let upload = env.audit_list("cella-a", &["--object", &input_a]);
     assert!(actions(&upload).contains(&"upload_input"), "{upload:?}");
-    assert!(env.audit_list("cella-out", &["--object", &input_a]).is_empty());
+    assert!(
+        env.audit_list("cella-out", &["--object", &input_a])
+            .is_empty()
+    );
     let by_fo = env.audit_list("cella", &["--actor", "fo", "--task", &task]);
     assert_eq!(actions(&by_fo), ["approve_task"], "{by_fo:?}");
     let first_at = by_admin[0]["at_ms"].as_u64().unwrap();
-    let before = env.audit_list("cella", &["--task", &task, "--until", &first_at.to_string()]);
+    let before = env.audit_list(
+        "cella",
+        &["--task", &task, "--until", &first_at.to_string()],
+    );
     assert!(before.is_empty(), "{before:?}");
     let text = env.text("cella", &["audit", "list", "--task", &task]);
-    assert!(text.starts_with("SEQ") && text.contains("approve_task"), "{text}");
+    assert!(
+        text.starts_with("SEQ") && text.contains("approve_task"),
+        "{text}"
+    );
 
     // The admin's export verifies, signed through its last entry.
     let admin = env.sealed_export("cella");
@@ -146,7 +183,13 @@ fn the_readme_flow_is_audited_by_role_verifiable_offline_and_logs_no_secret() {
     assert_eq!(code, 0, "{verdict}");
     let n = admin["entries"].as_array().unwrap().len();
     assert_eq!(verdict["sealed_through"], n, "{verdict}");
-    assert!(admin["entries"].as_array().unwrap().iter().all(|e| e["kind"] == "full"));
+    assert!(
+        admin["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] == "full")
+    );
 
     // The outsider's export shows the task only as links, and verifies too.
     let outsider = env.sealed_export("cella-out");
@@ -158,13 +201,20 @@ fn the_readme_flow_is_audited_by_role_verifiable_offline_and_logs_no_secret() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "full").count(), 2, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "full").count(),
+        2,
+        "{kinds:?}"
+    );
     let (code, verdict) = env.verify(&outsider, "outsider.json");
     assert_eq!(code, 0, "{verdict}");
 
     // Each tampering is caught at its entry.
     let entries = admin["entries"].as_array().unwrap();
-    let k = entries.iter().position(|e| e["action"] == "approve_task").unwrap();
+    let k = entries
+        .iter()
+        .position(|e| e["action"] == "approve_task")
+        .unwrap();
     let seq = entries[k]["seq"].as_u64().unwrap();
     let mut edited = admin.clone();
     edited["entries"][k]["actor"] = "mallory".into();
@@ -191,7 +241,10 @@ fn the_readme_flow_is_audited_by_role_verifiable_offline_and_logs_no_secret() {
     let last = admin["checkpoints"].as_array().unwrap().len() - 1;
     let number = admin["checkpoints"][last]["number"].clone();
     let mut forged = admin.clone();
-    let sig = forged["checkpoints"][last]["signature"].as_str().unwrap().to_owned();
+    let sig = forged["checkpoints"][last]["signature"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let flipped = if sig.ends_with('0') { "1" } else { "0" };
     forged["checkpoints"][last]["signature"] = format!("{}{flipped}", &sig[..sig.len() - 1]).into();
     let verdict = broken_at(&env, &forged, "forged.json");
@@ -205,7 +258,13 @@ fn the_readme_flow_is_audited_by_role_verifiable_offline_and_logs_no_secret() {
     // terminal escaped.
     let out = env.run(
         "cella",
-        &["audit", "verify", root.join("edited.json").to_str().unwrap(), "--policy", env.policy.to_str().unwrap()],
+        &[
+            "audit",
+            "verify",
+            root.join("edited.json").to_str().unwrap(),
+            "--policy",
+            env.policy.to_str().unwrap(),
+        ],
     );
     assert_eq!(out.status.code(), Some(AUDIT_BROKEN));
     let human = String::from_utf8_lossy(&out.stdout);
@@ -215,11 +274,20 @@ fn the_readme_flow_is_audited_by_role_verifiable_offline_and_logs_no_secret() {
     std::fs::write(root.join("odd.json"), odd.to_string()).unwrap();
     let out = env.run(
         "cella",
-        &["audit", "verify", root.join("odd.json").to_str().unwrap(), "--policy", env.policy.to_str().unwrap()],
+        &[
+            "audit",
+            "verify",
+            root.join("odd.json").to_str().unwrap(),
+            "--policy",
+            env.policy.to_str().unwrap(),
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("\\u{1b}[2J") && !stderr.contains('\u{1b}'), "{stderr}");
+    assert!(
+        stderr.contains("\\u{1b}[2J") && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
 
     no_secret_in_the_log(&env, &printed.passwords, outsider_password);
 }
@@ -230,7 +298,14 @@ fn other_node_cert(env: &Env) -> String {
     let dir = env.dir.path().join("other");
     let mut serve = std::process::Command::new(super::CELLA);
     serve
-        .args(["--json", "serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "--json",
+            "serve",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::null());
     let (node, first) = super::common::start(serve);
     drop(node);
@@ -242,7 +317,11 @@ fn other_node_cert(env: &Env) -> String {
         .skip(1)
         .take_while(|l| !l.starts_with("-----END"))
         .collect();
-    hex::encode(base64::engine::general_purpose::STANDARD.decode(b64).unwrap())
+    hex::encode(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
 }
 
 /// Every secret the run used, in each form it could be written in.
@@ -263,9 +342,18 @@ fn no_secret_in_the_log(
         let session: Value =
             serde_json::from_slice(&std::fs::read(root.join(home).join("session.json")).unwrap())
                 .unwrap();
-        secrets.push((format!("{home}'s token"), session["token"].as_str().unwrap().to_owned()));
+        secrets.push((
+            format!("{home}'s token"),
+            session["token"].as_str().unwrap().to_owned(),
+        ));
     }
-    for key in ["a.sealed.key", "a_out.key", "b.sealed.key", "b_out.key", "node/sealing.key"] {
+    for key in [
+        "a.sealed.key",
+        "a_out.key",
+        "b.sealed.key",
+        "b_out.key",
+        "node/sealing.key",
+    ] {
         let bytes = std::fs::read(root.join(key)).unwrap();
         if let Ok(text) = std::str::from_utf8(&bytes) {
             secrets.push((key.into(), text.trim().to_owned()));
@@ -284,7 +372,13 @@ fn no_secret_in_the_log(
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
     for (what, secret) in &secrets {
-        assert!(secret.len() >= 16, "{what} is too short to grep for: {secret:?}");
-        assert!(!log.contains(secret.as_str()), "{what} is in the node's log");
+        assert!(
+            secret.len() >= 16,
+            "{what} is too short to grep for: {secret:?}"
+        );
+        assert!(
+            !log.contains(secret.as_str()),
+            "{what} is in the node's log"
+        );
     }
 }
