@@ -124,6 +124,47 @@ fn serve(dir: &Path, args: &[&str]) -> (Serve, String) {
     (node, started["listening"].as_str().unwrap().to_owned())
 }
 
+/// `cella --json ARGS` in `dir` with the session in `dir/home`; requires success and
+/// returns what it printed (null when nothing).
+fn cella_in(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(CELLA)
+        .arg("--json")
+        .args(args)
+        .current_dir(dir)
+        .env("CELLA_HOME", dir.join("home"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+}
+
+/// Sends SIGTERM to `node` and waits for it to exit; returns its exit code.
+fn terminate(node: &mut Serve, within: Duration) -> Option<i32> {
+    let pid = node.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = node.0.try_wait().unwrap() {
+            return s.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn probes_metrics_json_logs_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -177,22 +218,7 @@ fn probes_metrics_json_logs_and_sigterm() {
         String::from_utf8_lossy(&health.stderr)
     );
     // A task runs to its end, as the admin (its own function, nobody else's data).
-    let home = dir.path().join("home");
-    let cella = |args: &[&str]| {
-        let out = Command::new(CELLA)
-            .arg("--json")
-            .args(args)
-            .current_dir(dir.path())
-            .env("CELLA_HOME", &home)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
-    };
+    let cella = |args: &[&str]| cella_in(dir.path(), args);
     let policy_arg = policy.to_str().unwrap();
     cella(&[
         "login",
@@ -283,27 +309,9 @@ fn probes_metrics_json_logs_and_sigterm() {
     assert!(queried >= 11, "{queried}");
 
     // SIGTERM: the node stops and exits 0; its log is JSON lines.
-    let pid = node.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = node.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = terminate(&mut node, Duration::from_secs(30));
     let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
-    assert_eq!(status.code(), Some(0), "{log}");
+    assert_eq!(code, Some(0), "{log}");
     assert!(log.lines().count() >= 2, "{log}");
     for line in log.lines() {
         let v: serde_json::Value =
@@ -322,29 +330,6 @@ const SPIN_A_WHILE: &str = "(module (memory (export \"memory\") 1)\n\
      (func (export \"_start\") (local $i i64)\n\
        (loop $l (local.set $i (i64.add (local.get $i) (i64.const 1)))\n\
          (br_if $l (i64.lt_u (local.get $i) (i64.const 1000000000))))))\n";
-
-/// Sends SIGTERM to `node` and waits for it to exit; returns its exit code.
-fn terminate(node: &mut Serve, within: Duration) -> Option<i32> {
-    let pid = node.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(s) = node.0.try_wait().unwrap() {
-            return s.code();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn sigterm_mid_task_lets_one_finish_hands_the_other_back_and_signs_a_last_checkpoint() {
@@ -368,35 +353,23 @@ fn sigterm_mid_task_lets_one_finish_hands_the_other_back_and_signs_a_last_checkp
         "json",
     ];
     let (mut node, addr) = serve(dir.path(), &args);
-    let home = dir.path().join("home");
-    let cella = |args: &[&str]| {
-        let out = Command::new(CELLA)
-            .arg("--json")
-            .args(args)
-            .current_dir(dir.path())
-            .env("CELLA_HOME", &home)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
-    };
+    let cella = |args: &[&str]| cella_in(dir.path(), args);
     let policy = dir.path().join("node/tls/attestation-policy.sim.toml");
     let policy = policy.to_str().unwrap();
-    cella(&[
-        "login",
-        "--addr",
-        &addr,
-        "--policy",
-        policy,
-        "--user",
-        "admin",
-        "--password-file",
-        "node/admin-password",
-    ]);
+    let login = |addr: &str| {
+        cella(&[
+            "login",
+            "--addr",
+            addr,
+            "--policy",
+            policy,
+            "--user",
+            "admin",
+            "--password-file",
+            "node/admin-password",
+        ])
+    };
+    login(&addr);
     let task = |payload: &str| {
         let f = cella(&[
             "function",
@@ -455,17 +428,7 @@ fn sigterm_mid_task_lets_one_finish_hands_the_other_back_and_signs_a_last_checkp
     // to the queue (a state it leaves: it runs again, or is canceled), and the trail,
     // signed through the shutdown, verifies offline.
     let (mut node, addr) = serve(dir.path(), &args);
-    cella(&[
-        "login",
-        "--addr",
-        &addr,
-        "--policy",
-        policy,
-        "--user",
-        "admin",
-        "--password-file",
-        "node/admin-password",
-    ]);
+    login(&addr);
     assert_eq!(status(&finite), "Finished");
     let export = cella(&["audit", "export"]);
     let checkpoints = export["checkpoints"].as_array().unwrap();

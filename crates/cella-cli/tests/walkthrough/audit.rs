@@ -16,21 +16,30 @@ use super::{Env, run_readme_with};
 const AUDIT_BROKEN: i32 = 6;
 
 impl Env {
-    /// `cella --json audit verify FILE --policy P`: its exit code and JSON verdict.
-    fn verify(&self, export: &Value, name: &str) -> (i32, Value) {
+    /// `cella [--json] audit verify FILE --policy P`, FILE under the test's directory.
+    fn verify_file(&self, name: &str, json: bool) -> std::process::Output {
         let file = self.dir.path().join(name);
-        std::fs::write(&file, serde_json::to_vec(export).unwrap()).unwrap();
-        let out = self.run(
-            "cella",
-            &[
-                "--json",
-                "audit",
-                "verify",
-                file.to_str().unwrap(),
-                "--policy",
-                self.policy.to_str().unwrap(),
-            ],
-        );
+        let mut args = vec![
+            "audit",
+            "verify",
+            file.to_str().unwrap(),
+            "--policy",
+            self.policy.to_str().unwrap(),
+        ];
+        if json {
+            args.insert(0, "--json");
+        }
+        self.run("cella", &args)
+    }
+
+    /// `export` written to `name`, verified with `--json`: its exit code and verdict.
+    fn verify(&self, export: &Value, name: &str) -> (i32, Value) {
+        std::fs::write(
+            self.dir.path().join(name),
+            serde_json::to_vec(export).unwrap(),
+        )
+        .unwrap();
+        let out = self.verify_file(name, true);
         let verdict = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "{e}: {} {}",
@@ -256,32 +265,14 @@ fn the_readme_flow_is_audited_by_role_verifiable_offline_and_logs_no_secret() {
 
     // The human verdict names the entry; untrusted text in the file reaches the
     // terminal escaped.
-    let out = env.run(
-        "cella",
-        &[
-            "audit",
-            "verify",
-            root.join("edited.json").to_str().unwrap(),
-            "--policy",
-            env.policy.to_str().unwrap(),
-        ],
-    );
+    let out = env.verify_file("edited.json", false);
     assert_eq!(out.status.code(), Some(AUDIT_BROKEN));
     let human = String::from_utf8_lossy(&out.stdout);
     assert!(human.contains(&format!("breaks at entry {seq}")), "{human}");
     let mut odd = admin.clone();
     odd["format"] = "v9\u{1b}[2J".into();
     std::fs::write(root.join("odd.json"), odd.to_string()).unwrap();
-    let out = env.run(
-        "cella",
-        &[
-            "audit",
-            "verify",
-            root.join("odd.json").to_str().unwrap(),
-            "--policy",
-            env.policy.to_str().unwrap(),
-        ],
-    );
+    let out = env.verify_file("odd.json", false);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
