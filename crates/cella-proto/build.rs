@@ -5,7 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     // Read at run time: a build script binary may be reused for another checkout.
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["auth", "function", "file", "task", "node"]
+    let files = ["auth", "function", "file", "task", "node", "audit"]
         .map(|f| root.join(format!("cella/v1/{f}.proto")));
     tonic_prost_build::configure().compile_with_config(
         config,

@@ -24,11 +24,13 @@ pub(crate) enum Exit {
     TaskCanceled = 4,
     /// `cella attest`: the node's evidence was refused under the policy.
     AttestationRefused = 5,
+    /// `cella audit verify`: the audit trail does not verify.
+    AuditBroken = 6,
 }
 
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> Self {
-        // The discriminants are 0..=5: they fit.
+        // The discriminants are 0..=6: they fit.
         ExitCode::from(exit as u8)
     }
 }

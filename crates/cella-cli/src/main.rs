@@ -76,6 +76,9 @@ pub(crate) enum Command {
     /// Attest a node: its evidence type, measurement, TCB status, evidence age and the
     /// verdict under an attestation policy. No login needed; exits 5 when refused.
     Attest(cmd::attest::AttestArgs),
+    /// The audit trail: list entries, export the chain, verify an export offline.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCmd),
     /// Runtime images of the LibOS executor, in a node's data directory: build, list,
     /// inspect (no login: local files).
     #[command(subcommand)]
@@ -105,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
         Command::Task(c) => cmd::task::run(&ctx()?, c).await?,
         Command::Node(c) => cmd::node::run(&ctx()?, c).await?,
         Command::Attest(args) => cmd::attest::run(args).await?,
+        Command::Audit(c) => cmd::audit::run(&ctx()?, c).await?,
         Command::Image(c) => cmd::image::run(c).await?,
     };
     Ok(Some(report))

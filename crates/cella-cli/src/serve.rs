@@ -130,6 +130,10 @@ pub(crate) struct ServeArgs {
     /// (queued again for their retry), in seconds [default: 20].
     #[arg(long, value_name = "SECS")]
     pub(crate) shutdown_grace: Option<u64>,
+    /// How often the node signs an audit checkpoint over the trail's head, in seconds;
+    /// 0: only on shutdown (it always signs one then) [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) audit_checkpoint_interval: Option<u64>,
     /// How the log on stderr is written: `text` or `json` [default: text].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) log_format: Option<LogFormat>,
@@ -171,6 +175,7 @@ pub(crate) struct ServeConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) metrics: Option<SocketAddr>,
     pub(crate) shutdown_grace: u64,
+    pub(crate) audit_checkpoint_interval: u64,
     pub(crate) log_format: LogFormat,
     pub(crate) teaclave_api: bool,
     pub(crate) teaclave_auth_listen: SocketAddr,
@@ -253,6 +258,10 @@ impl ServeArgs {
                 .shutdown_grace
                 .or(file.shutdown_grace)
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+            audit_checkpoint_interval: self
+                .audit_checkpoint_interval
+                .or(file.audit_checkpoint_interval)
+                .unwrap_or(cella_server::checkpoints::DEFAULT_INTERVAL.as_secs()),
             log_format: self
                 .log_format
                 .or(file.log_format)
@@ -429,6 +438,7 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
         auth_listen: args.teaclave_auth_listen,
         frontend_listen: args.teaclave_frontend_listen,
     });
+    config.audit_checkpoint_interval = Some(Duration::from_secs(args.audit_checkpoint_interval));
     let running = RunningNode::start(config, executors)
         .await
         .with_context(|| format!("starting the node in {}", args.data_dir.display()))?;

@@ -740,6 +740,7 @@ fn exit_codes_follow_the_table() {
     assert_eq!(exit_of(&anyhow::anyhow!("disk full")), Exit::Error);
     assert_eq!(Exit::Usage as u8, 2);
     assert_eq!(Exit::AttestationRefused as u8, 5);
+    assert_eq!(Exit::AuditBroken as u8, 6);
 }
 
 #[test]

@@ -19,6 +19,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+#[path = "walkthrough/audit.rs"]
+mod audit;
 mod common;
 
 use common::Serve;
@@ -231,15 +233,17 @@ impl Env {
     }
 }
 
-/// Starts `cella serve ARGS --listen 127.0.0.1:0` in `dir` and reads where it listens.
-fn serve(dir: tempfile::TempDir, args: &[String]) -> (Env, Serve) {
+/// Starts `cella serve ARGS --listen 127.0.0.1:0` in `dir` and reads where it listens;
+/// its log goes to `node.log` in `dir`, at `rust_log`.
+fn serve(dir: tempfile::TempDir, args: &[String], rust_log: &str) -> (Env, Serve) {
     let mut command = Command::new(CELLA);
     command
         .arg("--json")
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
-        .stderr(Stdio::null());
+        .env("RUST_LOG", rust_log)
+        .stderr(std::fs::File::create(dir.path().join("node.log")).unwrap());
     let (node, first) = common::start(command);
     let started: serde_json::Value = serde_json::from_str(&first).unwrap();
     let env = Env {
@@ -254,13 +258,20 @@ fn serve(dir: tempfile::TempDir, args: &[String]) -> (Env, Serve) {
 
 /// Runs the README's walkthrough; returns the node and the ids it printed.
 fn run_readme() -> (Env, Serve, Printed) {
+    run_readme_with(&[], "warn")
+}
+
+/// [`run_readme`] with `extra` flags for its `cella serve` and its log at `rust_log`.
+fn run_readme_with(extra: &[&str], rust_log: &str) -> (Env, Serve, Printed) {
     let steps = readme_steps();
     let dir = tempfile::tempdir().unwrap();
     let Some(Step::Cella { home: None, args }) = steps.first() else {
         panic!("the walkthrough starts with cella serve: {steps:?}");
     };
     assert_eq!(args[0], "serve", "{args:?}");
-    let (env, node) = serve(dir, args);
+    let mut args = args.clone();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let (env, node) = serve(dir, &args, rust_log);
     let mut printed = Printed::default();
     let mut commands = 0;
     for step in &steps[1..] {

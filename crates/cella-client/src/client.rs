@@ -14,6 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::address::Address;
 use crate::error::{ClientError, Result, chain_message};
 use crate::proto;
+use crate::proto::audit_service_client::AuditServiceClient;
 use crate::proto::auth_service_client::AuthServiceClient;
 use crate::proto::file_service_client::FileServiceClient;
 use crate::proto::function_service_client::FunctionServiceClient;
@@ -208,6 +209,10 @@ impl Client {
 
     pub(crate) fn task_service(&self) -> TaskServiceClient<Channel> {
         TaskServiceClient::new(self.channel.clone())
+    }
+
+    pub(crate) fn audit_service(&self) -> AuditServiceClient<Channel> {
+        AuditServiceClient::new(self.channel.clone())
     }
 
     // ---- auth ----

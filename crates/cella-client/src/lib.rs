@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod address;
+mod audit;
 mod client;
 mod error;
 mod files;

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod api_metrics;
+pub mod checkpoints;
 mod codes;
 mod convert;
 pub mod node;

@@ -11,6 +11,7 @@ use cella_libos::config::BackendKind;
 use cella_libos::{ExecutorAttestation, LibosConfig, LibosExecutor};
 use cella_platform::scheduler::Workers;
 use cella_platform::{NodeConfig, Platform, PlatformError};
+use cella_proto::v1::audit_service_server::AuditServiceServer;
 use cella_proto::v1::auth_service_server::AuthServiceServer;
 use cella_proto::v1::file_service_server::FileServiceServer;
 use cella_proto::v1::function_service_server::FunctionServiceServer;
@@ -25,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::Ops;
-use crate::services::{Api, AuthApi, FileApi, FunctionApi, NodeApi, TaskApi};
+use crate::services::{Api, AuditApi, AuthApi, FileApi, FunctionApi, NodeApi, TaskApi};
 use crate::tls::{NodeEvidence, NodeIdentity, TlsError};
 
 /// How long [`RunningNode::shutdown`] waits for in-flight work to let go of the platform.
@@ -94,6 +95,9 @@ pub struct ServerConfig {
     /// Serve Teaclave's public API on its own listeners too (`--teaclave-api`); only
     /// with simulation evidence (docs/teaclave.md).
     pub teaclave: Option<cella_teaclave::TeaclaveConfig>,
+    /// How often the node signs an audit checkpoint while it serves (it always signs one
+    /// on shutdown); `None` or zero: only on shutdown.
+    pub audit_checkpoint_interval: Option<std::time::Duration>,
 }
 
 impl ServerConfig {
@@ -109,6 +113,7 @@ impl ServerConfig {
             ops: None,
             libos: None,
             teaclave: None,
+            audit_checkpoint_interval: Some(crate::checkpoints::DEFAULT_INTERVAL),
         }
     }
 }
@@ -376,6 +381,8 @@ pub struct RunningNode {
     server: tokio::task::JoinHandle<()>,
     ops: Option<Arc<Ops>>,
     teaclave: Option<cella_teaclave::Listeners>,
+    /// The interval checkpoint writer, ended by `closing`.
+    checkpoints: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -402,6 +409,7 @@ impl RunningNode {
             &config.evidence,
         )
         .map_err(StartError::Tls)?;
+        platform.set_audit_signer(identity.resolver());
         let policies = Arc::new(published_policies(&config, &identity)?);
         let acceptor = TlsAcceptor::from(identity.server_config().map_err(StartError::Tls)?);
         let listener =
@@ -462,6 +470,8 @@ impl RunningNode {
         });
 
         let closing = CancellationToken::new();
+        let checkpoints =
+            crate::checkpoints::spawn(&platform, config.audit_checkpoint_interval, closing.clone());
         let api = Api::new(Arc::clone(&platform), closing.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         // Outermost first: the count sees the code that refine_status settled on.
@@ -482,6 +492,7 @@ impl RunningNode {
             )
             .add_service(FileServiceServer::new(FileApi(api.clone())))
             .add_service(TaskServiceServer::new(TaskApi(api.clone())))
+            .add_service(AuditServiceServer::new(AuditApi(api.clone())))
             .add_service(NodeServiceServer::new(NodeApi { api, policies }));
         let server = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
@@ -507,6 +518,7 @@ impl RunningNode {
             server,
             ops: config.ops.clone(),
             teaclave,
+            checkpoints,
         })
     }
 
@@ -547,7 +559,8 @@ impl RunningNode {
 
     /// Stops serving (readiness turns false, the API takes no new call and ends its
     /// watches), lets running tasks finish for up to `grace`, cuts off the rest (queued
-    /// again for their retry, or Failed: see [`Workers::shutdown`]), and waits until
+    /// again for their retry, or Failed: see [`Workers::shutdown`]), signs a last audit
+    /// checkpoint over everything that happened, and waits until
     /// nothing uses the platform any more, so its store is closed when this returns (or
     /// after [`SHUTDOWN_WAIT`], with a warning).
     pub async fn shutdown_within(self, grace: std::time::Duration) {
@@ -563,6 +576,12 @@ impl RunningNode {
             tracing::warn!(error = %e, "server task ended abnormally");
         }
         self.workers.shutdown(grace).await;
+        if let Some(writer) = self.checkpoints
+            && let Err(e) = writer.await
+        {
+            tracing::warn!(error = %e, "the audit checkpoint timer ended abnormally");
+        }
+        crate::checkpoints::write(&self.platform, "shutdown").await;
         let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
         // Aborted executions and closing connections drop their handles on their next
         // poll; wait for them rather than leave the store open behind our back.

@@ -46,7 +46,10 @@ fn message(code: Code, e: &PlatformError) -> String {
             format!("unavailable: {s}; try again later")
         }
         PlatformError::Blob(b) if b.is_unavailable() => {
-            format!("unavailable: blob store: {}; try again later", error_chain(b))
+            format!(
+                "unavailable: blob store: {}; try again later",
+                error_chain(b)
+            )
         }
         PlatformError::Store(s) => format!("internal error: metadata store: {s}"),
         PlatformError::Blob(b) => format!("internal error: blob store: {b}"),

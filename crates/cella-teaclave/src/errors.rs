@@ -92,7 +92,11 @@ fn common(e: &PlatformError) -> Option<Status> {
                 Some(cause) => format!("{what}: {cause}"),
                 None => what.clone(),
             };
-            Some(with_reason(Code::Internal, "service internal error", &reason))
+            Some(with_reason(
+                Code::Internal,
+                "service internal error",
+                &reason,
+            ))
         }
         _ => None,
     }
@@ -183,10 +187,17 @@ mod tests {
             })),
         );
         assert_eq!(s.code(), Code::Unknown);
-        assert!(s.message().starts_with("failed to invoke task: "), "{}", s.message());
+        assert!(
+            s.message().starts_with("failed to invoke task: "),
+            "{}",
+            s.message()
+        );
         let s = frontend(Op::GET_TASK, p(PlatformError::Missing(Object::Task(task))));
         assert_eq!(s.code(), Code::InvalidArgument);
-        assert_eq!(s.message(), format!("invalid task id: task {task} not found"));
+        assert_eq!(
+            s.message(),
+            format!("invalid task id: task {task} not found")
+        );
         let refusal = Refusal::NotCreator { task };
         let s = frontend(Op::APPROVE, p(PlatformError::Refused(refusal.clone())));
         assert_eq!(s.code(), Code::PermissionDenied);

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use cella_platform::files::FileView;
 use cella_platform::page::PageRequest;
+use cella_platform::tasks::SlotFiles;
 use cella_platform::tasks::{SlotOwners, TaskView};
 use cella_platform::{Caller, Login, Platform, PlatformError, Result};
-use cella_platform::tasks::SlotFiles;
 use cella_types::{Function, FunctionId, FunctionSpec, Role, TaskId, User, UserName};
 
 /// A platform call failed before or while running.
@@ -181,8 +181,7 @@ impl Node {
         caller: Caller,
         id: FunctionId,
     ) -> Result<(), CallError> {
-        self.run(move |p| p.delete_function(&caller, id))
-            .await
+        self.run(move |p| p.delete_function(&caller, id)).await
     }
 
     pub(crate) async fn create_task(
@@ -193,15 +192,12 @@ impl Node {
         inputs: Vec<SlotOwners>,
         outputs: Vec<SlotOwners>,
     ) -> Result<TaskView, CallError> {
-        self.run(move |p| {
-            p.create_task(&caller, function, &arguments, &inputs, &outputs)
-        })
-        .await
+        self.run(move |p| p.create_task(&caller, function, &arguments, &inputs, &outputs))
+            .await
     }
 
     pub(crate) async fn task(&self, caller: Caller, id: TaskId) -> Result<TaskView, CallError> {
-        self.run(move |p| p.get_task(&caller, id))
-            .await
+        self.run(move |p| p.get_task(&caller, id)).await
     }
 
     /// Fills slots with files; ids were parsed at the edge.
@@ -213,7 +209,9 @@ impl Node {
         outputs: Vec<(String, FileId)>,
     ) -> Result<(), CallError> {
         let wrong = |slot: &str, kind: &str, file: FileId| {
-            PlatformError::BadValue(format!("{kind} slot {slot:?}: {file} is not an {kind} file"))
+            PlatformError::BadValue(format!(
+                "{kind} slot {slot:?}: {file} is not an {kind} file"
+            ))
         };
         let files = SlotFiles {
             inputs: inputs
@@ -234,7 +232,7 @@ impl Node {
                 .map_err(CallError::Platform)?,
         };
         self.run(move |p| p.assign_data(&caller, id, &files).map(drop))
-        .await
+            .await
     }
 
     /// Approves the task's current digest: Teaclave's approval names no digest.
@@ -264,8 +262,7 @@ impl Node {
     }
 
     pub(crate) async fn file(&self, caller: Caller, id: FileId) -> Result<FileView, CallError> {
-        self.run(move |p| p.get_file(&caller, id))
-            .await
+        self.run(move |p| p.get_file(&caller, id)).await
     }
 }
 

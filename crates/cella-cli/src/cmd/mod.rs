@@ -2,6 +2,7 @@
 //! prints as JSON or text; none prints on its own except `task watch`, which streams.
 
 pub(crate) mod attest;
+pub(crate) mod audit;
 pub(crate) mod completions;
 pub(crate) mod file;
 pub(crate) mod function;

@@ -1,8 +1,11 @@
 //! The chain's byte format and its verification (`docs/formats/audit.md`).
 //!
-//! An entry's hash is SHA-256 over [`ENTRY_DOMAIN`], a zero byte, and the entry's fields
-//! in a fixed order, every integer big-endian and every string length-prefixed, ending
-//! with the previous entry's hash. A checkpoint signs [`CHECKPOINT_DOMAIN`], a zero byte,
+//! An entry's body hash is SHA-256 over [`ENTRY_DOMAIN`], a zero byte, a random salt and
+//! the entry's fields in a fixed order, every integer big-endian and every string
+//! length-prefixed. Its hash, the chain's link, is SHA-256 over [`LINK_DOMAIN`], a zero
+//! byte, its number, its body hash and the previous entry's hash: an export for a
+//! participant shows the entries it may not see as their links alone (number, body hash,
+//! previous hash), so it can check the whole chain without reading them. A checkpoint signs [`CHECKPOINT_DOMAIN`], a zero byte,
 //! its number, the entry it covers and that entry's hash, and its time.
 
 use cella_attest::Policy;
@@ -10,10 +13,12 @@ use cella_attest::policy::roles;
 use cella_attest::signed::SignedError;
 use cella_types::Digest;
 
-use super::{AuditAction, AuditCheckpoint, AuditEntry};
+use super::{AuditAction, AuditCheckpoint, AuditEntry, ExportedEntry};
 
-/// Domain separation of an entry's hash input.
+/// Domain separation of an entry's body hash.
 pub const ENTRY_DOMAIN: &[u8] = b"cella-audit-entry-v1";
+/// Domain separation of a chain link's hash.
+pub const LINK_DOMAIN: &[u8] = b"cella-audit-link-v1";
 /// Domain separation of a checkpoint's signed message.
 pub const CHECKPOINT_DOMAIN: &[u8] = b"cella-audit-checkpoint-v1";
 /// The `prev_hash` of the first entry: 32 zero bytes.
@@ -37,11 +42,13 @@ fn put_strs(out: &mut Vec<u8>, items: &[String]) {
     }
 }
 
-/// The bytes an entry's hash is taken over (everything but the hash itself).
+/// The bytes an entry's body hash is taken over: its salt and contents (everything but
+/// its place in the chain).
 pub fn entry_bytes(e: &AuditEntry) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(ENTRY_DOMAIN);
     out.push(0);
+    out.extend_from_slice(e.salt.as_bytes());
     out.extend_from_slice(&e.seq.to_be_bytes());
     out.extend_from_slice(&e.at_ms.to_be_bytes());
     put_str(&mut out, &e.actor);
@@ -56,13 +63,30 @@ pub fn entry_bytes(e: &AuditEntry) -> Vec<u8> {
         None => out.push(0),
     }
     out.push(e.outcome.code());
-    out.extend_from_slice(e.prev_hash.as_bytes());
     out
 }
 
-/// The hash of `e`: SHA-256 of [`entry_bytes`].
-pub fn entry_hash(e: &AuditEntry) -> Digest {
+/// The body hash of `e`: SHA-256 of [`entry_bytes`]. The salt makes it hiding: a
+/// redacted entry shows only this hash, which cannot be checked against a guess.
+pub fn body_hash(e: &AuditEntry) -> Digest {
     Digest::of(&entry_bytes(e))
+}
+
+/// The bytes a link's hash is taken over: the entry's number, its body hash and the
+/// hash of the entry before.
+pub fn link_bytes(seq: u64, body: &Digest, prev_hash: &Digest) -> Vec<u8> {
+    let mut out = Vec::with_capacity(LINK_DOMAIN.len() + 1 + 8 + 64);
+    out.extend_from_slice(LINK_DOMAIN);
+    out.push(0);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(body.as_bytes());
+    out.extend_from_slice(prev_hash.as_bytes());
+    out
+}
+
+/// The hash of `e`: SHA-256 of [`link_bytes`] over its body hash.
+pub fn entry_hash(e: &AuditEntry) -> Digest {
+    Digest::of(&link_bytes(e.seq, &body_hash(e), &e.prev_hash))
 }
 
 /// The message a checkpoint's signature covers.
@@ -160,21 +184,24 @@ pub struct VerifiedChain {
 }
 
 /// Verifies an exported trail: the entries, in the order given, form one chain from a
-/// genesis entry; every checkpoint is signed by a key whose evidence satisfies the
-/// `node` role of `policy` at the checkpoint's time, and names the hash the entries have
-/// at its position.
+/// genesis entry (a redacted entry's link is checked from its body hash, a full entry's
+/// body hash from its contents); every checkpoint is signed by a key whose evidence
+/// satisfies the `node` role of `policy` at the checkpoint's time, and names the hash
+/// the entries have at its position.
 ///
 /// # Errors
 ///
 /// [`ChainError`] for the first entry where the chain breaks (entries are checked before
 /// checkpoints), or the first checkpoint that fails.
 pub fn verify_chain(
-    entries: &[AuditEntry],
+    entries: &[ExportedEntry],
     checkpoints: &[AuditCheckpoint],
     policy: &Policy,
 ) -> Result<VerifiedChain, ChainError> {
     let first = entries.first().ok_or(ChainError::Empty)?;
-    if first.action != AuditAction::Genesis {
+    if let ExportedEntry::Full(e) = first
+        && e.action != AuditAction::Genesis
+    {
         return Err(ChainError::Entry {
             seq: 1,
             reason: EntryBreak::NoGenesis,
@@ -186,19 +213,24 @@ pub fn verify_chain(
             seq: expected,
             reason,
         };
-        if e.seq != expected {
+        let link = e.link();
+        if link.seq != expected {
             return Err(broken(EntryBreak::Sequence {
                 expected,
-                found: e.seq,
+                found: link.seq,
             }));
         }
-        if e.prev_hash != prev {
+        if link.prev_hash != prev {
             return Err(broken(EntryBreak::PrevHash));
         }
-        if entry_hash(e) != e.hash {
+        let body = match e {
+            ExportedEntry::Full(full) => body_hash(full),
+            ExportedEntry::Redacted(r) => r.body_hash,
+        };
+        if Digest::of(&link_bytes(link.seq, &body, &link.prev_hash)) != link.hash {
             return Err(broken(EntryBreak::Hash));
         }
-        prev = e.hash;
+        prev = link.hash;
     }
     let mut sealed_through = 0;
     for c in checkpoints {
@@ -219,7 +251,7 @@ pub fn verify_chain(
             .ok()
             .and_then(|s| s.checked_sub(1))
             .and_then(|i| entries.get(i));
-        if covered.is_none_or(|e| e.hash != c.head_hash) {
+        if covered.is_none_or(|e| e.link().hash != c.head_hash) {
             return Err(ChainError::CheckpointMismatch {
                 number: c.number,
                 entry_seq: c.entry_seq,

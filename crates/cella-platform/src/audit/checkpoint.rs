@@ -11,9 +11,11 @@ use cella_store::{Record, seq_key};
 use cella_types::Digest;
 use serde::{Deserialize, Serialize};
 
-use super::chain::checkpoint_message;
+use super::chain::{body_hash, checkpoint_message};
 use super::{AuditEntry, chain_head};
-use crate::{Platform, PlatformError, Result, now_ms};
+use crate::auth::Caller;
+use crate::page::{Listed, Page, PageRequest, Position};
+use crate::{Platform, PlatformError, Result, now_ms, policy};
 
 /// The value of [`AuditExport::format`].
 pub const EXPORT_FORMAT: &str = "cella-audit-export-v1";
@@ -59,16 +61,87 @@ impl AuditCheckpoint {
     }
 }
 
-/// A trail as exported for offline verification: every entry in chain order and every
-/// checkpoint, as JSON (`cella audit export`).
+/// A trail as exported for offline verification: every entry in chain order (in full
+/// where the exporter may read it, else as its link) and every checkpoint, as JSON
+/// (`cella audit export`, `docs/formats/audit.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditExport {
     /// Always [`EXPORT_FORMAT`].
     pub format: String,
     /// The entries, in chain order.
-    pub entries: Vec<AuditEntry>,
+    pub entries: Vec<ExportedEntry>,
     /// The checkpoints, in order.
     pub checkpoints: Vec<AuditCheckpoint>,
+}
+
+/// An entry of an export: in full, or only its link in the chain when the exporter may
+/// not read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExportedEntry {
+    /// An entry the exporter may read.
+    Full(AuditEntry),
+    /// An entry the exporter may not read.
+    Redacted(RedactedEntry),
+}
+
+/// The link of an entry whose contents are withheld: enough to check the chain through
+/// it, nothing of what it records (its body hash is salted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedactedEntry {
+    /// Its position in the chain.
+    pub seq: u64,
+    /// The hash of its body ([`super::chain::body_hash`]).
+    pub body_hash: Digest,
+    /// The hash of the entry before.
+    pub prev_hash: Digest,
+    /// Its hash.
+    pub hash: Digest,
+}
+
+/// An entry's place in the chain, full or redacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// Its position.
+    pub seq: u64,
+    /// The hash of the entry before, as it claims.
+    pub prev_hash: Digest,
+    /// Its hash, as it claims.
+    pub hash: Digest,
+}
+
+impl ExportedEntry {
+    /// The entry's place in the chain.
+    pub fn link(&self) -> Link {
+        match self {
+            Self::Full(e) => Link {
+                seq: e.seq,
+                prev_hash: e.prev_hash,
+                hash: e.hash,
+            },
+            Self::Redacted(r) => Link {
+                seq: r.seq,
+                prev_hash: r.prev_hash,
+                hash: r.hash,
+            },
+        }
+    }
+}
+
+/// One step of an export: an entry and the checkpoints over it (a checkpoint covers the
+/// head it was written at, so each lands with exactly one entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportItem {
+    /// The entry.
+    pub entry: ExportedEntry,
+    /// The checkpoints whose head it is, in order.
+    pub checkpoints: Vec<AuditCheckpoint>,
+}
+
+impl Listed for ExportItem {
+    fn position(&self) -> Position {
+        super::chain_position(self.entry.link().seq)
+    }
 }
 
 impl Platform {
@@ -135,5 +208,48 @@ impl Platform {
     /// A store error.
     pub fn list_audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
         Ok(self.store.read(|tx| tx.list::<AuditCheckpoint>())?)
+    }
+
+    /// One page of the whole trail as `caller` may export it, in chain order: the
+    /// entries it may read ([`policy::may_read_audit`]) in full, every other one as its
+    /// link, each with the checkpoints over it. Every caller sees every link, so anyone
+    /// can verify the chain offline.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub fn export_audit_trail(
+        &self,
+        caller: &Caller,
+        page: &PageRequest,
+    ) -> Result<Page<ExportItem>> {
+        let (entries, checkpoints) = self.store.read(|tx| {
+            Ok::<_, cella_store::StoreError>((
+                tx.list::<AuditEntry>()?,
+                tx.list::<AuditCheckpoint>()?,
+            ))
+        })?;
+        let mut over: std::collections::BTreeMap<u64, Vec<AuditCheckpoint>> =
+            std::collections::BTreeMap::new();
+        for c in checkpoints {
+            over.entry(c.entry_seq).or_default().push(c);
+        }
+        let items = entries
+            .into_iter()
+            .map(|e| ExportItem {
+                checkpoints: over.remove(&e.seq).unwrap_or_default(),
+                entry: if policy::may_read_audit(caller, &e) {
+                    ExportedEntry::Full(e)
+                } else {
+                    ExportedEntry::Redacted(RedactedEntry {
+                        seq: e.seq,
+                        body_hash: body_hash(&e),
+                        prev_hash: e.prev_hash,
+                        hash: e.hash,
+                    })
+                },
+            })
+            .collect();
+        Ok(page.select(items))
     }
 }

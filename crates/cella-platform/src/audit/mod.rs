@@ -27,7 +27,9 @@ use crate::page::{Listed, Page, PageRequest, Position};
 use crate::{Platform, PlatformError, Result, now_ms, policy};
 
 pub use chain::{ChainError, EntryBreak, GENESIS_PREV, VerifiedChain, verify_chain};
-pub use checkpoint::{AuditCheckpoint, AuditExport, EXPORT_FORMAT};
+pub use checkpoint::{
+    AuditCheckpoint, AuditExport, EXPORT_FORMAT, ExportItem, ExportedEntry, Link, RedactedEntry,
+};
 
 macro_rules! audit_actions {
     ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
@@ -160,6 +162,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Its name on the wire and in exports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The outcome named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|o| o.name() == name)
+    }
+
     /// The byte the chain hashes for it.
     pub const fn code(self) -> u8 {
         match self {
@@ -189,6 +206,9 @@ pub struct AuditEntry {
     pub task_digest: Option<Digest>,
     /// Whether the change succeeded.
     pub outcome: Outcome,
+    /// 32 random bytes hashed with the contents, so that the body hash a redacted entry
+    /// shows cannot be checked against a guess of its contents.
+    pub salt: Digest,
     /// The hash of the entry before ([`GENESIS_PREV`] for the first).
     pub prev_hash: Digest,
     /// This entry's hash ([`chain::entry_hash`]).
@@ -204,11 +224,25 @@ impl Record for AuditEntry {
 
 impl Listed for AuditEntry {
     fn position(&self) -> Position {
-        Position {
-            created_ms: self.at_ms,
-            id: seq_key(self.seq),
-        }
+        chain_position(self.seq)
     }
+}
+
+/// The list position of entry `seq`: lists follow the chain's order, not the node's
+/// clock (which can step back).
+pub(crate) fn chain_position(seq: u64) -> Position {
+    Position {
+        created_ms: 0,
+        id: seq_key(seq),
+    }
+}
+
+/// A fresh salt for an entry.
+fn salt() -> Result<Digest> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| PlatformError::node("the system random source failed"))?;
+    Ok(Digest::from_bytes(bytes))
 }
 
 /// The last entry of the chain, so an append needs one read, not a scan.
@@ -354,6 +388,7 @@ fn append(
         parties: subject.parties.into_iter().collect(),
         task_digest: subject.task_digest,
         outcome: action.outcome(),
+        salt: salt()?,
         prev_hash: head.hash,
         hash: GENESIS_PREV,
     };

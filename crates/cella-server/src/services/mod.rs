@@ -2,6 +2,7 @@
 //! (except Login, Health and Version), then handed to the platform on a blocking thread,
 //! since the platform's store commits and password hashing block.
 
+mod audit;
 mod auth;
 mod file;
 mod function;
@@ -17,6 +18,7 @@ use tonic::{Request, Status};
 
 use crate::status::to_status;
 
+pub(crate) use self::audit::AuditApi;
 pub(crate) use self::auth::AuthApi;
 pub(crate) use self::file::FileApi;
 pub(crate) use self::function::FunctionApi;
@@ -42,7 +44,7 @@ fn page_request(
 /// [`LIST_REPLY_BUDGET`]; it always holds at least one item, so a list always advances.
 fn page_reply<T: Listed, M: prost::Message>(
     page: &Page<T>,
-    message: impl Fn(&T) -> M,
+    mut message: impl FnMut(&T) -> M,
 ) -> (Vec<M>, String) {
     let mut out = Vec::with_capacity(page.items.len());
     let mut bytes = 0usize;
