@@ -67,7 +67,7 @@ impl Default for PoolConfig {
 }
 
 /// A pool's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PoolStats {
     /// Idle attested instances.
     pub idle: usize,
