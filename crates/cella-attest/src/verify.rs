@@ -271,7 +271,32 @@ pub enum VerifyError {
     },
 }
 
+impl Refusal {
+    /// A stable, low-cardinality name for why the evidence was refused, for metrics
+    /// (`cella_attestation_refusals_total{reason}`): `certificate`, `binding`, `quote`,
+    /// `simulation_key`, `policy` or `freshness`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Certificate(_) => "certificate",
+            Self::Binding(_) => "binding",
+            Self::Quote(_) => "quote",
+            Self::Sim(_) => "simulation_key",
+            Self::Policy(_) => "policy",
+            Self::Freshness(_) => "freshness",
+        }
+    }
+}
+
 impl VerifyError {
+    /// [`Refusal::reason`] of a refusal, or `configuration` when our own configuration
+    /// could not verify the peer.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Refused { reason, .. } => reason.reason(),
+            Self::Config { .. } => "configuration",
+        }
+    }
+
     /// Whether the failure is ours (configuration) rather than the peer's.
     pub fn is_local(&self) -> bool {
         matches!(self, VerifyError::Config { .. })

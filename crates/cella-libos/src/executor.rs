@@ -192,6 +192,7 @@ impl LibosExecutor {
                 image: runtime.to_owned(),
                 step: "runtime",
                 message: "not offered by this executor".into(),
+                refusal: None,
             });
         };
         r.pool

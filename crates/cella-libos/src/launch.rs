@@ -88,6 +88,9 @@ pub struct LaunchError {
     pub step: &'static str,
     /// Why.
     pub message: String,
+    /// Why the instance's attestation was refused ([`VerifyError::reason`]), when that is
+    /// what failed.
+    pub refusal: Option<&'static str>,
 }
 
 /// Kills its instance when dropped (the instance is single-use), then reaps it in the
@@ -191,16 +194,20 @@ impl Drop for Unlink {
 }
 
 /// The rustls reason inside an accept error, as a sentence.
-fn handshake_failure(e: &std::io::Error) -> String {
+/// What a failed handshake says, and why attestation refused the instance if it did.
+fn handshake_failure(e: &std::io::Error) -> (String, Option<&'static str>) {
     let rustls_error = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_error {
         Some(r) => match attestation_failure(r) {
-            Some(v) => format!("the instance's attestation was refused: {v}"),
-            None => format!("TLS: {r}"),
+            Some(v) => (
+                format!("the instance's attestation was refused: {v}"),
+                Some(v.reason()),
+            ),
+            None => (format!("TLS: {r}"), None),
         },
-        None => format!("TLS: {e}"),
+        None => (format!("TLS: {e}"), None),
     }
 }
 
@@ -211,6 +218,15 @@ impl LaunchCtx {
             image: self.image.name.clone(),
             step,
             message: message.into(),
+            refusal: None,
+        }
+    }
+
+    /// [`LaunchCtx::fail`] of an attestation that refused the instance for `reason`.
+    fn refused(&self, message: impl Into<String>, reason: &'static str) -> LaunchError {
+        LaunchError {
+            refusal: Some(reason),
+            ..self.fail("attest", message)
         }
     }
 
@@ -274,7 +290,12 @@ impl LaunchCtx {
         let stream = tokio::select! {
             r = timeout_at(deadline, TlsAcceptor::from(tls).accept(channel)) => match r {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(self.fail("attest", handshake_failure(&e))),
+                Ok(Err(e)) => {
+                    return Err(match handshake_failure(&e) {
+                        (message, Some(reason)) => self.refused(message, reason),
+                        (message, None) => self.fail("attest", message),
+                    });
+                }
                 Err(_) => return Err(self.fail("attest", late("no TLS handshake"))),
             },
             exit = guard.wait() => {
@@ -287,7 +308,7 @@ impl LaunchCtx {
             .map(|c| c.to_vec())
             .unwrap_or_default();
         let peer = verified_peer(&self.verifier, roles::LIBOS_INSTANCE, certs, Some(&nonce))
-            .map_err(|e| self.fail("attest", e.to_string()))?;
+            .map_err(|e| self.refused(e.to_string(), e.reason()))?;
         let (rd, writer) = tokio::io::split(stream);
         let mut reader = FrameReader::new(rd);
         let hello: Envelope = tokio::select! {

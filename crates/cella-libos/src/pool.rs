@@ -19,7 +19,7 @@
 //! - **Never waits on the background**: when no instance is idle, `acquire` launches one
 //!   itself if the cap allows, so a launch failure reaches the task that needed it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,7 +67,7 @@ impl Default for PoolConfig {
 }
 
 /// A pool's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PoolStats {
     /// Idle attested instances.
     pub idle: usize,
@@ -86,6 +86,9 @@ pub struct PoolStats {
     pub reused: u64,
     /// Launches that failed.
     pub launch_failures: u64,
+    /// Of those, the launches whose attestation refused the instance, by reason
+    /// (`cella_attest::VerifyError::reason`).
+    pub attestation_refusals: BTreeMap<&'static str, u64>,
 }
 
 struct IdleHandle {
@@ -108,12 +111,22 @@ struct Inner {
     renewed: AtomicU64,
     reused: AtomicU64,
     failures: AtomicU64,
+    refusals: Mutex<BTreeMap<&'static str, u64>>,
     next_id: AtomicU64,
     started: AtomicBool,
     shutdown: CancellationToken,
 }
 
 impl Inner {
+    /// Counts a failed launch, and its attestation refusal if that is what failed.
+    fn count_failure(&self, e: &LaunchError) {
+        self.failures.fetch_add(1, Ordering::AcqRel);
+        if let Some(reason) = e.refusal {
+            let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            *refusals.entry(reason).or_default() += 1;
+        }
+    }
+
     fn idle(&self) -> std::sync::MutexGuard<'_, VecDeque<IdleHandle>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -213,6 +226,7 @@ impl Pool {
                 renewed: AtomicU64::new(0),
                 reused: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                refusals: Mutex::new(BTreeMap::new()),
                 next_id: AtomicU64::new(0),
                 started: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
@@ -255,6 +269,7 @@ impl Pool {
             renewed: i.renewed.load(Ordering::Acquire),
             reused: i.reused.load(Ordering::Acquire),
             launch_failures: i.failures.load(Ordering::Acquire),
+            attestation_refusals: i.refusals.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 
@@ -302,7 +317,7 @@ impl Pool {
                             Ok(ready)
                         }
                         Err(e) => {
-                            inner.failures.fetch_add(1, Ordering::AcqRel);
+                            inner.count_failure(&e);
                             Err(e)
                         }
                     };
@@ -326,6 +341,7 @@ impl LaunchCtx {
             image: self.image.name.clone(),
             step: "pool",
             message: "the pool is shut down".into(),
+            refusal: None,
         }
     }
 }
@@ -351,7 +367,7 @@ async fn refill_loop(inner: Arc<Inner>) {
                     park(&inner, ready, None);
                 }
                 Err(e) => {
-                    inner.failures.fetch_add(1, Ordering::AcqRel);
+                    inner.count_failure(&e);
                     tracing::warn!(error = %e, retry_in = ?backoff, "warm LibOS launch failed");
                     drop(permit);
                     tokio::select! {

@@ -338,6 +338,35 @@ async fn faults_before_attestation_fail_the_launch_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestation_refusals_are_counted_by_reason() {
+    let (e, b) = executor(0, 2);
+    let faults = [
+        Fault::BadEvidence,
+        Fault::WrongMeasurement,
+        Fault::StaleNonce,
+        Fault::CrashBeforeAttestation,
+    ];
+    for fault in faults {
+        b.push_fault(fault);
+        let mut io = io(1 << 20);
+        let r = e
+            .execute(&task("write out x\n", Duration::from_secs(10)), &mut io)
+            .await;
+        internal(&r);
+    }
+    let stats = e.pool_stats("native").unwrap();
+    assert_eq!(stats.launch_failures, 4, "{stats:?}");
+    // A crash before attesting is a failed launch, not a refusal.
+    let refusals: Vec<_> = stats.attestation_refusals.into_iter().collect();
+    assert_eq!(
+        refusals,
+        [("freshness", 1), ("policy", 1), ("simulation_key", 1)]
+    );
+    drop(e);
+    settle(&b, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_never_starts_the_program_is_given_up() {
     let started = Instant::now();
     let m = launch_fault(Fault::HangBeforeDeploy).await;

@@ -1,9 +1,11 @@
-//! The instance's side of a session, after the attested channel is open:
+//! The instance's side of a session, after the attested channel is open, as consuming
+//! typed states (the host side's, in `cella-libos/src/session.rs`, mirrored): each
+//! `handle(self, …)` takes the channel from the state before it and hands it to the next.
 //!
 //! ```text
 //! send Hello ─► ExpectDeploy ─Deploy─► ReceiveFiles ─all chunks, digests ok─► send Started
 //!   ─► Running (Log frames out; Cancel in ─► stop, send Error{CANCELED})
-//!   ─► program ended ─► output Chunks, Finished{exit, outputs, receipt}
+//!   ─► Exited ─► output Chunks, Finished{exit, outputs, receipt}
 //!   ─► channel closed: the end | Reset ─► wipe the run's files ─► send Hello again
 //! ```
 //!
@@ -186,7 +188,7 @@ where
     }
 }
 
-/// One run: `Deploy` to `Finished` (or a cancel).
+/// One run: `Deploy` to `Finished` (or a cancel), through the run's states in order.
 async fn serve_run<R, W>(
     rd: &mut FrameReader<R>,
     wr: &mut W,
@@ -199,195 +201,317 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    // ExpectDeploy.
-    let first = match rd.read_frame().await {
-        Ok(f) => f,
-        Err(e) if e.is_malformed() => {
-            return Err(give_up(wr, ErrorCode::Protocol, e.to_string()).await);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let deploy = match first.body {
-        Some(Body::Deploy(d)) => d,
-        other => {
-            let (code, msg) = unexpected(other, "Deploy")?;
-            return Err(give_up(wr, code, msg).await);
-        }
-    };
-    if let Err(e) = check_deploy(&deploy) {
-        let code = match e {
-            crate::protocol::CheckError::Version { .. } => ErrorCode::Version,
-            _ => ErrorCode::Protocol,
-        };
-        return Err(give_up(wr, code, e.to_string()).await);
+    let receiving = ExpectDeploy {
+        ch: Channel { rd, wr },
+        layout,
     }
-    let limits = deploy.limits.unwrap_or_default();
-
-    // ReceiveFiles.
-    let received = match receive_files(rd, &deploy, layout).await {
-        Ok(r) => r,
-        Err(Receive::Fail(code, msg)) => return Err(give_up(wr, code, msg).await),
-        Err(Receive::Canceled) => {
-            let _gone = give_up(wr, ErrorCode::Canceled, "canceled before start".into()).await;
-            return Ok(Served::Canceled);
-        }
-        Err(Receive::Fatal(e)) => return Err(e),
+    .handle()
+    .await?;
+    let Next::State(running) = receiving.handle().await? else {
+        return Ok(Served::Canceled);
     };
-    if let Err(e) = crate::task::write_task_file(&received.layout, &deploy) {
-        return Err(give_up(wr, e.code, e.message).await);
-    }
-    write_frame(wr, &Body::Started(Started {}).into()).await?;
-
-    // Running.
-    let mut env: Vec<(String, String)> = deploy
-        .env
-        .iter()
-        .map(|e| (e.name.clone(), e.value.clone()))
-        .collect();
-    env.extend(received.layout.env());
-    let argv = crate::task::program_argv(&deploy);
-    let job = Job {
-        layout: &received.layout,
-        argv: &argv,
-        env: &env,
+    let Next::State(exited) = running.handle(runner).await? else {
+        return Ok(Served::Canceled);
     };
-    let started = Instant::now();
-    let (log_tx, mut log_rx) = mpsc::channel(LOG_QUEUE);
-    let cancel = CancellationToken::new();
-    let run = runner.run(&job, log_tx, cancel.clone());
-    tokio::pin!(run);
-    let mut budget = LogBudget::new();
-    let mut canceled = false;
-    let mut executor_gone = false;
-    let result = loop {
-        tokio::select! {
-            r = &mut run => break r,
-            Some((stream, line)) = log_rx.recv() => {
-                send_log(wr, &mut budget, stream, line).await?;
+    exited.handle(identity, run_index).await
+}
+
+/// The attested channel to the executor, which every state of a run owns in turn.
+struct Channel<'s, R, W> {
+    rd: &'s mut FrameReader<R>,
+    wr: &'s mut W,
+}
+
+/// What a state that may be cancelled leads to.
+enum Next<T> {
+    /// The run goes on in this state.
+    State(T),
+    /// The executor cancelled the run, and was told so.
+    Canceled,
+}
+
+/// The run has not begun: the next frame must be a `Deploy` this module can run.
+struct ExpectDeploy<'s, R, W> {
+    ch: Channel<'s, R, W>,
+    layout: Layout,
+}
+
+impl<'s, R, W> ExpectDeploy<'s, R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    async fn handle(self) -> Result<ReceiveFiles<'s, R, W>, PreloadError> {
+        let Self { ch, layout } = self;
+        let first = match ch.rd.read_frame().await {
+            Ok(f) => f,
+            Err(e) if e.is_malformed() => {
+                return Err(give_up(ch.wr, ErrorCode::Protocol, e.to_string()).await);
             }
-            frame = rd.read_frame(), if !canceled && !executor_gone => match frame {
-                Ok(Envelope { body: Some(Body::Cancel(c)) }) => {
-                    tracing::info!(reason = %c.reason, "cancel requested");
-                    canceled = true;
-                    cancel.cancel();
+            Err(e) => return Err(e.into()),
+        };
+        let deploy = match first.body {
+            Some(Body::Deploy(d)) => d,
+            other => {
+                let (code, msg) = unexpected(other, "Deploy")?;
+                return Err(give_up(ch.wr, code, msg).await);
+            }
+        };
+        if let Err(e) = check_deploy(&deploy) {
+            let code = match e {
+                crate::protocol::CheckError::Version { .. } => ErrorCode::Version,
+                _ => ErrorCode::Protocol,
+            };
+            return Err(give_up(ch.wr, code, e.to_string()).await);
+        }
+        Ok(ReceiveFiles { ch, layout, deploy })
+    }
+}
+
+/// `Deploy` checked: its files arrive, and are laid out once their digests match.
+struct ReceiveFiles<'s, R, W> {
+    ch: Channel<'s, R, W>,
+    layout: Layout,
+    deploy: Deploy,
+}
+
+impl<'s, R, W> ReceiveFiles<'s, R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    /// Receives every file, writes the task file and sends `Started`.
+    async fn handle(self) -> Result<Next<Running<'s, R, W>>, PreloadError> {
+        let Self { ch, layout, deploy } = self;
+        let received = match receive_files(ch.rd, &deploy, layout).await {
+            Ok(r) => r,
+            Err(Receive::Fail(code, msg)) => return Err(give_up(ch.wr, code, msg).await),
+            Err(Receive::Canceled) => {
+                let _gone =
+                    give_up(ch.wr, ErrorCode::Canceled, "canceled before start".into()).await;
+                return Ok(Next::Canceled);
+            }
+            Err(Receive::Fatal(e)) => return Err(e),
+        };
+        if let Err(e) = crate::task::write_task_file(&received.layout, &deploy) {
+            return Err(give_up(ch.wr, e.code, e.message).await);
+        }
+        write_frame(ch.wr, &Body::Started(Started {}).into()).await?;
+        Ok(Next::State(Running {
+            ch,
+            deploy,
+            received,
+        }))
+    }
+}
+
+/// `Started` sent: the program runs, its log goes out, a `Cancel` may come in.
+struct Running<'s, R, W> {
+    ch: Channel<'s, R, W>,
+    deploy: Deploy,
+    received: Received,
+}
+
+impl<'s, R, W> Running<'s, R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    /// Runs the program to its end, or until the executor cancels it or goes away.
+    async fn handle(self, runner: &dyn Runner) -> Result<Next<Exited<'s, R, W>>, PreloadError> {
+        let Self {
+            ch,
+            deploy,
+            received,
+        } = self;
+        let mut env: Vec<(String, String)> = deploy
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        env.extend(received.layout.env());
+        let argv = crate::task::program_argv(&deploy);
+        let started = Instant::now();
+        // The job borrows the run's files; it ends, with the program, before they move on.
+        let (result, log_dropped, canceled, executor_gone) = {
+            let job = Job {
+                layout: &received.layout,
+                argv: &argv,
+                env: &env,
+            };
+            let (log_tx, mut log_rx) = mpsc::channel(LOG_QUEUE);
+            let cancel = CancellationToken::new();
+            let run = runner.run(&job, log_tx, cancel.clone());
+            tokio::pin!(run);
+            let mut budget = LogBudget::new();
+            let mut canceled = false;
+            let mut executor_gone = false;
+            let result = loop {
+                tokio::select! {
+                    r = &mut run => break r,
+                    Some((stream, line)) = log_rx.recv() => {
+                        send_log(ch.wr, &mut budget, stream, line).await?;
+                    }
+                    frame = ch.rd.read_frame(), if !canceled && !executor_gone => match frame {
+                        Ok(Envelope { body: Some(Body::Cancel(c)) }) => {
+                            tracing::info!(reason = %c.reason, "cancel requested");
+                            canceled = true;
+                            cancel.cancel();
+                        }
+                        Ok(other) => {
+                            cancel.cancel();
+                            let (code, msg) = unexpected(other.body, "Cancel")?;
+                            return Err(give_up(ch.wr, code, msg).await);
+                        }
+                        Err(e) => {
+                            // The executor is gone or broke the framing: stop the program.
+                            executor_gone = true;
+                            cancel.cancel();
+                            if e.is_malformed() {
+                                return Err(give_up(ch.wr, ErrorCode::Protocol, e.to_string()).await);
+                            }
+                        }
+                    },
                 }
-                Ok(other) => {
-                    cancel.cancel();
-                    let (code, msg) = unexpected(other.body, "Cancel")?;
-                    return Err(give_up(wr, code, msg).await);
+            };
+            while let Ok((stream, line)) = log_rx.try_recv() {
+                send_log(ch.wr, &mut budget, stream, line).await?;
+            }
+            (result, budget.dropped, canceled, executor_gone)
+        };
+        if executor_gone {
+            return Err(PreloadError::ExecutorGaveUp("the channel closed".into()));
+        }
+        if canceled {
+            let _sent = give_up(ch.wr, ErrorCode::Canceled, "canceled".into()).await;
+            return Ok(Next::Canceled);
+        }
+        let exit = match result {
+            Ok(exit) => exit,
+            Err(e) => return Err(give_up(ch.wr, ErrorCode::Spawn, e.to_string()).await),
+        };
+        Ok(Next::State(Exited {
+            ch,
+            deploy,
+            received,
+            exit,
+            wall_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            log_dropped,
+        }))
+    }
+}
+
+/// The program ended on its own: what it left is read, signed for and sent.
+struct Exited<'s, R, W> {
+    ch: Channel<'s, R, W>,
+    deploy: Deploy,
+    received: Received,
+    exit: ExitStatus,
+    wall_us: u64,
+    log_dropped: u64,
+}
+
+impl<R, W> Exited<'_, R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    /// Sends the outputs (after a successful exit) and `Finished` with the signed receipt.
+    async fn handle(self, identity: &Identity, run_index: u32) -> Result<Served, PreloadError> {
+        let Self {
+            ch,
+            deploy,
+            received,
+            exit,
+            wall_us,
+            log_dropped,
+        } = self;
+        let limits = deploy.limits.unwrap_or_default();
+        let mut outputs = Vec::new();
+        let mut return_value = Vec::new();
+        if exit.success() {
+            match collect(&received.layout, &deploy.outputs, limits) {
+                Ok((o, rv)) => {
+                    outputs = o;
+                    return_value = rv;
                 }
                 Err(e) => {
-                    // The executor is gone or broke the framing: stop the program.
-                    executor_gone = true;
-                    cancel.cancel();
-                    if e.is_malformed() {
-                        return Err(give_up(wr, ErrorCode::Protocol, e.to_string()).await);
-                    }
+                    let (code, msg) = layout_failure(e);
+                    return Err(give_up(ch.wr, code, msg).await);
                 }
-            },
-        }
-    };
-    while let Ok((stream, line)) = log_rx.try_recv() {
-        send_log(wr, &mut budget, stream, line).await?;
-    }
-    if executor_gone {
-        return Err(PreloadError::ExecutorGaveUp("the channel closed".into()));
-    }
-    if canceled {
-        let _sent = give_up(wr, ErrorCode::Canceled, "canceled".into()).await;
-        return Ok(Served::Canceled);
-    }
-    let exit = match result {
-        Ok(exit) => exit,
-        Err(e) => return Err(give_up(wr, ErrorCode::Spawn, e.to_string()).await),
-    };
-    let wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-
-    // Collect and report.
-    let mut outputs = Vec::new();
-    let mut return_value = Vec::new();
-    if exit.success() {
-        match collect(&received.layout, &deploy.outputs, limits) {
-            Ok((o, rv)) => {
-                outputs = o;
-                return_value = rv;
-            }
-            Err(e) => {
-                let (code, msg) = layout_failure(e);
-                return Err(give_up(wr, code, msg).await);
             }
         }
-    }
-    // Output chunks and `Finished` go out in one write, up to a few chunks' worth.
-    let mut batch = Vec::new();
-    let mut metas = Vec::with_capacity(outputs.len());
-    for (index, (slot, data)) in outputs.iter().enumerate() {
-        let index = u32::try_from(index).unwrap_or(u32::MAX);
-        for piece in data.chunks(MAX_CHUNK_LEN) {
-            let chunk: Envelope = Body::Chunk(Chunk {
-                target: ChunkTarget::Output as i32,
-                index,
-                data: piece.to_vec(),
-            })
-            .into();
-            append_frame(&mut batch, &chunk)?;
-            if batch.len() >= BATCH_BYTES {
-                write_frames(wr, &batch).await?;
-                batch.clear();
+        // Output chunks and `Finished` go out in one write, up to a few chunks' worth.
+        let mut batch = Vec::new();
+        let mut metas = Vec::with_capacity(outputs.len());
+        for (index, (slot, data)) in outputs.iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            for piece in data.chunks(MAX_CHUNK_LEN) {
+                let chunk: Envelope = Body::Chunk(Chunk {
+                    target: ChunkTarget::Output as i32,
+                    index,
+                    data: piece.to_vec(),
+                })
+                .into();
+                append_frame(&mut batch, &chunk)?;
+                if batch.len() >= BATCH_BYTES {
+                    write_frames(ch.wr, &batch).await?;
+                    batch.clear();
+                }
             }
+            metas.push(OutputMeta {
+                slot: slot.clone(),
+                size: u64::try_from(data.len()).unwrap_or(u64::MAX),
+                sha256: sha256(data).to_vec(),
+            });
         }
-        metas.push(OutputMeta {
-            slot: slot.clone(),
-            size: u64::try_from(data.len()).unwrap_or(u64::MAX),
-            sha256: sha256(data).to_vec(),
-        });
+        let body = ReceiptBody {
+            format: RECEIPT_FORMAT.into(),
+            task_id: deploy.task_id.clone(),
+            function_id: deploy.function_id.clone(),
+            measurement: identity.measurement().to_vec(),
+            nonce: identity.nonce().to_vec(),
+            workload: received.workload,
+            inputs: received.inputs,
+            outputs: metas
+                .iter()
+                .map(|m| Entry {
+                    name: m.slot.clone(),
+                    sha256: m.sha256.clone(),
+                })
+                .collect(),
+            exit: Some(exit),
+            return_value_sha256: sha256(&return_value).to_vec(),
+            command_sha256: command_digest(&deploy.argv, &deploy.env).to_vec(),
+            signed_at_unix_secs: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            run_index,
+        }
+        .encode_to_vec();
+        let signature = match identity.signer().sign(&body) {
+            Ok(s) => s,
+            Err(e) => return Err(give_up(ch.wr, ErrorCode::Internal, e.to_string()).await),
+        };
+        let output_bytes = metas.iter().map(|m| m.size).sum();
+        let finished: Envelope = Body::Finished(Finished {
+            exit: Some(exit),
+            outputs: metas,
+            usage: Some(ResourceUsage {
+                wall_us,
+                input_bytes: received.input_bytes,
+                output_bytes,
+            }),
+            return_value,
+            log_dropped,
+            receipt: body,
+            signature,
+        })
+        .into();
+        append_frame(&mut batch, &finished)?;
+        write_frames(ch.wr, &batch).await?;
+        Ok(Served::Finished(exit))
     }
-    let body = ReceiptBody {
-        format: RECEIPT_FORMAT.into(),
-        task_id: deploy.task_id.clone(),
-        function_id: deploy.function_id.clone(),
-        measurement: identity.measurement().to_vec(),
-        nonce: identity.nonce().to_vec(),
-        workload: received.workload,
-        inputs: received.inputs,
-        outputs: metas
-            .iter()
-            .map(|m| Entry {
-                name: m.slot.clone(),
-                sha256: m.sha256.clone(),
-            })
-            .collect(),
-        exit: Some(exit),
-        return_value_sha256: sha256(&return_value).to_vec(),
-        command_sha256: command_digest(&deploy.argv, &deploy.env).to_vec(),
-        signed_at_unix_secs: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        run_index,
-    }
-    .encode_to_vec();
-    let signature = match identity.signer().sign(&body) {
-        Ok(s) => s,
-        Err(e) => return Err(give_up(wr, ErrorCode::Internal, e.to_string()).await),
-    };
-    let output_bytes = metas.iter().map(|m| m.size).sum();
-    let finished: Envelope = Body::Finished(Finished {
-        exit: Some(exit),
-        outputs: metas,
-        usage: Some(ResourceUsage {
-            wall_us,
-            input_bytes: received.input_bytes,
-            output_bytes,
-        }),
-        return_value,
-        log_dropped: budget.dropped,
-        receipt: body,
-        signature,
-    })
-    .into();
-    append_frame(&mut batch, &finished)?;
-    write_frames(wr, &batch).await?;
-    Ok(Served::Finished(exit))
 }
 
 async fn send_log<W: AsyncWrite + Unpin>(

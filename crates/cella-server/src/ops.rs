@@ -534,6 +534,18 @@ impl Collector for Gauges {
                 ConstCounter::new(pick(s)).encode(family.encode_family(&labels)?)?;
             }
         }
+        let mut family = encoder.encode_descriptor(
+            "attestation_refusals",
+            "LibOS instances whose attestation was refused, by reason",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (runtime, s) in &stats {
+            for (reason, n) in &s.attestation_refusals {
+                let labels = [("runtime", runtime.as_str()), ("reason", reason)];
+                ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+            }
+        }
         Ok(())
     }
 }
