@@ -221,6 +221,15 @@ impl ServeArgs {
         let default_listen: SocketAddr = DEFAULT_LISTEN
             .parse()
             .context("the default listen address")?;
+        // Asked for in either place, the addresses make sense only with the API on.
+        let teaclave_listen_given = [
+            self.teaclave_auth_listen,
+            self.teaclave_frontend_listen,
+            file.teaclave_auth_listen,
+            file.teaclave_frontend_listen,
+        ]
+        .iter()
+        .any(Option::is_some);
         let config = ServeConfig {
             data_dir: self.data_dir.or(file.data_dir).context(
                 "no data dir: give --data-dir DIR, CELLA_DATA_DIR or data_dir in --config",
@@ -276,11 +285,10 @@ impl ServeArgs {
                 .or(file.teaclave_frontend_listen)
                 .unwrap_or(loopback(cella_teaclave::DEFAULT_FRONTEND_PORT)),
         };
-        if !config.teaclave_api
-            && (self.teaclave_auth_listen.is_some() || self.teaclave_frontend_listen.is_some())
-        {
+        if !config.teaclave_api && teaclave_listen_given {
             anyhow::bail!(
-                "--teaclave-auth-listen and --teaclave-frontend-listen need --teaclave-api"
+                "--teaclave-auth-listen and --teaclave-frontend-listen (teaclave_auth_listen, \
+                 teaclave_frontend_listen in the file) need --teaclave-api (teaclave_api = true)"
             );
         }
         if let Some(url) = &config.store
@@ -293,10 +301,9 @@ impl ServeArgs {
         if config.workers == 0 {
             anyhow::bail!("workers = 0: a node needs at least 1 worker to run tasks");
         }
-        if config.teaclave_api && config.node_evidence()? != NodeEvidence::Simulation {
+        if config.node_evidence()? != NodeEvidence::Simulation && config.teaclave_api {
             anyhow::bail!("{}", cella_teaclave::StartError::NeedsSimulation);
         }
-        config.node_evidence()?;
         config.blob_location(None)?;
         Ok(config)
     }

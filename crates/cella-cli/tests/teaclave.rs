@@ -150,6 +150,13 @@ fn the_teaclave_api_needs_simulation_evidence_and_its_addresses_need_the_flag() 
     let (ok, _, err) = run(&["--teaclave-auth-listen", "127.0.0.1:9000"]);
     assert!(!ok);
     assert!(err.contains("need --teaclave-api"), "{err}");
+    // The same address in the configuration file, without the API, is refused too.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cella.toml");
+    std::fs::write(&file, "teaclave_frontend_listen = \"127.0.0.1:9001\"\n").unwrap();
+    let (ok, _, err) = run(&["--config", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("need --teaclave-api"), "{err}");
     let (ok, printed, err) = run(&[
         "--teaclave-api",
         "--teaclave-frontend-listen",

@@ -116,7 +116,7 @@ impl ClientError {
 
 /// Renders an error and its chain of causes as one line, `a: b: c`, skipping causes
 /// whose text is already contained in the previous one.
-pub(crate) fn chain_message(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn chain_message(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -36,10 +36,11 @@ mod tasks;
 mod tls;
 
 /// The generated API types (`cella.v1`).
+pub use cella_proto::code_name;
 pub use cella_proto::v1 as proto;
 
 pub use client::{Client, LoginInfo, MAX_RESPONSE_MESSAGE_SIZE};
-pub use error::{ClientError, Result};
+pub use error::{ClientError, Result, chain_message};
 pub use files::{DownloadSummary, Progress, UPLOAD_CHUNK_SIZE, UploadSource};
 pub use tasks::{TaskWatch, compute_task_digest, is_terminal, task_status};
 pub use tls::{ServerTrust, appraise_node};

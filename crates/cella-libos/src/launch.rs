@@ -291,10 +291,8 @@ impl LaunchCtx {
             r = timeout_at(deadline, TlsAcceptor::from(tls).accept(channel)) => match r {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    return Err(match handshake_failure(&e) {
-                        (message, Some(reason)) => self.refused(message, reason),
-                        (message, None) => self.fail("attest", message),
-                    });
+                    let (message, refusal) = handshake_failure(&e);
+                    return Err(LaunchError { refusal, ..self.fail("attest", message) });
                 }
                 Err(_) => return Err(self.fail("attest", late("no TLS handshake"))),
             },

@@ -197,11 +197,71 @@ impl PlatformError {
             source: Some(source.into()),
         }
     }
+
+    /// How this error reaches a client when the node, not the request, is at fault:
+    /// every frontend words its own answer from this, so that which failures may be
+    /// retried, and what their reason says, is decided once. `None` for a refusal of the
+    /// request.
+    pub fn node_failure(&self) -> Option<NodeFailure> {
+        Some(match self {
+            Self::Busy(m) => NodeFailure::Unavailable(m.clone()),
+            Self::Store(s) if s.is_out_of_space() => NodeFailure::DiskFull,
+            Self::Store(s) if s.is_unavailable() => {
+                NodeFailure::Unavailable(format!("{s}; try again later"))
+            }
+            Self::Blob(b) if b.is_unavailable() => NodeFailure::Unavailable(format!(
+                "blob store: {}; try again later",
+                cella_store::error_chain(b)
+            )),
+            Self::Store(s) => NodeFailure::Internal(format!("metadata store: {s}")),
+            Self::Blob(b) => NodeFailure::Internal(format!("blob store: {b}")),
+            Self::Node {
+                what,
+                source: Some(cause),
+            } => NodeFailure::Internal(format!("{what}: {cause}")),
+            Self::Node { what, source: None } => NodeFailure::Internal(what.clone()),
+            _ => return None,
+        })
+    }
+}
+
+/// A failure of the node rather than of the request ([`PlatformError::node_failure`]),
+/// with the reason a client may read: the failing part and its immediate cause, never
+/// a secret or the store's internals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeFailure {
+    /// The node cannot serve this now (busy, or a store it needs is unreachable); the same
+    /// request may succeed later, and nothing was changed.
+    Unavailable(String),
+    /// The disk under the metadata store is full.
+    DiskFull,
+    /// The node failed.
+    Internal(String),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_store_password_stops_the_node_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::NodeConfig::new(dir.path().join("node"));
+        // Never reached: the password is read before the server is dialled.
+        config.store_url = Some("postgres://cella@127.0.0.1:1/cella".into());
+        std::fs::create_dir_all(config.store_password_path()).unwrap();
+        let e =
+            crate::Platform::open(config.clone(), cella_executor::Executors::new()).unwrap_err();
+        let chain = cella_store::error_chain(&e);
+        assert!(matches!(e, PlatformError::Node { .. }), "{chain}");
+        assert!(
+            chain.contains(&format!(
+                "reading {}",
+                config.store_password_path().display()
+            )),
+            "{chain}"
+        );
+    }
 
     #[test]
     fn store_and_node_failures_keep_their_cause_for_the_log() {

@@ -89,17 +89,19 @@ impl Platform {
         let store = match &config.store_url {
             None => MetaStore::open(&config.meta_path(), key)?,
             Some(url) => {
-                let password = match std::fs::read(config.store_password_path()) {
-                    Ok(p) => Some(zeroize::Zeroizing::new(p.trim_ascii().to_vec())),
+                let path = config.store_password_path();
+                // The buffer read is the one wiped: no unwiped copy of the password.
+                let password = match std::fs::read(&path) {
+                    Ok(p) => Some(zeroize::Zeroizing::new(p)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                     Err(e) => {
                         return Err(PlatformError::node_because(
-                            format!("reading {}", config.store_password_path().display()),
+                            format!("reading {}", path.display()),
                             e,
                         ));
                     }
                 };
-                MetaStore::connect_postgres(url, password.as_deref().map(Vec::as_slice), key)?
+                MetaStore::connect_postgres(url, password.as_deref().map(|p| p.trim_ascii()), key)?
             }
         };
         let blobs = BlobStore::open_at(&config.blobs, &config.blob_dir())?;

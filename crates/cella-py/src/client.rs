@@ -28,13 +28,17 @@ fn trust(policy: Option<PathBuf>, cert: Option<PathBuf>) -> PyResult<ServerTrust
     };
     match (policy, cert) {
         (Some(policy), None) => {
-            let text = read(&policy, "attestation policy")?;
-            let parsed = cella_attest::Policy::from_toml_str(&text).map_err(|e| {
-                InvalidInputError::new_err(format!(
+            // Read as the CLI reads it: bounded in size.
+            let parsed = cella_attest::Policy::load(&policy).map_err(|e| match e {
+                cella_attest::policy::PolicyError::Io { source, .. } => crate::keys::os_error(
+                    format!("cannot read attestation policy {}", policy.display()),
+                    &source,
+                ),
+                other => InvalidInputError::new_err(format!(
                     "attestation policy {}: {}",
                     policy.display(),
-                    crate::error::chain(&e)
-                ))
+                    crate::error::chain(&other)
+                )),
             })?;
             Ok(ServerTrust::attested(parsed))
         }

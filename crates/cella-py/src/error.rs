@@ -223,29 +223,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// The wire name of a gRPC code, as Python code compares it (`"NOT_FOUND"`).
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 /// The exception for a node's refusal with `code`.
 fn status_error(code: Code, text: String) -> PyErr {
     match code {
@@ -281,7 +258,7 @@ pub(crate) fn to_py(err: ClientError) -> PyErr {
                 let value = exc.value(py);
                 // Setting attributes on a fresh exception instance cannot fail short of
                 // memory exhaustion; the exception is still raised without them then.
-                value.setattr("code", code_name(code)).ok();
+                value.setattr("code", cella_client::code_name(code)).ok();
                 value.setattr("op", op).ok();
                 value.setattr("message", message).ok();
             });
@@ -305,17 +282,5 @@ pub(crate) fn to_py(err: ClientError) -> PyErr {
     }
 }
 
-/// Renders an error with its chain of causes, `a: b: c`.
-pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
+/// Renders an error with its chain of causes, `a: b: c`, as the Rust client does.
+pub(crate) use cella_client::chain_message as chain;

@@ -123,7 +123,7 @@ impl NodeMetrics {
         self.api_requests
             .get_or_create(&[
                 ("method", method.to_owned()),
-                ("code", code_name(code).to_owned()),
+                ("code", cella_proto::code_name(code).to_owned()),
             ])
             .inc();
     }
@@ -151,30 +151,6 @@ impl Observer for NodeMetrics {
 
     fn store_commit(&self, took: Duration) {
         self.store_commit.observe(took.as_secs_f64());
-    }
-}
-
-/// gRPC's name of `code`, as in the specification (`OK`, `NOT_FOUND`, …).
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code as C;
-    match code {
-        C::Ok => "OK",
-        C::Cancelled => "CANCELLED",
-        C::Unknown => "UNKNOWN",
-        C::InvalidArgument => "INVALID_ARGUMENT",
-        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        C::NotFound => "NOT_FOUND",
-        C::AlreadyExists => "ALREADY_EXISTS",
-        C::PermissionDenied => "PERMISSION_DENIED",
-        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        C::FailedPrecondition => "FAILED_PRECONDITION",
-        C::Aborted => "ABORTED",
-        C::OutOfRange => "OUT_OF_RANGE",
-        C::Unimplemented => "UNIMPLEMENTED",
-        C::Internal => "INTERNAL",
-        C::Unavailable => "UNAVAILABLE",
-        C::DataLoss => "DATA_LOSS",
-        C::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

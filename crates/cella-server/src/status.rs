@@ -3,12 +3,19 @@
 //! their whole cause chain; internal details stay in the node's log.
 
 use cella_platform::PlatformError;
+use cella_platform::error::NodeFailure;
 use cella_store::error_chain;
 use cella_types::TaskError;
 use tonic::{Code, Status};
 
-/// The status code of a platform error.
-fn code(e: &PlatformError) -> Code {
+/// The status code of a platform error, `failure` its [`PlatformError::node_failure`].
+fn code(e: &PlatformError, failure: Option<&NodeFailure>) -> Code {
+    match failure {
+        Some(NodeFailure::Unavailable(_)) => return Code::Unavailable,
+        Some(NodeFailure::DiskFull) => return Code::ResourceExhausted,
+        Some(NodeFailure::Internal(_)) => return Code::Internal,
+        None => {}
+    }
     match e {
         PlatformError::NoSession(_) => Code::Unauthenticated,
         PlatformError::Refused(_) => Code::PermissionDenied,
@@ -19,45 +26,26 @@ fn code(e: &PlatformError) -> Code {
         PlatformError::Task(_) | PlatformError::WrongState(_) => Code::FailedPrecondition,
         PlatformError::Taken(_) => Code::AlreadyExists,
         PlatformError::QuotaUsed { .. } => Code::ResourceExhausted,
-        PlatformError::Store(s) if s.is_out_of_space() => Code::ResourceExhausted,
-        // The database or the object store is down or cut off: the same request may
-        // succeed later, and nothing was changed.
-        PlatformError::Store(s) if s.is_unavailable() => Code::Unavailable,
-        PlatformError::Blob(b) if b.is_unavailable() => Code::Unavailable,
-        PlatformError::Busy(_) => Code::Unavailable,
-        PlatformError::Store(_) | PlatformError::Blob(_) | PlatformError::Node { .. } => {
-            Code::Internal
-        }
+        // Node failures, answered above.
+        PlatformError::Busy(_)
+        | PlatformError::Store(_)
+        | PlatformError::Blob(_)
+        | PlatformError::Node { .. } => Code::Internal,
     }
 }
 
 /// The client's message: the code in words, then what was wrong. A node failure says
-/// where it happened and its immediate cause, as before the error kept its chain; a full
-/// disk says so and nothing of the store's internals.
-fn message(code: Code, e: &PlatformError) -> String {
-    match e {
-        PlatformError::Missing(_) => e.to_string(),
-        PlatformError::Store(s) if s.is_out_of_space() => {
-            "resource exhausted: the node's disk is full: the metadata store cannot write; \
-             try again later"
-                .into()
-        }
-        PlatformError::Store(s) if s.is_unavailable() => {
-            format!("unavailable: {s}; try again later")
-        }
-        PlatformError::Blob(b) if b.is_unavailable() => {
-            format!(
-                "unavailable: blob store: {}; try again later",
-                error_chain(b)
-            )
-        }
-        PlatformError::Store(s) => format!("internal error: metadata store: {s}"),
-        PlatformError::Blob(b) => format!("internal error: blob store: {b}"),
-        PlatformError::Node {
-            what,
-            source: Some(cause),
-        } => format!("internal error: {what}: {cause}"),
-        _ => format!("{}: {e}", code_words(code)),
+/// where it happened and its immediate cause; a full disk says so and nothing of the
+/// store's internals.
+fn message(code: Code, e: &PlatformError, failure: Option<NodeFailure>) -> String {
+    match failure {
+        Some(NodeFailure::Unavailable(reason)) => format!("unavailable: {reason}"),
+        Some(NodeFailure::DiskFull) => "resource exhausted: the node's disk is full: the \
+             metadata store cannot write; try again later"
+            .into(),
+        Some(NodeFailure::Internal(reason)) => format!("internal error: {reason}"),
+        None if matches!(e, PlatformError::Missing(_)) => e.to_string(),
+        None => format!("{}: {e}", code_words(code)),
     }
 }
 
@@ -78,7 +66,8 @@ fn code_words(code: Code) -> &'static str {
 /// Maps a platform error to a status whose message says what was wrong, and logs it
 /// with its causes (an error, when the node failed; a debug line for a refusal).
 pub(crate) fn to_status(e: PlatformError) -> Status {
-    let code = code(&e);
+    let failure = e.node_failure();
+    let code = code(&e, failure.as_ref());
     let node_failed = matches!(
         e,
         PlatformError::Store(_) | PlatformError::Blob(_) | PlatformError::Node { .. }
@@ -88,7 +77,7 @@ pub(crate) fn to_status(e: PlatformError) -> Status {
     } else {
         tracing::debug!(error = %error_chain(&e), "request refused");
     }
-    Status::new(code, message(code, &e))
+    Status::new(code, message(code, &e, failure))
 }
 
 /// A status for a malformed request that never reached the platform.

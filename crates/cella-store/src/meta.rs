@@ -586,8 +586,9 @@ impl MetaStore {
                     key: &self.key,
                     overlay: None,
                 })?;
-                // A read-only transaction has nothing to lose: its end is only cleanup.
-                txn.rollback()?;
+                // A read-only transaction has nothing to lose: its end is only cleanup,
+                // which dropping it does (a failed rollback is logged, the read stands).
+                drop(txn);
                 return Ok(value);
             }
         };
@@ -664,26 +665,19 @@ impl MetaStore {
         };
         let txn = p.pg.begin(Mode::Write { durable }).map_err(failed)?;
         let overlay = RefCell::new(Overlay::default());
-        // A panic in `f` drops `txn`, which rolls back.
+        // An error or a panic in `f` drops `txn`, which rolls back (and logs a failed
+        // rollback).
         let value = f(&mut WriteTx {
             view: ReadTx {
                 txn: TxnRef::Pg(&txn),
                 key: &self.key,
                 overlay: Some(&overlay),
             },
-        });
-        let value = match value {
-            Ok(value) => value,
-            Err(e) => {
-                if let Err(rollback) = txn.rollback() {
-                    tracing::warn!(error = %error_chain(&rollback), "rollback failed");
-                }
-                return Err(e);
-            }
-        };
+        })?;
         let overlay = overlay.into_inner();
         if overlay.is_empty() {
-            txn.rollback()?;
+            // Nothing to write: the value stands whatever the rollback does.
+            drop(txn);
             return Ok(value);
         }
         let began = std::time::Instant::now();

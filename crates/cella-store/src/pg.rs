@@ -399,11 +399,6 @@ impl PgTxn<'_> {
         self.finish("COMMIT", "committing")
     }
 
-    /// Rolls back (what dropping does, with the error reported).
-    pub(crate) fn rollback(mut self) -> Result<(), StoreError> {
-        self.finish("ROLLBACK", "rolling back")
-    }
-
     fn finish(&mut self, sql: &str, op: &'static str) -> Result<(), StoreError> {
         let Some(conn) = self.conn.take() else {
             return Ok(());

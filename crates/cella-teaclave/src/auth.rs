@@ -3,6 +3,7 @@
 
 use cella_platform::Caller;
 use cella_types::Role;
+use cella_types::user::{ParseUserNameError, UserName};
 use tonic::{Request, Response, Status};
 
 use crate::errors::{self, AUTHENTICATION_FAILED, PERMISSION_DENIED};
@@ -59,13 +60,11 @@ impl TeaclaveAuthenticationApi for AuthApi {
     ) -> Result<Response<()>, Status> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
-        if r.id.is_empty() {
-            return Err(Status::unauthenticated("invalid user id"));
-        }
+        let user = user_id(&r.id)?;
         let roles =
             acl::roles_of(&r.role).ok_or_else(|| Status::unauthenticated("invalid role"))?;
         self.0
-            .register_user(caller, r.id, r.password, roles)
+            .register_user(caller, user, r.password, roles)
             .await
             .map_err(errors::auth)?;
         Ok(Response::new(()))
@@ -114,8 +113,8 @@ impl TeaclaveAuthenticationApi for AuthApi {
         if !caller.has_role(Role::Admin) {
             return Err(Status::unauthenticated(PERMISSION_DENIED));
         }
-        let id = req.into_inner().id;
-        if id.is_empty() || id == caller.user.as_str() {
+        let id = user_id(&req.into_inner().id)?;
+        if id == caller.user {
             return Err(Status::unauthenticated("invalid user id"));
         }
         let password = self
@@ -148,4 +147,11 @@ impl TeaclaveAuthenticationApi for AuthApi {
         let ids = self.0.all_users(caller).await.map_err(errors::auth)?;
         Ok(Response::new(pb::ListUsersResponse { ids }))
     }
+}
+
+/// A user name from a request, parsed at the edge; refused as Teaclave refuses a bad id,
+/// with Cella's reason.
+fn user_id(id: &str) -> Result<UserName, Status> {
+    id.parse()
+        .map_err(|e: ParseUserNameError| Status::unauthenticated(format!("invalid user id: {e}")))
 }

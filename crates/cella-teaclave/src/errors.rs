@@ -7,6 +7,7 @@
 //! matches on Teaclave's text still matches and a person sees what was wrong.
 
 use cella_platform::PlatformError;
+use cella_platform::error::NodeFailure;
 use tonic::{Code, Status};
 
 use crate::node::CallError;
@@ -66,39 +67,18 @@ fn with_reason(code: Code, head: &str, reason: &str) -> Status {
     Status::new(code, format!("{head}: {reason}"))
 }
 
-/// A node failure (or a node that cannot serve now), the same on both services: the
-/// failing part and its immediate cause, never the store's internals.
+/// A node failure (or a node that cannot serve now), the same on both services, with
+/// the reason the platform gives every frontend. A full disk is not one here: Teaclave
+/// answers it as the refused operation (see [`failure`]).
 fn common(e: &PlatformError) -> Option<Status> {
-    match e {
-        PlatformError::Busy(m) => Some(Status::unavailable(m.clone())),
-        PlatformError::Store(s) if s.is_unavailable() => Some(Status::unavailable(format!(
-            "metadata store: {s}; try again later"
-        ))),
-        PlatformError::Blob(b) if b.is_unavailable() => Some(Status::unavailable(format!(
-            "blob store: {b}; try again later"
-        ))),
-        PlatformError::Store(s) if !s.is_out_of_space() => Some(with_reason(
+    match e.node_failure()? {
+        NodeFailure::Unavailable(reason) => Some(Status::unavailable(reason)),
+        NodeFailure::Internal(reason) => Some(with_reason(
             Code::Internal,
             "service internal error",
-            &format!("metadata store: {s}"),
+            &reason,
         )),
-        PlatformError::Blob(b) => Some(with_reason(
-            Code::Internal,
-            "service internal error",
-            &format!("blob store: {b}"),
-        )),
-        PlatformError::Node { what, source } => {
-            let reason = match source {
-                Some(cause) => format!("{what}: {cause}"),
-                None => what.clone(),
-            };
-            Some(with_reason(
-                Code::Internal,
-                "service internal error",
-                &reason,
-            ))
-        }
-        _ => None,
+        NodeFailure::DiskFull => None,
     }
 }
 
@@ -130,10 +110,8 @@ pub(crate) fn frontend(op: Op, e: CallError) -> Status {
 
 /// The reason of a refusal that is not a node failure, as the client reads it.
 fn failure(e: &PlatformError) -> String {
-    match e {
-        PlatformError::Store(s) if s.is_out_of_space() => {
-            "the node's disk is full; try again later".into()
-        }
+    match e.node_failure() {
+        Some(NodeFailure::DiskFull) => "the node's disk is full; try again later".into(),
         _ => e.to_string(),
     }
 }

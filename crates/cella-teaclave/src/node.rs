@@ -65,11 +65,11 @@ impl Node {
     pub(crate) async fn register_user(
         &self,
         caller: Caller,
-        user: String,
+        user: UserName,
         password: String,
         roles: BTreeSet<Role>,
     ) -> Result<User, CallError> {
-        self.run(move |p| p.register_user(&caller, user_name(&user)?, &password, roles))
+        self.run(move |p| p.register_user(&caller, user, &password, roles))
             .await
     }
 
@@ -77,11 +77,11 @@ impl Node {
     pub(crate) async fn reset_password(
         &self,
         caller: Caller,
-        user: String,
+        user: UserName,
     ) -> Result<String, CallError> {
         self.run(move |p| {
             let password = cella_platform::auth::random_password()?;
-            p.change_password(&caller, Some(user_name(&user)?), "", &password)?;
+            p.change_password(&caller, Some(user), "", &password)?;
             Ok(password)
         })
         .await
@@ -264,10 +264,4 @@ impl Node {
     pub(crate) async fn file(&self, caller: Caller, id: FileId) -> Result<FileView, CallError> {
         self.run(move |p| p.get_file(&caller, id)).await
     }
-}
-
-/// A user name from Teaclave's request, refused naming the value when it is not one.
-fn user_name(name: &str) -> Result<UserName> {
-    name.parse()
-        .map_err(|e: cella_types::user::ParseUserNameError| PlatformError::BadValue(e.to_string()))
 }

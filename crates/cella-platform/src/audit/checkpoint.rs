@@ -234,7 +234,11 @@ impl Platform {
         for c in checkpoints {
             over.entry(c.entry_seq).or_default().push(c);
         }
-        let items = entries
+        // The page is chosen first (an entry and its item share their position), so
+        // only its own entries are hashed for redaction.
+        let page = page.select(entries);
+        let items = page
+            .items
             .into_iter()
             .map(|e| ExportItem {
                 checkpoints: over.remove(&e.seq).unwrap_or_default(),
@@ -250,6 +254,9 @@ impl Platform {
                 },
             })
             .collect();
-        Ok(page.select(items))
+        Ok(Page {
+            items,
+            more: page.more,
+        })
     }
 }

@@ -239,10 +239,7 @@ pub(crate) fn chain_position(seq: u64) -> Position {
 
 /// A fresh salt for an entry.
 fn salt() -> Result<Digest> {
-    let mut bytes = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| PlatformError::node("the system random source failed"))?;
-    Ok(Digest::from_bytes(bytes))
+    Ok(Digest::from_bytes(crate::auth::random_bytes::<32>()?))
 }
 
 /// The last entry of the chain, so an append needs one read, not a scan.

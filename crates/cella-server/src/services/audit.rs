@@ -7,7 +7,7 @@ use cella_proto::v1::audit_service_server::AuditService;
 use tonic::{Request, Response, Status};
 
 use super::{Api, page_reply, page_request};
-use crate::status::invalid;
+use crate::convert::parse_opt;
 
 /// The audit service.
 #[derive(Debug, Clone)]
@@ -15,19 +15,10 @@ pub(crate) struct AuditApi(pub(crate) Api);
 
 /// The filter of a ListAuditEntries request, its task id parsed.
 fn audit_filter(r: &pb::ListAuditEntriesRequest) -> Result<AuditFilter, Status> {
-    let task = if r.task_id.is_empty() {
-        None
-    } else {
-        Some(
-            r.task_id
-                .parse()
-                .map_err(|e| invalid(format!("task_id: {e}")))?,
-        )
-    };
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     Ok(AuditFilter {
         object: nonempty(&r.object_id),
-        task,
+        task: parse_opt("task_id", &r.task_id)?,
         actor: nonempty(&r.actor),
         since_ms: r.since_ms,
         until_ms: r.until_ms,

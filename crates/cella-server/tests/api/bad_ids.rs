@@ -166,6 +166,11 @@ async fn malformed_ids_are_refused_at_the_edge_naming_the_field() {
     refused(o.invoke_task(WRONG_KIND).await, "task_id", &bad_task);
     refused(o.cancel_task(WRONG_KIND).await, "task_id", &bad_task);
     refused(o.watch_task(WRONG_KIND).await, "task_id", &bad_task);
+    let audit = cella_client::proto::ListAuditEntriesRequest {
+        task_id: WRONG_KIND.into(),
+        ..Default::default()
+    };
+    refused(o.list_audit_entries_page(audit).await, "task_id", &bad_task);
     refused(
         o.approve_task(WRONG_KIND, &t.task_digest).await,
         "task_id",

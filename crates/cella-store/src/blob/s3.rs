@@ -275,7 +275,6 @@ impl S3Blobs {
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&config.bucket)
             .with_region(config.region.as_deref().unwrap_or(DEFAULT_REGION))
-            .with_allow_http(config.allow_http)
             .with_client_options(
                 ClientOptions::new()
                     .with_allow_http(config.allow_http)
