@@ -178,8 +178,12 @@ pub(crate) struct ServeConfig {
     pub(crate) audit_checkpoint_interval: u64,
     pub(crate) log_format: LogFormat,
     pub(crate) teaclave_api: bool,
-    pub(crate) teaclave_auth_listen: SocketAddr,
-    pub(crate) teaclave_frontend_listen: SocketAddr,
+    // Only with the API on: an address of a listener that does not run is neither
+    // printed nor taken back from a printed configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) teaclave_auth_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) teaclave_frontend_listen: Option<SocketAddr>,
 }
 
 /// Port `port` on 127.0.0.1: Teaclave listens on every interface by default, Cella
@@ -230,6 +234,7 @@ impl ServeArgs {
         ]
         .iter()
         .any(Option::is_some);
+        let teaclave_api = self.teaclave_api.or(file.teaclave_api).unwrap_or(false);
         let config = ServeConfig {
             data_dir: self.data_dir.or(file.data_dir).context(
                 "no data dir: give --data-dir DIR, CELLA_DATA_DIR or data_dir in --config",
@@ -275,15 +280,17 @@ impl ServeArgs {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
-            teaclave_api: self.teaclave_api.or(file.teaclave_api).unwrap_or(false),
-            teaclave_auth_listen: self
-                .teaclave_auth_listen
-                .or(file.teaclave_auth_listen)
-                .unwrap_or(loopback(cella_teaclave::DEFAULT_AUTH_PORT)),
-            teaclave_frontend_listen: self
-                .teaclave_frontend_listen
-                .or(file.teaclave_frontend_listen)
-                .unwrap_or(loopback(cella_teaclave::DEFAULT_FRONTEND_PORT)),
+            teaclave_api,
+            teaclave_auth_listen: teaclave_api.then(|| {
+                self.teaclave_auth_listen
+                    .or(file.teaclave_auth_listen)
+                    .unwrap_or(loopback(cella_teaclave::DEFAULT_AUTH_PORT))
+            }),
+            teaclave_frontend_listen: teaclave_api.then(|| {
+                self.teaclave_frontend_listen
+                    .or(file.teaclave_frontend_listen)
+                    .unwrap_or(loopback(cella_teaclave::DEFAULT_FRONTEND_PORT))
+            }),
         };
         if !config.teaclave_api && teaclave_listen_given {
             anyhow::bail!(
@@ -441,10 +448,15 @@ pub(crate) async fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     config.evidence = evidence;
     config.ops = ops;
     config.libos = libos;
-    config.teaclave = args.teaclave_api.then_some(cella_teaclave::TeaclaveConfig {
-        auth_listen: args.teaclave_auth_listen,
-        frontend_listen: args.teaclave_frontend_listen,
-    });
+    config.teaclave = args
+        .teaclave_auth_listen
+        .zip(args.teaclave_frontend_listen)
+        .map(
+            |(auth_listen, frontend_listen)| cella_teaclave::TeaclaveConfig {
+                auth_listen,
+                frontend_listen,
+            },
+        );
     config.audit_checkpoint_interval = Some(Duration::from_secs(args.audit_checkpoint_interval));
     let running = RunningNode::start(config, executors)
         .await
